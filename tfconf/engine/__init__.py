@@ -1,0 +1,1 @@
+"""The dataflow engine (knows nothing of the config front end)."""

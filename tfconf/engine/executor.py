@@ -1,0 +1,226 @@
+"""Execution plans and the executors that run them.
+
+A plan is built once per (fetches, feeds, targets) signature, as the seed design describes: the ops
+the fetches need are found by walking back from them (stopping at fed tensors); each gets a pending
+count of its unfinished predecessors; ops whose count is 0 form the ready queue; running an op
+decrements its consumers' counts. The serial executor records that order once and replays it.
+Every tensor has a slot in a list; a slot is cleared right after its last consumer ran, so nothing
+but the fetched values (and Variables, held by the session) outlives its use.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+
+from . import errors
+from .shapes import fmt
+
+
+class Step:
+    __slots__ = ("op", "kernel", "ins", "outs", "frees")
+
+    def __init__(self, op, kernel, ins, outs, frees):
+        self.op, self.kernel, self.ins, self.outs, self.frees = op, kernel, ins, outs, frees
+
+
+class Plan:
+    """The compiled form of one run signature."""
+
+    def __init__(self, ops, steps, nslots, feed_slots, fetch_slots, succ, npred, slot_uses):
+        self.ops = ops                  # needed ops, in ready-queue order
+        self.steps = steps              # list[Step] aligned with ops
+        self.nslots = nslots
+        self.feed_slots = feed_slots    # slot per fed tensor, in the feed order of the signature
+        self.fetch_slots = fetch_slots  # slot per fetched tensor (None for op targets)
+        self.succ = succ                # step index -> successor step indices (data + control)
+        self.npred = npred              # step index -> number of predecessor steps
+        self.slot_uses = slot_uses      # slot -> number of consuming steps (for parallel freeing)
+        # Flat tuples for the serial hot loop.
+        self.fast = tuple((s.kernel, s.ins, s.outs, s.frees) for s in steps)
+
+
+TRASH = 0  # slot that receives outputs nobody reads (e.g. an op output that was also fed)
+
+
+def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed):
+    """Compile a plan. ``make_kernel(op)`` returns the op's kernel; ``check_unfed(op)`` raises for a
+    placeholder that is needed but not fed."""
+    fed = {t: i for i, t in enumerate(feed_tensors)}
+    # 1. Walk back from the fetches to find the needed ops (iteratively: graphs can be deep).
+    needed = {}
+    stack = [t.op for t in fetch_tensors if t not in fed] + list(target_ops)
+    while stack:
+        op = stack.pop()
+        if op in needed:
+            continue
+        needed[op] = None
+        for t in op.inputs:
+            if t not in fed and t.op not in needed:
+                stack.append(t.op)
+        for c in op.control_inputs:
+            if c not in needed:
+                stack.append(c)
+    for op in needed:
+        check_unfed(op)
+    # 2. Pending counts and successor lists over the needed subgraph.
+    pending = {}
+    succ = {op: [] for op in needed}
+    for op in needed:
+        preds = set()
+        for t in op.inputs:
+            if t not in fed:
+                preds.add(t.op)
+        preds.update(op.control_inputs)
+        pending[op] = len(preds)
+        for p in preds:
+            succ[p].append(op)
+    # 3. Ready queue (FIFO, seeded in creation order so the schedule is deterministic).
+    ready = collections.deque(sorted((op for op, n in pending.items() if n == 0), key=lambda o: o._id))
+    order = []
+    while ready:
+        op = ready.popleft()
+        order.append(op)
+        for s in sorted(succ[op], key=lambda o: o._id):
+            pending[s] -= 1
+            if pending[s] == 0:
+                ready.append(s)
+    if len(order) != len(needed):  # pragma: no cover - creation order makes cycles impossible
+        raise errors.InternalError("The graph has a cycle among: "
+                                   + ", ".join(o.name for o in needed if o not in order))
+    # 4. Slots: 0 is the trash slot, then feeds, then every output of a needed op.
+    slot = {}
+    nslots = 1
+    feed_slots = []
+    for t in feed_tensors:
+        slot[t] = nslots
+        feed_slots.append(nslots)
+        nslots += 1
+    for op in order:
+        for t in op.outputs:
+            if t not in fed:
+                slot[t] = nslots
+                nslots += 1
+    index = {op: i for i, op in enumerate(order)}
+    last_use = {}
+    uses = collections.Counter()
+    for i, op in enumerate(order):
+        for t in op.inputs:
+            last_use[slot[t]] = i
+            uses[slot[t]] += 1
+    keep = {slot[t] for t in fetch_tensors}
+    frees_at = collections.defaultdict(list)
+    for s, i in last_use.items():
+        if s not in keep:
+            frees_at[i].append(s)
+    steps = []
+    for i, op in enumerate(order):
+        outs = tuple(slot[t] if t not in fed else TRASH for t in op.outputs)
+        for t in op.outputs:  # outputs nobody reads are dropped at once
+            s = slot.get(t)
+            if t not in fed and s not in last_use and s not in keep:
+                frees_at[i].append(s)
+        out = outs[0] if len(outs) == 1 else outs
+        ins = tuple(slot[t] for t in op.inputs)
+        steps.append(Step(op, make_kernel(op), ins, out, tuple(frees_at.get(i, ()))))
+    succ_idx = [sorted({index[s] for s in succ[op]}) for op in order]
+    npred = [0] * len(order)
+    for lst in succ_idx:
+        for j in lst:
+            npred[j] += 1
+    fetch_slots = [slot[t] for t in fetch_tensors]
+    return Plan(order, steps, nslots, feed_slots, fetch_slots, succ_idx, npred, dict(uses))
+
+
+def _fail(step, vals, exc):
+    shapes = [getattr(vals[s], "shape", None) if vals[s] is not None else None for s in step.ins]
+    return errors.op_error_from(exc, step.op, shapes)
+
+
+def run_serial(plan, vals):
+    """Replay the plan's ready-queue order in this thread. ``vals`` holds the fed slots."""
+    get = vals.__getitem__
+    i = 0
+    try:
+        for i, (kernel, ins, out, frees) in enumerate(plan.fast):
+            if out.__class__ is int:
+                vals[out] = kernel(*map(get, ins))
+            else:
+                for s, v in zip(out, kernel(*map(get, ins))):
+                    vals[s] = v
+            for s in frees:
+                vals[s] = None
+    except Exception as e:
+        raise _fail(plan.steps[i], vals, e) from e
+    return vals
+
+
+class ParallelExecutor:
+    """Runs independent ready ops concurrently on a thread pool (numpy releases the GIL in its
+    kernels). The main thread owns all bookkeeping: pending counts, slots and freeing."""
+
+    def __init__(self, num_threads):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="tfconf-op")
+
+    def run(self, plan, vals):
+        done = queue.SimpleQueue()
+        pending = list(plan.npred)
+        uses = dict(plan.slot_uses)
+        keep = set(plan.fetch_slots)
+        steps = plan.steps
+        get = vals.__getitem__
+
+        def work(i):
+            step = steps[i]
+            try:
+                done.put((i, step.kernel(*map(get, step.ins)), None))
+            except BaseException as e:  # noqa: BLE001 - reported on the main thread
+                done.put((i, None, e))
+
+        inflight = 0
+        for i, n in enumerate(pending):
+            if n == 0:
+                self.pool.submit(work, i)
+                inflight += 1
+        first_error = None
+        while inflight:
+            i, result, exc = done.get()
+            inflight -= 1
+            step = steps[i]
+            if exc is not None:
+                if first_error is None:
+                    first_error = _fail(step, vals, exc)
+                    first_error.__cause__ = exc
+                continue
+            if first_error is not None:
+                continue
+            if isinstance(step.outs, tuple):
+                for s, v in zip(step.outs, result):
+                    vals[s] = v
+            else:
+                vals[step.outs] = result
+            for s in step.ins:
+                uses[s] -= 1
+                if uses[s] == 0 and s not in keep:
+                    vals[s] = None
+            for s in step.frees:  # unread outputs
+                if s not in uses:
+                    vals[s] = None
+            for j in plan.succ[i]:
+                pending[j] -= 1
+                if pending[j] == 0:
+                    self.pool.submit(work, j)
+                    inflight += 1
+        if first_error is not None:
+            raise first_error
+        return vals
+
+    def close(self):
+        self.pool.shutdown(wait=True)
+
+
+def input_shapes_text(op):
+    return ", ".join(fmt(t._shape) for t in op.inputs)
+

@@ -1,0 +1,1 @@
+"""Array kernels written once against ``xp`` (numpy or cupy)."""

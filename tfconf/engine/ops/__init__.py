@@ -1,0 +1,3 @@
+"""The op library. Importing this package registers every op type."""
+
+from . import array, core, math, nn, random, reduce, state  # noqa: F401

@@ -1,0 +1,417 @@
+"""Elementwise math: unary and binary ops with numpy broadcasting, comparisons, logic, where,
+cast, and matmul. Every rule of an op sits in its one declaration; the simple ones are rows of the
+two tables below (kernel, gradient built from other ops, doc)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import shapes as S
+from ..dtypes import as_dtype, bool_
+from ..graph import Tensor
+from ..registry import OpDef, register
+from .core import binary_inputs, convert_to_tensor, make, reduce_to_like, same_as_input, zeros_like
+
+
+# ---------------------------------------------------------------------------- unary table
+def _ufunc_kernel(name):
+    def make_kernel(op, ctx):
+        return getattr(ctx.xp, name)
+
+    return make_kernel
+
+
+def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True):
+    """Declare a unary elementwise op. ``kernel`` is an xp function name or ``f(xp, x)``."""
+
+    def infer(op):
+        t = op.inputs[0]
+        if float_only and not t.dtype.is_floating:
+            raise TypeError(f"{type_name} needs a floating-point input, received {t.dtype.name}")
+        return [(t._shape, t.dtype)]
+
+    body = {"__doc__": doc, "infer": infer}
+    if isinstance(kernel, str):
+        body["make_kernel"] = _ufunc_kernel(kernel)
+        body["forward"] = lambda xp, x, _k=kernel: getattr(xp, _k)(x)
+    else:
+        body["forward"] = kernel
+    if differentiable:
+        body["grad"] = grad
+    else:
+        body["nondifferentiable"] = True
+    return register(type(type_name, (OpDef,), body))
+
+
+def _stable_softplus(xp, x):
+    return xp.logaddexp(x.dtype.type(0), x)
+
+
+def _sigmoid(xp, x):
+    # Stable for large |x|: exp of a non-positive number only.
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _elu(xp, x):
+    return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)))
+
+
+def _zero_grad(op, dy):
+    return [zeros_like(op.inputs[0])]
+
+
+X = lambda op: op.inputs[0]  # noqa: E731
+Y = lambda op: op.outputs[0]  # noqa: E731
+
+Neg = _unary("Neg", "negative", lambda op, dy: [-dy], "y = -x;  dx = -dy", float_only=False)
+Square = _unary("Square", "square", lambda op, dy: [dy * (2 * X(op))], "y = x²;  dx = 2x·dy", False)
+Sqrt = _unary("Sqrt", "sqrt", lambda op, dy: [dy / (2 * Y(op))], "y = √x;  dx = dy / (2y)")
+Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
+               lambda op, dy: [dy * (-0.5 * Y(op) * Y(op) * Y(op))], "y = 1/√x;  dx = -y³/2 · dy")
+Exp = _unary("Exp", "exp", lambda op, dy: [dy * Y(op)], "y = eˣ;  dx = y·dy")
+Expm1 = _unary("Expm1", "expm1", lambda op, dy: [dy * (Y(op) + 1)], "y = eˣ-1;  dx = (y+1)·dy")
+Log = _unary("Log", "log", lambda op, dy: [dy / X(op)], "y = ln x;  dx = dy / x")
+Log1p = _unary("Log1p", "log1p", lambda op, dy: [dy / (1 + X(op))], "y = ln(1+x);  dx = dy/(1+x)")
+Abs = _unary("Abs", "abs", lambda op, dy: [dy * sign(X(op))], "y = |x|;  dx = sign(x)·dy", False)
+Sign = _unary("Sign", "sign", _zero_grad, "y = sign(x);  dx = 0", False)
+Floor = _unary("Floor", "floor", _zero_grad, "y = ⌊x⌋;  dx = 0")
+Ceil = _unary("Ceil", "ceil", _zero_grad, "y = ⌈x⌉;  dx = 0")
+Round = _unary("Round", "rint", _zero_grad, "y = round-half-even(x);  dx = 0")
+Reciprocal = _unary("Reciprocal", "reciprocal", lambda op, dy: [-dy * Y(op) * Y(op)], "y = 1/x;  dx = -y²·dy")
+Sin = _unary("Sin", "sin", lambda op, dy: [dy * cos(X(op))], "y = sin x;  dx = cos x·dy")
+Cos = _unary("Cos", "cos", lambda op, dy: [-dy * sin(X(op))], "y = cos x;  dx = -sin x·dy")
+Tanh = _unary("Tanh", "tanh", lambda op, dy: [dy * (1 - Y(op) * Y(op))], "y = tanh x;  dx = (1-y²)·dy")
+Sigmoid = _unary("Sigmoid", _sigmoid, lambda op, dy: [dy * Y(op) * (1 - Y(op))],
+                 "y = 1/(1+e⁻ˣ) (stable);  dx = y(1-y)·dy")
+Softplus = _unary("Softplus", _stable_softplus, lambda op, dy: [dy * sigmoid(X(op))],
+                  "y = ln(1+eˣ) (stable);  dx = sigmoid(x)·dy")
+Elu = _unary("Elu", _elu, lambda op, dy: [where(X(op) > 0, dy, dy * (Y(op) + 1))],
+             "y = x if x>0 else eˣ-1;  dx = dy if x>0 else (y+1)·dy")
+LogicalNot = _unary("LogicalNot", "logical_not", None, "y = not x", False, False)
+
+
+@register
+class Relu(OpDef):
+    """y = max(x, 0);  dx = ReluGrad(dy, y) = dy·[y > 0]"""
+
+    def infer(op):
+        return same_as_input(op)
+
+    def forward(xp, x):
+        return xp.maximum(x, x.dtype.type(0))
+
+    def grad(op, dy):
+        return [make("ReluGrad", [dy, op.outputs[0]])]
+
+
+@register
+class ReluGrad(OpDef):
+    """dx = dy·[y > 0] (fused: one pass). Linear in dy: d/d(dy) = ReluGrad(ddx, y); y is a mask."""
+
+    def infer(op):
+        return same_as_input(op)
+
+    def forward(xp, dy, y):
+        return xp.where(y > 0, dy, dy.dtype.type(0))
+
+    def grad(op, ddx):
+        return [make("ReluGrad", [ddx, op.inputs[1]]), None]
+
+
+@register
+class LeakyRelu(OpDef):
+    """y = x if x>0 else alpha·x;  dx = dy if x>0 else alpha·dy"""
+
+    def infer(op):
+        return same_as_input(op)
+
+    def forward(xp, x, alpha=0.2):
+        return xp.where(x > 0, x, x * x.dtype.type(alpha))
+
+    def grad(op, dy):
+        return [where(op.inputs[0] > 0, dy, dy * op.attrs["alpha"])]
+
+
+# ---------------------------------------------------------------------------- binary table
+def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True):
+    def infer(op):
+        a, b = op.inputs
+        shape = S.broadcast(a._shape, b._shape)
+        return [(shape, out_dtype or a.dtype)]
+
+    body = {"__doc__": doc, "infer": infer}
+    if isinstance(kernel, str):
+        body["make_kernel"] = _ufunc_kernel(kernel)
+        body["forward"] = lambda xp, a, b, _k=kernel: getattr(xp, _k)(a, b)
+    else:
+        body["forward"] = kernel
+    if differentiable:
+        body["grad"] = grad
+    else:
+        body["nondifferentiable"] = True
+    return register(type(type_name, (OpDef,), body))
+
+
+def _bin_grad(fx, fy):
+    """Gradient rule of z = f(x, y): ``fx(op, dy)`` and ``fy(op, dy)`` give the unreduced partials,
+    which are summed back over broadcast axes to each operand's shape."""
+
+    def grad(op, dy):
+        x, y = op.inputs
+        return [reduce_to_like(fx(op, dy), x, y), reduce_to_like(fy(op, dy), y, x)]
+
+    return grad
+
+
+def _pow_y_grad(op, dy):
+    x, y = op.inputs
+    z = op.outputs[0]
+    safe_log = where(x > 0, log(where(x > 0, x, ones_like_(x))), zeros_like(x))
+    return dy * z * safe_log
+
+
+def ones_like_(x):
+    from .core import ones_like
+
+    return ones_like(x)
+
+
+Add = _binary("Add", "add", _bin_grad(lambda op, dy: dy, lambda op, dy: dy), "z = x + y")
+Sub = _binary("Sub", "subtract", _bin_grad(lambda op, dy: dy, lambda op, dy: -dy), "z = x - y")
+Mul = _binary("Mul", "multiply", _bin_grad(lambda op, dy: dy * op.inputs[1], lambda op, dy: dy * op.inputs[0]),
+              "z = x·y;  dx = y·dz, dy = x·dz")
+RealDiv = _binary(
+    "RealDiv", "true_divide",
+    _bin_grad(lambda op, dy: dy / op.inputs[1], lambda op, dy: -dy * op.inputs[0] / (op.inputs[1] * op.inputs[1])),
+    "z = x / y;  dx = dz/y, dy = -x·dz/y²")
+Pow = _binary(
+    "Pow", "power",
+    _bin_grad(lambda op, dy: dy * op.inputs[1] * pow(op.inputs[0], op.inputs[1] - 1), _pow_y_grad),
+    "z = xʸ;  dx = y·xʸ⁻¹·dz, dy = z·ln(x)·dz (0 where x ≤ 0)")
+Maximum = _binary(
+    "Maximum", "maximum",
+    _bin_grad(lambda op, dy: where(op.inputs[0] >= op.inputs[1], dy, zeros_like(dy)),
+              lambda op, dy: where(op.inputs[0] >= op.inputs[1], zeros_like(dy), dy)),
+    "z = max(x, y);  the gradient goes to x on ties")
+Minimum = _binary(
+    "Minimum", "minimum",
+    _bin_grad(lambda op, dy: where(op.inputs[0] <= op.inputs[1], dy, zeros_like(dy)),
+              lambda op, dy: where(op.inputs[0] <= op.inputs[1], zeros_like(dy), dy)),
+    "z = min(x, y);  the gradient goes to x on ties")
+SquaredDifference = _binary(
+    "SquaredDifference", lambda xp, a, b: xp.square(a - b),
+    _bin_grad(lambda op, dy: dy * (2 * (op.inputs[0] - op.inputs[1])),
+              lambda op, dy: dy * (-2 * (op.inputs[0] - op.inputs[1]))),
+    "z = (x-y)²")
+FloorDiv = _binary("FloorDiv", "floor_divide", None, "z = ⌊x / y⌋ (not differentiable)", differentiable=False)
+FloorMod = _binary("FloorMod", "mod", None, "z = x mod y (sign of y; not differentiable)", differentiable=False)
+
+Equal = _binary("Equal", "equal", None, "x == y", bool_, False)
+NotEqual = _binary("NotEqual", "not_equal", None, "x != y", bool_, False)
+Less = _binary("Less", "less", None, "x < y", bool_, False)
+LessEqual = _binary("LessEqual", "less_equal", None, "x <= y", bool_, False)
+Greater = _binary("Greater", "greater", None, "x > y", bool_, False)
+GreaterEqual = _binary("GreaterEqual", "greater_equal", None, "x >= y", bool_, False)
+LogicalAnd = _binary("LogicalAnd", "logical_and", None, "x and y", bool_, False)
+LogicalOr = _binary("LogicalOr", "logical_or", None, "x or y", bool_, False)
+LogicalXor = _binary("LogicalXor", "logical_xor", None, "x xor y", bool_, False)
+
+
+@register
+class Select(OpDef):
+    """z = cond ? x : y (broadcasting);  dx = where(cond, dz, 0), dy = where(cond, 0, dz)"""
+
+    def infer(op):
+        c, x, y = op.inputs
+        if not c.dtype.is_bool:
+            raise TypeError(f"where: condition must be bool, received {c.dtype.name}")
+        if x.dtype != y.dtype:
+            raise TypeError(f"where: x and y must share a dtype, received {x.dtype.name} and {y.dtype.name}")
+        return [(S.broadcast(S.broadcast(c._shape, x._shape), y._shape), x.dtype)]
+
+    def make_kernel(op, ctx):
+        return ctx.xp.where
+
+    def forward(xp, c, x, y):
+        return xp.where(c, x, y)
+
+    def grad(op, dy):
+        c, x, y = op.inputs
+        z = zeros_like(dy)
+        return [None, reduce_to_like(where(c, dy, z), x), reduce_to_like(where(c, z, dy), y)]
+
+
+@register
+class Cast(OpDef):
+    """Convert the element type. Gradient: cast back (float ↔ float only)."""
+
+    def infer(op):
+        return [(op.inputs[0]._shape, op.attrs["dtype"])]
+
+    def forward(xp, x, dtype):
+        return x.astype(dtype.np)
+
+    def grad(op, dy):
+        src = op.inputs[0].dtype
+        if src.is_floating and op.attrs["dtype"].is_floating:
+            return [cast(dy, src)]
+        return [None]
+
+
+# ---------------------------------------------------------------------------- matmul
+def _mm_shape(a, b, ta, tb):
+    if a is None or b is None:
+        return None
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"matmul needs inputs of rank >= 2, received shapes {S.fmt(a)} and {S.fmt(b)}")
+    m, k1 = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+    k2, n = (b[-1], b[-2]) if tb else (b[-2], b[-1])
+    if k1 is not None and k2 is not None and k1 != k2:
+        raise ValueError(
+            f"Dimensions must be equal, but are {k1} and {k2} for matmul of shapes {S.fmt(a)} and "
+            f"{S.fmt(b)} (transpose_a={ta}, transpose_b={tb})"
+        )
+    batch = S.broadcast(a[:-2], b[:-2], "matmul batch dimensions: ")
+    return tuple(batch) + (m, n)
+
+
+@register
+class MatMul(OpDef):
+    """z = op(a) @ op(b), op = transpose when asked; batched over leading (broadcast) dimensions.
+
+    Gradients (no transposes): da = dz @ bᵀ, db = aᵀ @ dz; the transposed variants follow."""
+
+    def infer(op):
+        a, b = op.inputs
+        if a.dtype != b.dtype:
+            raise TypeError(f"matmul operands must share a dtype: {a.dtype.name} vs {b.dtype.name}")
+        return [(_mm_shape(a._shape, b._shape, op.attrs["transpose_a"], op.attrs["transpose_b"]), a.dtype)]
+
+    def make_kernel(op, ctx):
+        mm = ctx.xp.matmul
+        ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
+        if not ta and not tb:
+            return mm
+        sw = ctx.xp.swapaxes
+        if ta and tb:
+            return lambda a, b: mm(sw(a, -1, -2), sw(b, -1, -2))
+        if ta:
+            return lambda a, b: mm(sw(a, -1, -2), b)
+        return lambda a, b: mm(a, sw(b, -1, -2))
+
+    def forward(xp, a, b, transpose_a=False, transpose_b=False):
+        if transpose_a:
+            a = xp.swapaxes(a, -1, -2)
+        if transpose_b:
+            b = xp.swapaxes(b, -1, -2)
+        return xp.matmul(a, b)
+
+    def grad(op, dz):
+        a, b = op.inputs
+        ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
+        if not ta and not tb:
+            da, db = matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True)
+        elif ta and not tb:
+            da, db = matmul(b, dz, transpose_b=True), matmul(a, dz)
+        elif not ta and tb:
+            da, db = matmul(dz, b), matmul(dz, a, transpose_a=True)
+        else:
+            da, db = matmul(b, dz, transpose_a=True, transpose_b=True), matmul(dz, a, transpose_a=True, transpose_b=True)
+        if a._shape is not None and b._shape is not None and len(a._shape) == len(b._shape) == 2:
+            return [da, db]  # no batch axes, nothing was broadcast
+        return [reduce_to_like(da, a), reduce_to_like(db, b)]
+
+
+# ---------------------------------------------------------------------------- public functions
+def _u(type_name):
+    def f(x, name=None):
+        return make(type_name, [convert_to_tensor(x)], None, name)
+
+    f.__name__ = type_name.lower()
+    f.__doc__ = f"``{type_name}``: " + (globals()[type_name].__doc__ or "")
+    return f
+
+
+def _b(type_name):
+    def f(x, y, name=None):
+        x, y = binary_inputs(x, y)
+        return make(type_name, [x, y], None, name)
+
+    f.__name__ = type_name.lower()
+    f.__doc__ = f"``{type_name}``: " + (globals()[type_name].__doc__ or "")
+    return f
+
+
+negative = neg = _u("Neg")
+square, sqrt, rsqrt, exp, expm1, log, log1p = map(_u, ("Square", "Sqrt", "Rsqrt", "Exp", "Expm1", "Log", "Log1p"))
+abs = _u("Abs")  # noqa: A001 - TF name
+sign, floor, ceil, round = map(_u, ("Sign", "Floor", "Ceil", "Round"))  # noqa: A001
+reciprocal, sin, cos, tanh, sigmoid, softplus, elu, relu = map(
+    _u, ("Reciprocal", "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Elu", "Relu"))
+logical_not = _u("LogicalNot")
+add, subtract, multiply, truediv = map(_b, ("Add", "Sub", "Mul", "RealDiv"))
+divide = div = truediv
+pow = _b("Pow")  # noqa: A001
+maximum, minimum, squared_difference = map(_b, ("Maximum", "Minimum", "SquaredDifference"))
+floordiv, floormod = _b("FloorDiv"), _b("FloorMod")
+mod = floormod
+equal, not_equal, less, less_equal, greater, greater_equal = map(
+    _b, ("Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual"))
+logical_and, logical_or, logical_xor = map(_b, ("LogicalAnd", "LogicalOr", "LogicalXor"))
+sub, mul = subtract, multiply
+
+
+def leaky_relu(features, alpha=0.2, name=None):
+    return make("LeakyRelu", [convert_to_tensor(features)], {"alpha": float(alpha)}, name)
+
+
+def where(condition, x=None, y=None, name=None):
+    """``where(cond, x, y)``: elementwise select with broadcasting."""
+    if x is None or y is None:
+        raise ValueError("where needs both x and y (the one-argument form is not supported).")
+    c = convert_to_tensor(condition)
+    x, y = binary_inputs(x, y)
+    return make("Select", [c, x, y], None, name)
+
+
+def cast(x, dtype, name=None):
+    x = convert_to_tensor(x)
+    dt = as_dtype(dtype)
+    if dt == x.dtype:
+        return x
+    return make("Cast", [x], {"dtype": dt}, name)
+
+
+def to_float(x, name=None):
+    return cast(x, "float32", name)
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
+    """``a @ b`` with optional transposes of the last two axes; batched over leading axes."""
+    a, b = binary_inputs(a, b)
+    return make("MatMul", [a, b], {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)}, name)
+
+
+# ---------------------------------------------------------------------------- operators
+def _op(fn, name, reverse=False):
+    if reverse:
+        return lambda self, other: fn(other, self, name=name)
+    return lambda self, other: fn(self, other, name=name)
+
+
+for _n, _fn, _nm in (
+    ("add", add, "add"), ("sub", subtract, "sub"), ("mul", multiply, "mul"),
+    ("truediv", truediv, "truediv"), ("floordiv", floordiv, "floordiv"), ("mod", floormod, "mod"),
+    ("pow", pow, "pow"), ("matmul", matmul, "matmul"),
+    ("and", logical_and, "and"), ("or", logical_or, "or"), ("xor", logical_xor, "xor"),
+):
+    setattr(Tensor, f"__{_n}__", _op(_fn, _nm))
+    setattr(Tensor, f"__r{_n}__", _op(_fn, _nm, reverse=True))
+Tensor.__lt__ = _op(less, "Less")
+Tensor.__le__ = _op(less_equal, "LessEqual")
+Tensor.__gt__ = _op(greater, "Greater")
+Tensor.__ge__ = _op(greater_equal, "GreaterEqual")
+Tensor.__neg__ = lambda self: neg(self, name="Neg")
+Tensor.__abs__ = lambda self: abs(self, name="Abs")
+Tensor.__invert__ = lambda self: logical_not(self, name="LogicalNot")

@@ -1,0 +1,71 @@
+"""The op registry: each op type is one declaration holding all of its rules.
+
+An op declaration is a subclass of ``OpDef`` registered with ``@register``::
+
+    @register
+    class MatMul(OpDef):
+        '''y = a @ b.   da = dy @ b.T, db = a.T @ dy'''
+        def infer(op):                       # -> [(shape, dtype)] per output, at graph-build time
+            ...
+        def forward(xp, a, b, transpose_a=False, transpose_b=False):   # the kernel, numpy or cupy
+            ...
+        def grad(op, dy):                    # -> one gradient Tensor (or None) per input, built from ops
+            ...
+
+The methods are plain functions (no ``self``): a declaration is a namespace, never instantiated.
+``forward`` is called as ``forward(xp, *input_arrays, **op.attrs)``. Ops that need more than that
+(variables, random state) override ``make_kernel(op, ctx)`` and return a callable of the inputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+_REGISTRY: dict[str, type] = {}
+
+
+class OpDef:
+    type_name = None
+    stateful = False  # True: never pruned by CSE/constant folding, may have side effects
+    grad = None  # function(op, *output_grads) -> list of input grads; None = not differentiable
+    nondifferentiable = False  # True: outputs carry no gradient (integers, shapes, comparisons)
+
+    def infer(op):  # pragma: no cover - every op overrides
+        raise NotImplementedError
+
+    def forward(xp, *args, **attrs):  # pragma: no cover
+        raise NotImplementedError
+
+    def make_kernel(op, ctx):
+        """Build the callable the executor calls with the input arrays (attrs bound here)."""
+        fwd = op.op_def.forward
+        xp = ctx.xp
+        attrs = op.attrs
+        if attrs:
+            return lambda *a: fwd(xp, *a, **attrs)
+        return lambda *a: fwd(xp, *a)
+
+
+def register(cls):
+    """Class decorator: add an op declaration to the registry (duplicates are rejected)."""
+    name = cls.__dict__.get("type_name") or cls.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"Op type {name!r} is already registered ({_REGISTRY[name].__module__}).")
+    cls.type_name = name
+    _REGISTRY[name] = cls
+    return cls
+
+
+def get_op_def(name: str):
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(
+            f"Unknown op type {name!r}.{hint} Known op types: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def registered_ops() -> dict[str, type]:
+    return dict(_REGISTRY)

@@ -1,0 +1,310 @@
+"""Session: runs parts of a graph. Single-machine mode: client, master and worker in one process.
+
+``run(fetches, feed_dict)`` resolves the fetches (any nesting of list, tuple, namedtuple and dict),
+looks up or builds the plan for the (fetches, feeds) signature, checks and converts the feeds, runs
+the plan, and returns values in the fetches' structure. Variables live in the session (as in TF1:
+two sessions on one graph have separate variable values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import errors
+from .executor import ParallelExecutor, build_plan, run_serial
+from .graph import Operation, Tensor, get_default_graph
+from .shapes import fmt
+
+
+@dataclasses.dataclass
+class SessionConfig:
+    """Options for a Session (TensorFlow's ConfigProto, flattened)."""
+
+    inter_op_threads: int = 1
+    device_count: dict = dataclasses.field(default_factory=dict)
+    log_device_placement: bool = False
+    allow_soft_placement: bool = True
+
+
+class _Context:
+    """What kernels may see of the session: the array module, variables and random state."""
+
+    __slots__ = ("xp", "variables", "rngs", "graph_seed", "device")
+
+    def __init__(self, device, graph):
+        self.device = device
+        self.xp = device.xp
+        self.variables = {}
+        self.rngs = {}
+        self.graph_seed = graph.seed
+
+    def rng(self, op):
+        """The random generator of a stateful random op: seeded from (graph seed, op seed) when
+        either is set, so a new session replays the same sequence; advanced by every run."""
+        gen = self.rngs.get(op.name)
+        if gen is None:
+            op_seed = op.attrs.get("seed")
+            graph_seed = op.graph.seed
+            if graph_seed is None and op_seed is None:
+                gen = self.xp.random.default_rng()
+            else:
+                if op_seed is None:
+                    op_seed = op._id
+                gen = self.xp.random.default_rng(
+                    [int(graph_seed if graph_seed is not None else 87654321), int(op_seed)]
+                )
+            self.rngs[op.name] = gen
+        return gen
+
+
+class _Leaf:
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+
+def _flatten(fetch, graph, elements, index):
+    """Turn a fetch structure into a template whose leaves index into ``elements``."""
+    if isinstance(fetch, (list, tuple)):
+        items = [_flatten(f, graph, elements, index) for f in fetch]
+        if isinstance(fetch, tuple) and hasattr(fetch, "_fields"):
+            return type(fetch)(*items)
+        return type(fetch)(items) if isinstance(fetch, tuple) else items
+    if isinstance(fetch, dict):
+        return type(fetch)((k, _flatten(v, graph, elements, index)) for k, v in fetch.items())
+    if fetch is None:
+        raise TypeError("Fetch argument None has invalid type NoneType.")
+    el = graph.as_graph_element(fetch)
+    i = index.get(el)
+    if i is None:
+        i = index[el] = len(elements)
+        elements.append(el)
+    return _Leaf(i)
+
+
+def _rebuild(template, values):
+    if isinstance(template, _Leaf):
+        return values[template.index]
+    if isinstance(template, list):
+        return [_rebuild(t, values) for t in template]
+    if isinstance(template, tuple):
+        items = [_rebuild(t, values) for t in template]
+        return type(template)(*items) if hasattr(template, "_fields") else tuple(items)
+    if isinstance(template, dict):
+        return type(template)((k, _rebuild(v, values)) for k, v in template.items())
+    raise AssertionError(template)  # pragma: no cover
+
+
+class _Compiled:
+    """A cached plan plus what run() needs to feed it and unpack its results."""
+
+    __slots__ = ("plan", "feeds", "fetch_slots", "copy")
+
+    def __init__(self, plan, feeds, fetch_slots, copy):
+        self.plan = plan
+        self.feeds = feeds          # list of (slot, tensor, numpy dtype, static shape)
+        self.fetch_slots = fetch_slots
+        self.copy = copy            # per fetch: True when the value aliases a Variable's storage
+
+
+_default_session_stack = []
+
+
+class Session:
+    """``Session(graph=None, config=None)``; use as a context manager or call ``close()``."""
+
+    def __init__(self, target="", graph=None, config=None):
+        from .devices import cpu_device
+
+        self.graph = graph if graph is not None else get_default_graph()
+        self.config = config if config is not None else SessionConfig()
+        self._ctx = _Context(cpu_device(0), self.graph)
+        self._plans = {}
+        self._fast = {}
+        self._closed = False
+        n = int(self.config.inter_op_threads or 1)
+        self._parallel = ParallelExecutor(n) if n > 1 else None
+
+    # ----------------------------------------------------------------- lifecycle
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            if self._parallel is not None:
+                self._parallel.close()
+            self._ctx.variables.clear()
+            self._plans.clear()
+            self._fast.clear()
+
+    def __enter__(self):
+        _default_session_stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        if _default_session_stack and _default_session_stack[-1] is self:
+            _default_session_stack.pop()
+        self.close()
+
+    def as_default(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            _default_session_stack.append(self)
+            try:
+                yield self
+            finally:
+                _default_session_stack.remove(self)
+
+        return scope()
+
+    # ----------------------------------------------------------------- run
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        """Compute ``fetches`` (and everything they need), feeding ``feed_dict``."""
+        if self._closed:
+            raise RuntimeError("Attempted to use a closed Session.")
+        feed_keys = tuple(feed_dict) if feed_dict else ()
+        if fetches.__class__ is Tensor:  # fast path: one tensor
+            comp = self._fast.get((fetches, feed_keys))
+            if comp is None:
+                comp = self._compile([fetches], feed_keys)
+                self._fast[(fetches, feed_keys)] = comp
+            return self._execute(comp, feed_dict)[0]
+        elements = []
+        template = _flatten(fetches, self.graph, elements, {})
+        comp = self._plans.get((tuple(elements), feed_keys))
+        if comp is None:
+            comp = self._compile(elements, feed_keys)
+            self._plans[(tuple(elements), feed_keys)] = comp
+        return _rebuild(template, self._execute(comp, feed_dict))
+
+    def _execute(self, comp, feed_dict):
+        plan = comp.plan
+        vals = [None] * plan.nslots
+        if comp.feeds:
+            for (slot, t, dt, shape), value in zip(comp.feeds, feed_dict.values()):
+                vals[slot] = _convert_feed(t, dt, shape, value)
+        if self._parallel is None:
+            run_serial(plan, vals)
+        else:
+            self._parallel.run(plan, vals)
+        out = []
+        for s, copy in zip(comp.fetch_slots, comp.copy):
+            if s is None:
+                out.append(None)
+            else:
+                v = vals[s]
+                out.append(v.copy() if copy else v)
+        return out
+
+    def _compile(self, elements, feed_keys):
+        g = self.graph
+        feed_tensors = []
+        for k in feed_keys:
+            el = g.as_graph_element(k)
+            if isinstance(el, Operation):
+                raise TypeError(f"Cannot feed an Operation ({el.name}); feed one of its output tensors.")
+            feed_tensors.append(el)
+        if len(set(feed_tensors)) != len(feed_tensors):
+            raise ValueError("feed_dict names the same tensor twice.")
+        fetch_tensors = []
+        targets = []
+        for el in elements:
+            if isinstance(el, Tensor):
+                fetch_tensors.append(el)
+            else:
+                targets.append(el)
+        for t in fetch_tensors + feed_tensors:
+            if t.graph is not g:
+                raise ValueError(f"Tensor {t.name} is not an element of this session's graph.")
+        ctx = self._ctx
+
+        def make_kernel(op):
+            op._ran = True
+            return op.op_def.make_kernel(op, ctx)
+
+        plan = build_plan(fetch_tensors, targets, feed_tensors, make_kernel, _check_unfed)
+        fed = set(feed_tensors)
+        fetch_slot = dict(zip(fetch_tensors, plan.fetch_slots))
+        slots, copy = [], []
+        for el in elements:
+            if isinstance(el, Tensor):
+                slots.append(fetch_slot[el])
+                copy.append(el not in fed and el.op.type == "VariableV2")
+            else:
+                slots.append(None)
+                copy.append(False)
+        feeds = [
+            (s, t, t.dtype.np, t._shape) for s, t in zip(plan.feed_slots, feed_tensors)
+        ]
+        return _Compiled(plan, feeds, slots, copy)
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def closed(self):
+        return self._closed
+
+    def list_devices(self):
+        return [self._ctx.device]
+
+
+class InteractiveSession(Session):
+    """A Session that makes itself the default on creation (for shells and notebooks)."""
+
+    def __init__(self, target="", graph=None, config=None):
+        super().__init__(target, graph, config)
+        _default_session_stack.append(self)
+
+    def close(self):
+        if self in _default_session_stack:
+            _default_session_stack.remove(self)
+        super().close()
+
+
+def _check_unfed(op):
+    if op.op_def.type_name == "Placeholder":
+        t = op.outputs[0]
+        raise errors.InvalidArgumentError(
+            f"You must feed a value for placeholder tensor '{t.name}' with dtype {t.dtype.name} and "
+            f"shape {fmt(t._shape)} ({op.describe()}).",
+            op,
+        )
+
+
+def _convert_feed(t, dt, shape, value):
+    if value.__class__ is np.ndarray and value.dtype == dt:
+        arr = value
+    else:
+        arr = np.asarray(value)
+        if arr.dtype != dt:
+            if not np.can_cast(arr.dtype, dt, "same_kind"):
+                raise TypeError(
+                    f"Cannot feed a value of dtype {arr.dtype} to tensor '{t.name}' of dtype "
+                    f"{t.dtype.name} (created at {t.op.location})."
+                )
+            arr = arr.astype(dt)
+    if shape is not None:
+        ash = arr.shape
+        if len(ash) != len(shape) or any(d is not None and d != a for d, a in zip(shape, ash)):
+            raise ValueError(
+                f"Cannot feed value of shape {list(ash)} for tensor '{t.name}', which has shape "
+                f"{fmt(shape)} (created at {t.op.location})."
+            )
+    return arr
+
+
+def get_default_session():
+    return _default_session_stack[-1] if _default_session_stack else None
+
+
+def _session_for(session, graph):
+    s = session if session is not None else get_default_session()
+    if s is None:
+        raise ValueError(
+            "Cannot evaluate without a session: pass session=... or use `with tc.Session() as sess:`."
+        )
+    if s.graph is not graph:
+        raise ValueError("The session's graph is not the graph of the element being evaluated.")
+    return s
