@@ -1,0 +1,323 @@
+"""The per-op test harness: forward against a numpy reference, float64 central-difference checks
+of first and second derivatives, and a record of which op types had their gradient checked.
+
+An op test gives inputs, a graph builder and a numpy expectation::
+
+    check_op(lambda x, y: tc.maximum(x, y), [a, b], np.maximum, kinks=distinct)
+
+``check_op`` builds the graph in a fresh ``tc.Graph`` (float inputs become placeholders of the
+dtype under test, integer/bool inputs placeholders of their own dtype), then
+
+1. runs it in float32 (the default) and float64, checks the output dtype follows the input
+   dtype, and compares with ``expected(*inputs)`` computed by numpy in float64;
+2. in float64, checks the symbolic gradient of ``L = Σ_i sum(out_i · c_i)`` (``c_i`` a random
+   cotangent fed through ``grad_ys``) against central differences of ``L``, element by element;
+3. with ``second_order=True``, checks the gradient of ``L2 = Σ_j sum(dL/dx_j · c2_j)`` with respect
+   to the inputs *and* the cotangents against central differences of the first gradient graph, so
+   the gradient rules of the gradient ops (ReluGrad, GatherGrad, Conv2DBackpropInput, ...) are
+   checked as well.
+
+Kinks: inputs are moved away from known non-differentiable points before any check
+(``kinks=[0.0]`` keeps |x - 0| > ``kink_delta``; ``kinks=distinct`` spreads values apart so max/min
+have no ties). A check that still lands on a kink shows one-sided differences that disagree; the
+failure message prints both so the cause is visible.
+
+Every op type on a differentiated path of a passing check is added to ``GRAD_CHECKED``; the
+registry sweep (test_registry_sweep.py, run last) compares that set with the registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+import tfconf as tc
+
+#: op type -> id of the first test whose gradient check exercised it (filled as tests pass)
+GRAD_CHECKED: dict[str, str] = {}
+
+
+# ---------------------------------------------------------------------------- kink avoidance
+def away_from(x, points=(0.0,), delta=0.1):
+    """Move every value closer than ``delta`` to one of ``points`` out to ``point ± delta``."""
+    x = np.array(x, dtype=np.float64, copy=True)
+    for p in points:
+        d = x - p
+        near = np.abs(d) < delta
+        x[near] = p + np.where(d[near] >= 0, delta, -delta)
+    return x
+
+
+def distinct(x, gap=0.05, rng=None):
+    """The same shape, with all values pairwise at least ``gap`` apart (a shuffled ramp around
+    x's centre), so max/min/maximum/minimum have no ties."""
+    x = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(1234) if rng is None else rng
+    n = x.size
+    ramp = (np.arange(n) - (n - 1) / 2) * gap * 2
+    return (rng.permutation(ramp) + float(np.mean(x)) if n else ramp).reshape(x.shape)
+
+
+def _apply_kinks(arrays, kinks, delta, wrt):
+    if kinks is None:
+        return arrays
+    out = list(arrays)
+    for i in wrt:
+        if callable(kinks):
+            out[i] = kinks(out[i])
+        else:
+            out[i] = away_from(out[i], kinks, delta)
+    return out
+
+
+# ---------------------------------------------------------------------------- graph helpers
+def _as_list(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _placeholders(arrays, float_dtype, dynamic):
+    phs = []
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            dt = float_dtype
+        else:
+            dt = tc.as_dtype(a.dtype)
+        shape = [None] * a.ndim if dynamic else list(a.shape)
+        phs.append(tc.placeholder(dt, shape, name=f"in{i}"))
+    return phs
+
+
+def _feed(phs, arrays, float_np):
+    feed = {}
+    for p, a in zip(phs, arrays):
+        a = np.asarray(a)
+        feed[p] = a.astype(float_np) if a.dtype.kind == "f" else a
+    return feed
+
+
+def ops_between(xs, ys):
+    """The ops on a float path from any of ``xs`` to any of ``ys`` (what ``gradients`` walks)."""
+    reach = set()
+    todo = [c for x in xs for c in x.consumers()]
+    while todo:
+        op = todo.pop()
+        if op in reach:
+            continue
+        reach.add(op)
+        for t in op.outputs:
+            if t.dtype.is_floating:
+                todo.extend(t.consumers())
+    between = set()
+    todo = [y.op for y in ys if y.op in reach]
+    while todo:
+        op = todo.pop()
+        if op in between:
+            continue
+        between.add(op)
+        todo.extend(t.op for t in op.inputs if t.op in reach and t.dtype.is_floating)
+    return between
+
+
+def _record(ops):
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+    for op in ops:
+        GRAD_CHECKED.setdefault(op.type, test)
+
+
+# ---------------------------------------------------------------------------- numeric checks
+def _numeric_grad(f, arrays, i, eps):
+    """Central differences of the scalar ``f(arrays)`` w.r.t. ``arrays[i]``; also returns the
+    one-sided differences for kink diagnosis."""
+    x = arrays[i]
+    num = np.zeros_like(x, dtype=np.float64)
+    fwd = np.zeros_like(num)
+    bwd = np.zeros_like(num)
+    f0 = f(arrays)
+    flat = x.reshape(-1)
+    assert np.shares_memory(flat, x), "the harness perturbs inputs in place: they must be contiguous"
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + eps
+        fp = f(arrays)
+        flat[k] = old - eps
+        fm = f(arrays)
+        flat[k] = old
+        num.reshape(-1)[k] = (fp - fm) / (2 * eps)
+        fwd.reshape(-1)[k] = (fp - f0) / eps
+        bwd.reshape(-1)[k] = (f0 - fm) / eps
+    return num, fwd, bwd
+
+
+def _compare_grad(analytic, numeric, fwd, bwd, rtol, atol, what):
+    a = np.zeros_like(numeric) if analytic is None else np.asarray(analytic, dtype=np.float64)
+    assert a.shape == numeric.shape, f"{what}: gradient shape {a.shape}, expected {numeric.shape}"
+    bad = ~np.isclose(a, numeric, rtol=rtol, atol=atol)
+    if bad.any():
+        k = np.argwhere(bad)[0]
+        k = tuple(int(v) for v in k)
+        kink = abs(fwd[k] - bwd[k]) > 1e-3 * max(1.0, abs(numeric[k]))
+        raise AssertionError(
+            f"{what}: {int(bad.sum())}/{bad.size} gradient entries differ from central differences "
+            f"(rtol={rtol}, atol={atol}); first at {k}: analytic {a[k]!r}, numeric {numeric[k]!r} "
+            f"(one-sided: {fwd[k]!r} / {bwd[k]!r}{' -- the input sits on a kink' if kink else ''})"
+            f"{' [the graph returned no gradient]' if analytic is None else ''}\n"
+            f"analytic:\n{a}\nnumeric:\n{numeric}"
+        )
+
+
+# ---------------------------------------------------------------------------- the harness
+def check_op(build, inputs, expected=None, *, wrt=None, grad=True, second_order=False,
+             kinks=None, kink_delta=0.1, dynamic=False, dtypes=(tc.float32, tc.float64),
+             rtol32=1e-5, atol32=1e-6, rtol64=1e-10, atol64=1e-12,
+             eps=1e-6, grad_rtol=1e-5, grad_atol=1e-6, eps2=1e-5, grad2_rtol=1e-4, grad2_atol=1e-5,
+             check_dtype=True, seed=0):
+    """Check one op (or a small composite) built by ``build(*input_tensors)``.
+
+    ``inputs``: numpy arrays; float ones become placeholders of each dtype in ``dtypes`` (and of
+    float64 for derivatives), the others placeholders of their own dtype. ``expected``: a numpy
+    function of the (float64) inputs giving the output(s), or None to skip the forward check.
+    ``wrt``: indices of the inputs to differentiate (default: every float input). ``dynamic``:
+    also run every check with placeholders whose dims are all None (shapes only known at run
+    time). ``check_dtype``: the float outputs must have the dtype under test (turn off for casts).
+    Returns the float64 outputs."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.array(a, copy=True) for a in inputs]
+    float_idx = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
+    arrays = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays]
+    wrt = float_idx if wrt is None else list(wrt)
+    arrays = _apply_kinks(arrays, kinks, kink_delta, wrt)
+    modes = (False, True) if dynamic else (False,)
+
+    # 1. forward in every dtype (and with run-time shapes when asked)
+    want = None
+    if expected is not None:
+        want = [np.asarray(w) for w in _as_list(expected(*[a.copy() for a in arrays]))]
+    out64 = None
+    for dyn in modes:
+        for dt in dtypes:
+            dt = tc.as_dtype(dt)
+            g = tc.Graph()
+            with g.as_default():
+                phs = _placeholders(arrays, dt, dyn)
+                outs = _as_list(build(*phs))
+                with tc.Session(graph=g) as sess:
+                    got = sess.run(outs, _feed(phs, arrays, dt.np))
+            if dt == tc.float64:
+                out64 = got
+            if want is None:
+                continue
+            assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
+            for k, (o, w, t) in enumerate(zip(got, want, outs)):
+                o = np.asarray(o)
+                what = f"output {k} ({t.op.type}, {dt.name}{', dynamic shapes' if dyn else ''})"
+                assert o.shape == w.shape, f"{what}: shape {o.shape}, expected {w.shape}"
+                if w.dtype.kind == "f" and float_idx and check_dtype:
+                    assert o.dtype == dt.np, f"{what}: dtype {o.dtype}, expected {dt.np}"
+                elif w.dtype.kind in "biu":
+                    assert o.dtype.kind == w.dtype.kind, f"{what}: dtype {o.dtype}, expected kind of {w.dtype}"
+                static = t._shape
+                if static is not None:
+                    assert len(static) == o.ndim and all(
+                        s is None or s == d for s, d in zip(static, o.shape)
+                    ), f"{what}: static shape {static} does not match run-time shape {o.shape}"
+                if w.dtype.kind == "f":
+                    r, a_ = (rtol32, atol32) if dt == tc.float32 else (rtol64, atol64)
+                    if dt == tc.float16:
+                        r, a_ = 1e-2, 1e-2
+                    np.testing.assert_allclose(o, w, rtol=r, atol=a_, err_msg=what)
+                else:
+                    np.testing.assert_array_equal(o, w, err_msg=what)
+
+    if not grad or not wrt:
+        return out64
+
+    # 2. first derivatives (float64)
+    for dyn in modes:
+        _check_grads(build, arrays, wrt, dyn, rng, eps, grad_rtol, grad_atol,
+                     second_order, eps2, grad2_rtol, grad2_atol)
+    return out64
+
+
+def _check_grads(build, arrays, wrt, dyn, rng, eps, rtol, atol, second_order, eps2, rtol2, atol2):
+    tag = " (dynamic shapes)" if dyn else ""
+    g = tc.Graph()
+    with g.as_default():
+        phs = _placeholders(arrays, tc.float64, dyn)
+        outs = _as_list(build(*phs))
+        sess = tc.Session(graph=g)
+        feed = _feed(phs, arrays, np.float64)
+        vals = sess.run(outs, feed)
+        diff_outs = [(o, v) for o, v in zip(outs, vals) if o.dtype.is_floating]
+        assert diff_outs, "no floating-point output to differentiate"
+        cots = [rng.standard_normal(np.shape(v)) for _, v in diff_outs]
+        cot_phs = [tc.placeholder(tc.float64, [None] * np.ndim(c) if dyn else np.shape(c),
+                                  name=f"cot{j}") for j, c in enumerate(cots)]
+        ys = [o for o, _ in diff_outs]
+        xs = [phs[i] for i in wrt]
+        grads = tc.gradients(ys, xs, grad_ys=cot_phs)
+        for gr, x in zip(grads, xs):
+            if gr is not None:
+                assert gr.dtype == x.dtype, f"gradient of {x.name} has dtype {gr.dtype.name}"
+
+        arrs = [np.array(a, copy=True) for a in arrays]
+        full_feed = dict(feed)
+        full_feed.update(zip(cot_phs, cots))
+
+        def loss(cur):
+            vs = sess.run(ys, _feed(phs, cur, np.float64))
+            return float(sum(np.sum(np.asarray(v, dtype=np.float64) * c) for v, c in zip(vs, cots)))
+
+        live = [gr for gr in grads if gr is not None]
+        got = sess.run(live, full_feed) if live else []
+        it = iter(got)
+        analytic = [next(it) if gr is not None else None for gr in grads]
+        for i, a in zip(wrt, analytic):
+            if a is not None:
+                assert np.shape(a) == arrays[i].shape, (
+                    f"gradient of input {i}{tag} has shape {np.shape(a)}, expected {arrays[i].shape}")
+            num, fwd, bwd = _numeric_grad(loss, arrs, i, eps)
+            _compare_grad(a, num, fwd, bwd, rtol, atol, f"d/d input {i}{tag}")
+        _record(ops_between(xs, ys))
+
+        if not second_order:
+            sess.close()
+            return
+
+        # 3. second derivatives: L2 = Σ_j sum(dL/dx_j · c2_j), differentiated w.r.t. xs and cots
+        live_idx = [j for j, gr in enumerate(grads) if gr is not None]
+        assert live_idx, "second-order check: no first gradient to differentiate"
+        g1 = [grads[j] for j in live_idx]
+        c2 = [rng.standard_normal(arrays[wrt[j]].shape) for j in live_idx]
+        c2_t = [tc.constant(c, dtype=tc.float64) for c in c2]
+        xs2 = xs + cot_phs
+        grads2 = tc.gradients(g1, xs2, grad_ys=c2_t)
+        cur = {"x": [np.array(a, copy=True) for a in arrays], "c": [c.copy() for c in cots]}
+
+        def loss2(_):
+            fd = _feed(phs, cur["x"], np.float64)
+            fd.update(zip(cot_phs, cur["c"]))
+            vs = sess.run(g1, fd)
+            return float(sum(np.sum(v * c) for v, c in zip(vs, c2)))
+
+        live2 = [gr for gr in grads2 if gr is not None]
+        got2 = iter(sess.run(live2, full_feed) if live2 else [])
+        analytic2 = [next(got2) if gr is not None else None for gr in grads2]
+        targets = [("x", i) for i in wrt] + [("c", j) for j in range(len(cots))]
+        for (kind, i), a in zip(targets, analytic2):
+            num, fwd, bwd = _numeric_grad(loss2, cur[kind], i, eps2)
+            name = f"input {i}" if kind == "x" else f"cotangent {i}"
+            _compare_grad(a, num, fwd, bwd, rtol2, atol2, f"second derivative d/d {name}{tag}")
+        _record(ops_between(xs2, g1))
+        sess.close()
+
+
+def run(build, *arrays, dtype=tc.float32):
+    """Build ``build(*placeholders)`` in a fresh graph and run it once; returns the value(s)."""
+    g = tc.Graph()
+    with g.as_default():
+        phs = _placeholders(arrays, tc.as_dtype(dtype), False)
+        outs = build(*phs)
+        with tc.Session(graph=g) as sess:
+            return sess.run(outs, _feed(phs, arrays, tc.as_dtype(dtype).np))

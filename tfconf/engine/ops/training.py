@@ -1,0 +1,95 @@
+"""Fused parameter-update ops (TensorFlow's training ops). Each reads its variables from the
+session, computes the new values in one pass and replaces them (never mutating an array that an
+earlier read in the same run may still hold). They output nothing; run them as targets."""
+
+from __future__ import annotations
+
+from .. import errors
+from ..registry import OpDef, register
+
+
+def _read(store, op, name):
+    try:
+        return store[name]
+    except KeyError:
+        raise errors.FailedPreconditionError(
+            f"Attempting to use uninitialized value {name} ({op.describe()}).", op) from None
+
+
+@register
+class ApplyGradientDescent(OpDef):
+    """var ← var - lr·grad"""
+
+    stateful = True
+    nondifferentiable = True
+
+    def infer(op):
+        return []
+
+    def make_kernel(op, ctx):
+        store, var = ctx.variables, op.attrs["var"]
+
+        def apply(lr, grad):
+            store[var] = _read(store, op, var) - lr * grad
+            return ()
+
+        return apply
+
+
+@register
+class ApplyMomentum(OpDef):
+    """accum ← momentum·accum + grad;  var ← var - lr·accum
+    (Nesterov: var ← var - lr·(grad + momentum·accum))"""
+
+    stateful = True
+    nondifferentiable = True
+
+    def infer(op):
+        return []
+
+    def make_kernel(op, ctx):
+        store, var, acc = ctx.variables, op.attrs["var"], op.attrs["accum"]
+        nesterov = op.attrs.get("use_nesterov", False)
+        xp = ctx.xp
+
+        def apply(lr, grad, momentum):
+            a = _read(store, op, acc) * momentum
+            a += grad
+            store[acc] = a
+            step = grad + momentum * a if nesterov else a
+            w = xp.multiply(step, -lr)
+            w += _read(store, op, var)
+            store[var] = w
+            return ()
+
+        return apply
+
+
+@register
+class ApplyAdam(OpDef):
+    """m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  var ← var - lr_t·m / (√v + ε),
+    lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ) with t counted in the op's own step variable."""
+
+    stateful = True
+    nondifferentiable = True
+
+    def infer(op):
+        return []
+
+    def make_kernel(op, ctx):
+        store = ctx.variables
+        var, m_, v_, t_ = (op.attrs[k] for k in ("var", "m", "v", "t"))
+        b1, b2, eps = op.attrs["beta1"], op.attrs["beta2"], op.attrs["epsilon"]
+        xp = ctx.xp
+
+        def apply(lr, grad):
+            t = _read(store, op, t_) + 1
+            store[t_] = t
+            m = _read(store, op, m_) * b1 + (1 - b1) * grad
+            v = _read(store, op, v_) * b2 + (1 - b2) * xp.square(grad)
+            store[m_], store[v_] = m, v
+            lr_t = lr * xp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            store[var] = _read(store, op, var) - (lr_t * m / (xp.sqrt(v) + eps)).astype(grad.dtype, copy=False)
+            return ()
+
+        return apply
