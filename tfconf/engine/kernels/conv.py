@@ -19,7 +19,6 @@ im2col matrix.
 
 from __future__ import annotations
 
-import os
 import threading
 
 __all__ = [
@@ -42,10 +41,11 @@ WIDE_IM2COL = None
 
 
 #: Number of CPU threads used for the memory-bound numpy parts (copies,
-#: col2im, pooling).  numpy releases the GIL inside these loops, so splitting
-#: them over the cores nearly halves their time on a 2-core machine.  BLAS
-#: has its own threads.  Set to 1 to disable.
-NUM_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: col2im).  numpy releases the GIL inside these loops, so splitting them
+#: halves their time in isolation; but right after a GEMM the OpenBLAS worker
+#: threads keep spinning on the cores and the split measured slower on a
+#: 2-core machine, so it is off (1) by default.  Results do not depend on it.
+NUM_THREADS = 1
 _MIN_PARALLEL_ELEMS = 1 << 16
 _pool = None
 _pool_lock = threading.Lock()

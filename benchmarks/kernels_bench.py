@@ -1,0 +1,185 @@
+"""Micro-benchmark: tfconf conv / pool kernels vs PyTorch CPU eager.
+
+Times every conv / pool shape of Caffe's MNIST LeNet (batch 64) and
+CIFAR-10 quick (batch 100), float32, forward and each backward kernel, for
+tfconf (numpy) and for torch (the matching aten ops, plus forward + autograd
+backward per layer).  The two libraries are timed in separate phases: an
+OpenMP / OpenBLAS thread pool that is still spinning from the other library
+would otherwise steal a core.
+
+    python benchmarks/kernels_bench.py [--repeat 20] [--no-torch]
+
+Timings are the minimum over ``--repeat`` runs (the median is printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tfconf.engine.kernels import conv as K  # noqa: E402
+from tfconf.engine.kernels import pool as P  # noqa: E402
+
+# name, x shape, filter shape, pad
+CONVS = [
+    ("lenet.conv1", (64, 1, 28, 28), (20, 1, 5, 5), 0),
+    ("lenet.conv2", (64, 20, 12, 12), (50, 20, 5, 5), 0),
+    ("cifar.conv1", (100, 3, 32, 32), (32, 3, 5, 5), 2),
+    ("cifar.conv2", (100, 32, 16, 16), (32, 32, 5, 5), 2),
+    ("cifar.conv3", (100, 32, 8, 8), (64, 32, 5, 5), 2),
+]
+# name, kind, x shape, k, s, ceil_mode
+POOLS = [
+    ("lenet.pool1", "max", (64, 20, 24, 24), 2, 2, False),
+    ("lenet.pool2", "max", (64, 50, 8, 8), 2, 2, False),
+    ("cifar.pool1", "max", (100, 32, 32, 32), 3, 2, True),
+    ("cifar.pool2", "avg", (100, 32, 16, 16), 3, 2, True),
+    ("cifar.pool3", "avg", (100, 64, 8, 8), 3, 2, True),
+]
+# kernels of a training step (conv1 needs no input gradient)
+STEP = {
+    "lenet": ["lenet.conv1 fwd", "lenet.conv1 bwd_filter", "lenet.pool1 fwd", "lenet.pool1 bwd",
+              "lenet.conv2 fwd", "lenet.conv2 bwd_input", "lenet.conv2 bwd_filter",
+              "lenet.pool2 fwd", "lenet.pool2 bwd"],
+    "cifar": ["cifar.conv1 fwd", "cifar.conv1 bwd_filter", "cifar.pool1 fwd", "cifar.pool1 bwd",
+              "cifar.conv2 fwd", "cifar.conv2 bwd_input", "cifar.conv2 bwd_filter",
+              "cifar.pool2 fwd", "cifar.pool2 bwd", "cifar.conv3 fwd", "cifar.conv3 bwd_input",
+              "cifar.conv3 bwd_filter", "cifar.pool3 fwd", "cifar.pool3 bwd"],
+}
+
+
+def timeit(fn, repeat):
+    fn()
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return ts[0] * 1e3, ts[len(ts) // 2] * 1e3
+
+
+def bench_tfconf(repeat):
+    rng = np.random.default_rng(0)
+    res = {}
+    for name, xs, ws, p in CONVS:
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = rng.standard_normal(ws, dtype=np.float32)
+        args = ((1, 1), (p, p, p, p), (1, 1), 1)
+        y = K.conv2d(np, x, w, *args)
+        dy = rng.standard_normal(y.shape, dtype=np.float32)
+        res[name + " fwd"] = timeit(lambda: K.conv2d(np, x, w, *args), repeat)
+        res[name + " bwd_input"] = timeit(
+            lambda: K.conv2d_backprop_input(np, dy, w, xs[2:], *args), repeat)
+        res[name + " bwd_filter"] = timeit(
+            lambda: K.conv2d_backprop_filter(np, x, dy, ws[2:], *args), repeat)
+
+        def layer():
+            K.conv2d(np, x, w, *args)
+            K.conv2d_backprop_input(np, dy, w, xs[2:], *args)
+            K.conv2d_backprop_filter(np, x, dy, ws[2:], *args)
+        res[name + " fwd+bwd"] = timeit(layer, repeat)
+    for name, kind, xs, k, s, ceil in POOLS:
+        x = rng.standard_normal(xs, dtype=np.float32)
+        args = ((k, k), (s, s), (0, 0, 0, 0), ceil)
+        if kind == "max":
+            y = P.max_pool(np, x, *args)
+            dy = rng.standard_normal(y.shape, dtype=np.float32)
+            res[name + " fwd"] = timeit(lambda: P.max_pool(np, x, *args), repeat)
+            res[name + " bwd"] = timeit(lambda: P.max_pool_grad(np, x, y, dy, *args), repeat)
+        else:
+            y = P.avg_pool(np, x, *args)
+            dy = rng.standard_normal(y.shape, dtype=np.float32)
+            res[name + " fwd"] = timeit(lambda: P.avg_pool(np, x, *args), repeat)
+            res[name + " bwd"] = timeit(lambda: P.avg_pool_grad(np, dy, xs, *args), repeat)
+    return res
+
+
+def bench_torch(repeat):
+    import torch
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    torch.manual_seed(0)
+    res = {}
+    with torch.no_grad():
+        for name, xs, ws, p in CONVS:
+            x = torch.randn(xs)
+            w = torch.randn(ws)
+            y = F.conv2d(x, w, padding=p)
+            dy = torch.randn(y.shape)
+            cargs = ([1, 1], [p, p], [1, 1], False, [0, 0], 1)
+            res[name + " fwd"] = timeit(lambda: F.conv2d(x, w, padding=p), repeat)
+            res[name + " bwd_input"] = timeit(lambda: aten.convolution_backward(
+                dy, x, w, None, *cargs, [True, False, False]), repeat)
+            res[name + " bwd_filter"] = timeit(lambda: aten.convolution_backward(
+                dy, x, w, None, *cargs, [False, True, False]), repeat)
+    for name, xs, ws, p in CONVS:
+        x = torch.randn(xs, requires_grad=True)
+        w = torch.randn(ws, requires_grad=True)
+        dy = torch.randn(F.conv2d(x, w, padding=p).shape)
+
+        def layer():
+            torch.autograd.grad(F.conv2d(x, w, padding=p), (x, w), dy)
+        res[name + " fwd+bwd"] = timeit(layer, repeat)
+    for name, kind, xs, k, s, ceil in POOLS:
+        x = torch.randn(xs)
+        with torch.no_grad():
+            if kind == "max":
+                y, idx = F.max_pool2d(x, k, s, 0, ceil_mode=ceil, return_indices=True)
+                dy = torch.randn(y.shape)
+                res[name + " fwd"] = timeit(lambda: F.max_pool2d(x, k, s, 0, ceil_mode=ceil),
+                                            repeat)
+                res[name + " bwd"] = timeit(lambda: aten.max_pool2d_with_indices_backward(
+                    dy, x, [k, k], [s, s], [0, 0], [1, 1], ceil, idx), repeat)
+            else:
+                y = F.avg_pool2d(x, k, s, 0, ceil_mode=ceil)
+                dy = torch.randn(y.shape)
+                res[name + " fwd"] = timeit(lambda: F.avg_pool2d(x, k, s, 0, ceil_mode=ceil),
+                                            repeat)
+                res[name + " bwd"] = timeit(lambda: aten.avg_pool2d_backward(
+                    dy, x, [k, k], [s, s], [0, 0], ceil, True, None), repeat)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--no-torch", action="store_true")
+    a = ap.parse_args()
+    ours = bench_tfconf(a.repeat)
+    theirs = {}
+    if not a.no_torch:
+        try:
+            import torch
+            theirs = bench_torch(a.repeat)
+            tinfo = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        except ImportError:
+            tinfo = "torch not installed"
+    else:
+        tinfo = "torch skipped"
+    print(f"numpy {np.__version__}; {tinfo}; float32; min (median) ms over {a.repeat} runs")
+    print(f"{'kernel':32s} {'tfconf ms':>16s} {'torch ms':>16s} {'tfconf/torch':>12s}")
+    for key, (mn, med) in ours.items():
+        if key in theirs:
+            tmn, tmed = theirs[key]
+            print(f"{key:32s} {mn:7.2f} ({med:6.2f}) {tmn:7.2f} ({tmed:6.2f}) {mn / tmn:12.2f}")
+        else:
+            print(f"{key:32s} {mn:7.2f} ({med:6.2f})")
+    for net, keys in STEP.items():
+        o = sum(ours[k][0] for k in keys)
+        line = f"{net + ' step (conv+pool kernels)':32s} {o:7.2f}          "
+        if theirs:
+            t = sum(theirs[k][0] for k in keys)
+            line += f" {t:7.2f}          {o / t:12.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
