@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
+from . import shapes as _shapes
 from .graph import Tensor, get_default_graph
 from .ops.core import add_n, convert_to_tensor, ones_like, zeros_like
 
@@ -60,7 +61,8 @@ def gradients(ys, xs, grad_ys=None, name="gradients", stop_gradients=None,
                 todo.extend(c for c in t._consumers if c not in reach)
     # 2. Of those, the ops that reach the ys (walk back from ys through data inputs).
     between = set()
-    todo = [y.op for y in ys if y.op in reach]
+    # A y in stop_gradients is held constant too (TF stops at the op of each stopped tensor).
+    todo = [y.op for y in ys if y.op in reach and y not in stops]
     while todo:
         op = todo.pop()
         if op in between:
@@ -77,6 +79,11 @@ def gradients(ys, xs, grad_ys=None, name="gradients", stop_gradients=None,
                 gy = ones_like(y) if _differentiable(y) else None
             else:
                 gy = convert_to_tensor(gy, dtype=y.dtype)
+                if not _shapes.compatible(gy._shape, y._shape):
+                    raise ValueError(
+                        f"grad_ys entry of shape {_shapes.fmt(gy._shape)} does not match y "
+                        f"{y.name} of shape {_shapes.fmt(y._shape)}."
+                    )
             if gy is not None:
                 grads.setdefault(y, []).append(gy)
         x_set = set(xs)

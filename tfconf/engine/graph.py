@@ -159,7 +159,7 @@ class Operation:
                 "grow after they run (add new ops instead of editing old ones)."
             )
         for o in ops:
-            o = _as_op(o)
+            o = self.graph._own_op(o, f"control input of {self.name}")
             if o not in self.control_inputs:
                 self.control_inputs.append(o)
                 o._control_outputs.append(self)
@@ -269,12 +269,19 @@ class Graph:
             finally:
                 self._control_stack = saved
             return
-        ops = [_as_op(c) for c in control_inputs]
+        ops = [self._own_op(c, "control_dependencies") for c in control_inputs]
         self._control_stack.append(ops)
         try:
             yield
         finally:
             self._control_stack.pop()
+
+    def _own_op(self, x, what):
+        """``x`` as an Operation of this graph (a control input cannot cross graphs)."""
+        op = _as_op(x)
+        if op.graph is not self:
+            raise ValueError(f"{what}: {op.name} belongs to a different graph than {self!r}.")
+        return op
 
     @contextlib.contextmanager
     def device(self, name_or_fn):

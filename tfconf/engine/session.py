@@ -8,6 +8,7 @@ two sessions on one graph have separate variable values).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -74,7 +75,8 @@ def _flatten(fetch, graph, elements, index):
             return type(fetch)(*items)
         return type(fetch)(items) if isinstance(fetch, tuple) else items
     if isinstance(fetch, dict):
-        return type(fetch)((k, _flatten(v, graph, elements, index)) for k, v in fetch.items())
+        items = [(k, _flatten(v, graph, elements, index)) for k, v in fetch.items()]
+        return _same_mapping(fetch, items)
     if fetch is None:
         raise TypeError("Fetch argument None has invalid type NoneType.")
     el = graph.as_graph_element(fetch)
@@ -83,6 +85,13 @@ def _flatten(fetch, graph, elements, index):
         i = index[el] = len(elements)
         elements.append(el)
     return _Leaf(i)
+
+
+def _same_mapping(like, items):
+    """A mapping of ``like``'s type holding ``items`` (a defaultdict keeps its default_factory)."""
+    if isinstance(like, collections.defaultdict):
+        return type(like)(like.default_factory, items)
+    return type(like)(items)
 
 
 def _rebuild(template, values):
@@ -94,7 +103,7 @@ def _rebuild(template, values):
         items = [_rebuild(t, values) for t in template]
         return type(template)(*items) if hasattr(template, "_fields") else tuple(items)
     if isinstance(template, dict):
-        return type(template)((k, _rebuild(v, values)) for k, v in template.items())
+        return _same_mapping(template, [(k, _rebuild(v, values)) for k, v in template.items()])
     raise AssertionError(template)  # pragma: no cover
 
 
@@ -191,12 +200,21 @@ class Session:
         else:
             self._parallel.run(plan, vals)
         out = []
+        variables = self._ctx.variables
+        state = None
         for s, copy in zip(comp.fetch_slots, comp.copy):
             if s is None:
                 out.append(None)
-            else:
-                v = vals[s]
-                out.append(v.copy() if copy else v)
+                continue
+            v = vals[s]
+            if not copy and variables and not isinstance(v, np.generic):  # scalars are immutable
+                # NOTE: a fetched value may be a Variable's stored array or a view of it (the
+                # output of Assign/AssignAdd, Identity, Reshape...). The caller gets a copy, or
+                # mutating the result in place would change the variable.
+                if state is None:
+                    state = {id(a) for a in variables.values()}
+                copy = _aliases(v, state)
+            out.append(v.copy() if copy else v)
         return out
 
     def _compile(self, elements, feed_keys):
@@ -271,6 +289,15 @@ def _check_unfed(op):
             f"shape {fmt(t._shape)} ({op.describe()}).",
             op,
         )
+
+
+def _aliases(v, ids):
+    """True when array ``v`` is, or is a view into, one of the arrays whose ids are ``ids``."""
+    while v is not None:
+        if id(v) in ids:
+            return True
+        v = getattr(v, "base", None)
+    return False
 
 
 def _convert_feed(t, dt, shape, value):

@@ -20,6 +20,9 @@ class Variable:
 
     ``initial_value`` may be a tensor/array or a zero-argument callable returning one."""
 
+    # NOTE: numpy must defer to our reflected operators (ndarray * Variable → Tensor), as for Tensor.
+    __array_priority__ = 100
+
     def __init__(self, initial_value=None, trainable=True, name=None, dtype=None,
                  validate_shape=True, collections=None, shape=None):
         if initial_value is None:
@@ -27,7 +30,11 @@ class Variable:
         g = get_default_graph()
         if isinstance(initial_value, Tensor):
             g = initial_value.graph
-        with g.as_default(), g.name_scope(name or "Variable") as scope:
+        # NOTE: like TF1's init_scope, a Variable ignores surrounding control_dependencies: the
+        # VariableV2 op (read on every use) and its initializer must not re-run the enclosing
+        # block's control inputs each time the variable is read or initialized.
+        with g.as_default(), g.control_dependencies(None), \
+                g.name_scope(name or "Variable") as scope:
             vname = scope[:-1]
             with g.name_scope("Initializer"):
                 init = initial_value() if callable(initial_value) else initial_value
@@ -93,7 +100,10 @@ class Variable:
         return self._variable
 
     def read_value(self):
-        return self._variable
+        """A new read of the variable that runs after the current control dependencies."""
+        g = self.graph
+        with g.colocate_with(self._op):
+            return g.create_op("ReadVariable", [self._variable], self._var_attrs, "read").outputs[0]
 
     def _as_graph_element(self):
         return self._variable

@@ -145,3 +145,23 @@ class IsVariableInitialized(OpDef):
 
         store, name = ctx.variables, op.attrs["var"]
         return lambda: np.bool_(name in store)
+
+
+@register
+class ReadVariable(OpDef):
+    """The variable's value at the time this op runs: unlike the VariableV2 tensor (shared by every
+    reader), each ReadVariable is its own op, so it honours the control dependencies it was
+    created under (``with control_dependencies([v.assign_add(1)]): v.read_value()``).
+    Gradient: flows to the variable like a read of it (identity)."""
+
+    stateful = True
+
+    def infer(op):
+        return [(op.attrs["var_shape"], op.attrs["var_dtype"])]
+
+    def make_kernel(op, ctx):
+        store = ctx.variables
+        return lambda v: _current(op, store)
+
+    def grad(op, dy):
+        return [dy]
