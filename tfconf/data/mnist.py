@@ -9,9 +9,9 @@ import os
 
 import numpy as np
 
+from tfconf.data.errors import DataUnavailableError
 
-class DataUnavailableError(RuntimeError):
-    """A data source needs a package or file that is not installed."""
+__all__ = ["DataUnavailableError", "load_mnist_sample", "mnist_sample_path", "mnist_sample_split"]
 
 
 def mnist_sample_path() -> str:

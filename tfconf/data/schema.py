@@ -1,0 +1,127 @@
+"""The ``data:`` section of a config: one :class:`DataSpec` per phase, Caffe's ``data_param`` and
+``transform_param`` flattened into one mapping.
+
+.. code-block:: yaml
+
+    data:
+      train: {source: mnist, batch_size: 64, shuffle: true, scale: 0.00390625}
+      test:  {source: mnist, batch_size: 100, scale: 0.00390625}
+
+``source`` is a built-in set (``mnist``, ``digits``, ``spirals``, ``blobs``) or a path: ``.npz``,
+``.npy`` (labels in the file named by ``labels``), ``.csv`` (label column ``label_column``), MNIST IDX
+files (``*-ubyte`` or ``*.idx``, plain or ``.gz``; labels next to them or named by ``labels``), a folder
+of images with one sub-folder per class, ``.h5``/``.hdf5`` (Caffe's HDF5Data: datasets ``data`` and
+``label``) or a ``.txt`` list of such files. Relative paths are resolved against the config's folder.
+
+Transforms follow Caffe's DataTransformer: ``out = (crop(mirror(x)) - mean) * scale``, with the crop
+random in train and centred in test, and mirroring in train only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BUILTIN_SOURCES = ("mnist", "digits", "spirals", "blobs")
+SYNTHETIC_SOURCES = ("spirals", "blobs")
+FORMATS = ("npz", "npy", "csv", "idx", "images", "hdf5")
+
+Split = Literal["train", "test"]
+
+
+class DataSpec(BaseModel):
+    """One data source with its batching and transforms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="A built-in set (mnist, digits, spirals, blobs) or a file/folder path.")
+    format: Optional[Literal["npz", "npy", "csv", "idx", "images", "hdf5"]] = Field(
+        None, description="File format; guessed from the path when omitted."
+    )
+    split: Optional[Split] = Field(
+        None, description="Which split of a built-in set (or of an .npz/.h5 with x_train/x_test); defaults to the phase."
+    )
+    labels: Optional[str] = Field(None, description="Labels file for .npy data (or IDX labels when not next to the images).")
+    label_column: Union[int, str] = Field(-1, description="CSV label column: an index (negative counts from the end) or a header name.")
+    delimiter: str = Field(",", description="CSV field delimiter.")
+    shape: Optional[list[int]] = Field(
+        None, description="Per-sample shape to reshape flat rows to, e.g. [1, 28, 28] for CSV pixels."
+    )
+    is_color: bool = Field(True, description="Image folders: read as RGB (true) or grayscale (false).")
+    new_height: Optional[int] = Field(None, ge=1, description="Image folders: resize every image to this height.")
+    new_width: Optional[int] = Field(None, ge=1, description="Image folders: resize every image to this width.")
+
+    batch_size: int = Field(64, ge=1)
+    shuffle: Optional[bool] = Field(None, description="Reshuffle every epoch; default true in train, never in test.")
+    seed: Optional[int] = Field(None, ge=0, description="Seed of shuffling, crops, mirrors and synthetic sets; default the solver's.")
+
+    scale: float = Field(1.0, description="Multiply after mean subtraction (Caffe's transform_param.scale).")
+    mean_value: Optional[Union[float, list[float]]] = Field(None, description="Subtracted mean: one value or one per channel.")
+    mean_file: Optional[str] = Field(None, description="Subtracted mean image: .npy of shape [C,H,W] (or Caffe .binaryproto).")
+    crop_size: int = Field(0, ge=0, description="Square crop: random in train, centred in test; 0 = no crop.")
+    mirror: bool = Field(False, description="Random horizontal flip (train only).")
+
+    num_samples: Optional[int] = Field(None, ge=1, description="Synthetic sets: samples in this split (default 1000).")
+    num_classes: Optional[int] = Field(None, ge=2, description="Synthetic sets: classes (default 3 spirals, 4 blobs).")
+    noise: Optional[float] = Field(None, ge=0, description="Synthetic sets: noise level (default 0.2 spirals, 1.0 blobs).")
+
+    @field_validator("source")
+    @classmethod
+    def _source_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name a built-in set (mnist, digits, spirals, blobs) or a path. Received: ''")
+        return v
+
+    @field_validator("mean_value")
+    @classmethod
+    def _mean_value_not_empty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("must be a number or a non-empty list (one value per channel). Received: []")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_positive(cls, v):
+        if v is not None and (not v or any(d < 1 for d in v)):
+            raise ValueError(f"must be a non-empty list of positive sizes, e.g. [1, 28, 28]. Received: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DataSpec":
+        if self.mean_value is not None and self.mean_file is not None:
+            raise ValueError("give mean_value or mean_file, not both (as in Caffe)")
+        synthetic = [k for k in ("num_samples", "num_classes", "noise") if getattr(self, k) is not None]
+        if synthetic and not self.is_synthetic:
+            raise ValueError(
+                f"{synthetic[0]} applies only to synthetic sources (spirals, blobs). Received source: {self.source!r}"
+            )
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.format is None and self.source in BUILTIN_SOURCES
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.format is None and self.source in SYNTHETIC_SOURCES
+
+
+class DataSection(BaseModel):
+    """``data: {train: DataSpec, test: DataSpec}``; either may be missing (a net with an Input layer
+    fed by the user, or a test-only config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: Optional[DataSpec] = None
+    test: Optional[DataSpec] = None
+
+    @field_validator("test")
+    @classmethod
+    def _test_not_shuffled(cls, v: Optional[DataSpec]) -> Optional[DataSpec]:
+        if v is not None and v.shuffle:
+            raise ValueError("shuffle: test data is read in a fixed order; remove it or set it to false")
+        return v
+
+    def for_phase(self, phase: Split) -> Optional[DataSpec]:
+        return self.train if phase == "train" else self.test

@@ -1,0 +1,337 @@
+"""File sources. Each reader returns ``(x, y)``: ``x`` uint8 or float32, NCHW ``[N, C, H, W]`` for
+images or ``[N, D]`` for vectors, and ``y`` int64 ``[N]``. :func:`load_source` picks the reader for a
+:class:`~tfconf.data.schema.DataSpec` and checks what it returns.
+
+Formats (chosen by ``format:`` or guessed from the path):
+
+- ``npz``: arrays ``x_<split>``/``y_<split>``, else ``x``/``y``, ``data``/``label(s)`` or ``images``/``labels``.
+- ``npy``: the data; labels in the file named by ``labels:`` (``.npy``, or text with one label per line).
+- ``csv`` (also ``.csv.gz``, ``.tsv``): one sample per row, the label in ``label_column``; a first row
+  that is not numeric is taken as a header, whose names ``label_column`` may use.
+- ``idx``: MNIST's IDX format (``train-images-idx3-ubyte[.gz]``); labels in ``labels:`` or, by default,
+  the file named like the images with ``images-idx3`` replaced by ``labels-idx1``.
+- ``images``: a folder with one sub-folder per class (sorted names give labels 0, 1, ...); needs Pillow.
+  Images are read as RGB (or grayscale with ``is_color: false``) and must share one size unless
+  ``new_height``/``new_width`` resize them.
+- ``hdf5``: Caffe's HDF5Data: datasets ``data`` and ``label`` in an ``.h5``/``.hdf5`` file, or in each file
+  listed (one per line) in a ``.txt`` file; needs h5py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import os
+import struct
+from typing import Optional
+
+import numpy as np
+
+from tfconf.data.errors import DataError, missing_extra
+from tfconf.data.schema import BUILTIN_SOURCES, DataSpec
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+# --------------------------------------------------------------------------------------------- paths
+
+
+def resolve(path: str, root: Optional[str]) -> str:
+    path = os.path.expanduser(path)
+    if root is not None and not os.path.isabs(path):
+        path = os.path.join(root, path)
+    return path
+
+
+def _require(path: str, what: str = "data file") -> str:
+    if not os.path.exists(path):
+        raise DataError(f"{what} not found: {path}")
+    return path
+
+
+def _not_found(source: str, path: str) -> str:
+    if os.sep in source or "." in os.path.basename(source):
+        return f"data file not found: {path}"
+    close = difflib.get_close_matches(source, BUILTIN_SOURCES, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"{source!r} is neither a built-in set ({', '.join(BUILTIN_SOURCES)}) nor an existing path.{hint}"
+
+
+def guess_format(path: str) -> str:
+    """The format of a path, from its name (a folder is an image folder)."""
+    if os.path.isdir(path):
+        return "images"
+    name = os.path.basename(path).lower()
+    stem = name[:-3] if name.endswith(".gz") else name
+    if stem.endswith(".npz"):
+        return "npz"
+    if stem.endswith(".npy"):
+        return "npy"
+    if stem.endswith((".csv", ".tsv")):
+        return "csv"
+    if stem.endswith((".h5", ".hdf5", ".txt")):
+        return "hdf5"
+    if stem.endswith(("-ubyte", ".idx")) or "idx1" in stem or "idx3" in stem:
+        return "idx"
+    raise DataError(
+        f"cannot tell the format of {path!r} from its name; set format: to one of "
+        "npz, npy, csv, idx, images, hdf5"
+    )
+
+
+# ------------------------------------------------------------------------------------------ checking
+
+
+def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels must be one integer per sample. Received shape {list(y.shape)}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{where}: labels must be whole numbers. Received e.g. {y[y != np.round(y)][:3].tolist()}")
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"{where}: labels must be integers. Received dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _as_data(x: np.ndarray, where: str, shape: Optional[list[int]] = None) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "iufb":
+        raise DataError(f"{where}: data must be numeric. Received dtype {x.dtype}")
+    if x.ndim == 0:
+        raise DataError(f"{where}: data must have one row per sample. Received a scalar")
+    if shape is not None:
+        per = int(np.prod(x.shape[1:]))
+        if per != int(np.prod(shape)):
+            raise DataError(
+                f"{where}: cannot reshape samples of {per} values to shape {shape}. Received data of shape {list(x.shape)}"
+            )
+        x = x.reshape(len(x), *shape)
+    if x.ndim == 1:
+        x = x[:, None]
+    elif x.ndim == 3:  # [N, H, W]: one channel
+        x = x[:, None]
+    elif x.ndim not in (2, 4):
+        raise DataError(
+            f"{where}: data must be [N, D] vectors or [N, C, H, W] images (or [N, H, W]). Received shape {list(x.shape)}"
+        )
+    return x if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def checked(x: np.ndarray, y: np.ndarray, where: str, shape: Optional[list[int]] = None):
+    """Bring ``(x, y)`` to the layer's conventions and check that they agree."""
+    x, y = _as_data(x, where, shape), _as_labels(y, where)
+    if len(x) != len(y):
+        raise DataError(f"{where}: {len(y)} labels for {len(x)} samples; there must be one label per sample")
+    if len(x) == 0:
+        raise DataError(f"{where}: the source holds no samples")
+    return x, y
+
+
+# ----------------------------------------------------------------------------------------- readers
+
+_NPZ_KEYS = (("x", "y"), ("data", "label"), ("data", "labels"), ("images", "labels"), ("X", "y"))
+
+
+def read_npz(path: str, split: str):
+    with np.load(_require(path), allow_pickle=False) as f:
+        keys = set(f.files)
+        for xk, yk in ((f"x_{split}", f"y_{split}"),) + _NPZ_KEYS:
+            if xk in keys and yk in keys:
+                return f[xk], f[yk]
+    raise DataError(
+        f"{path}: no data/label arrays found; expected x_{split}/y_{split}, x/y, data/label or images/labels. "
+        f"Received arrays: {sorted(keys)}"
+    )
+
+
+def _read_label_file(path: str) -> np.ndarray:
+    _require(path, "labels file")
+    if path.lower().endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    try:
+        return np.loadtxt(path, ndmin=1)
+    except ValueError as e:
+        raise DataError(f"{path}: labels must be one number per line ({e})") from None
+
+
+def read_npy(path: str, labels: Optional[str]):
+    x = np.load(_require(path), allow_pickle=False)
+    if labels is None:
+        raise DataError(f"{path}: an .npy source needs labels: naming its labels file (.npy or one label per line)")
+    return x, _read_label_file(labels)
+
+
+def _open_text(path: str):
+    return gzip.open(path, "rt") if path.lower().endswith(".gz") else open(path)
+
+
+def read_csv(path: str, label_column, delimiter: str = ","):
+    if path.lower().endswith((".tsv", ".tsv.gz")) and delimiter == ",":
+        delimiter = "\t"
+    with _open_text(_require(path)) as f:
+        first = f.readline().strip()
+    fields = [s.strip() for s in first.split(delimiter)]
+    try:
+        [float(s) for s in fields]
+        header = None
+    except ValueError:
+        header = [s.strip('"') for s in fields]
+    try:
+        table = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, skiprows=1 if header else 0, ndmin=2)
+    except ValueError as e:
+        raise DataError(f"{path}: not a numeric CSV table ({e})") from None
+    ncol = table.shape[1]
+    if isinstance(label_column, str):
+        if header is None or label_column not in header:
+            raise DataError(f"{path}: no column named {label_column!r}. Received header: {header}")
+        col = header.index(label_column)
+    else:
+        if not -ncol <= label_column < ncol:
+            raise DataError(f"{path}: label_column {label_column} is out of range for {ncol} columns")
+        col = label_column % ncol
+    return np.delete(table, col, axis=1), table[:, col]
+
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx_file(path: str) -> np.ndarray:
+    """One IDX array: magic ``00 00 <dtype> <ndim>``, ``ndim`` big-endian uint32 sizes, then the data."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(_require(path), "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(
+            f"{path}: not an IDX file (bad magic number 0x{raw[:4].hex() or 'empty'}; "
+            "expected 0x0000 then a type code 08/09/0b/0c/0d/0e and the number of dimensions)"
+        )
+    ndim = raw[3]
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: IDX header truncated")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path}: IDX header says {list(dims)} ({expected} bytes) but the file holds {len(raw) - header} bytes"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def idx_labels_path(images: str) -> Optional[str]:
+    """MNIST's naming: ``train-images-idx3-ubyte.gz`` → ``train-labels-idx1-ubyte.gz``."""
+    d, name = os.path.split(images)
+    for a, b in (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1"), ("images", "labels")):
+        if a in name:
+            return os.path.join(d, name.replace(a, b))
+    return None
+
+
+def read_idx(path: str, labels: Optional[str]):
+    x = read_idx_file(path)
+    labels = labels or idx_labels_path(path)
+    if labels is None:
+        raise DataError(f"{path}: cannot guess the IDX labels file from the name; name it with labels:")
+    y = read_idx_file(labels)
+    if y.ndim != 1:
+        raise DataError(f"{labels}: IDX labels must be 1-D. Received shape {list(y.shape)}")
+    return x, y
+
+
+def read_image_folder(path: str, is_color: bool = True, new_height=None, new_width=None):
+    try:
+        from PIL import Image
+    except ImportError:
+        raise missing_extra("Pillow", "images", "An image-folder source") from None
+    _require(path, "image folder")
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise DataError(f"{path}: an image folder needs one sub-folder per class; found none")
+    images, labels, first = [], [], None
+    for label, cls in enumerate(classes):
+        folder = os.path.join(path, cls)
+        for name in sorted(os.listdir(folder)):
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            file = os.path.join(folder, name)
+            with Image.open(file) as im:
+                im = im.convert("RGB" if is_color else "L")
+                if new_height or new_width:
+                    im = im.resize((new_width or im.width, new_height or im.height), Image.BILINEAR)
+                a = np.asarray(im, dtype=np.uint8)
+            if first is None:
+                first = (file, a.shape)
+            elif a.shape != first[1]:
+                raise DataError(
+                    f"{path}: images differ in size ({first[0]}: {first[1][:2]}, {file}: {a.shape[:2]}); "
+                    "set new_height and new_width to resize them"
+                )
+            images.append(a)
+            labels.append(label)
+    if not images:
+        raise DataError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders {classes}")
+    x = np.stack(images)
+    x = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x[:, None]  # NHWC → NCHW
+    return np.ascontiguousarray(x), np.asarray(labels, np.int64)
+
+
+def read_hdf5(path: str, split: str):
+    try:
+        import h5py
+    except ImportError:
+        raise missing_extra("h5py", "hdf5", "An HDF5 source") from None
+    _require(path)
+    if path.lower().endswith(".txt"):  # Caffe's HDF5Data source: a list of .h5 files
+        with open(path) as f:
+            files = [resolve(line.strip(), os.path.dirname(path)) for line in f if line.strip()]
+        if not files:
+            raise DataError(f"{path}: the HDF5 file list is empty")
+    else:
+        files = [path]
+    xs, ys = [], []
+    for file in files:
+        with h5py.File(_require(file, "HDF5 file"), "r") as f:
+            for xk, yk in ((f"x_{split}", f"y_{split}"), ("data", "label"), ("data", "labels"), ("x", "y")):
+                if xk in f and yk in f:
+                    xs.append(np.asarray(f[xk]))
+                    ys.append(np.asarray(f[yk]))
+                    break
+            else:
+                raise DataError(f"{file}: expected datasets 'data' and 'label'. Received: {sorted(f.keys())}")
+    if len({a.shape[1:] for a in xs}) > 1:
+        raise DataError(f"{path}: the HDF5 files hold samples of different shapes: {[list(a.shape[1:]) for a in xs]}")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+# ------------------------------------------------------------------------------------------ dispatch
+
+
+def load_source(spec: DataSpec, split: str, root: Optional[str] = None, seed: int = 0):
+    """``(x, y)`` for a spec: a built-in set or a file, checked and in the layer's conventions."""
+    from tfconf.data import builtin
+
+    if spec.is_builtin:
+        x, y = builtin.load_builtin(spec, split, seed)
+        return checked(x, y, spec.source, spec.shape)
+    path = resolve(spec.source, root)
+    if not os.path.exists(path):
+        raise DataError(_not_found(spec.source, path))
+    fmt = spec.format or guess_format(path)
+    labels = resolve(spec.labels, root) if spec.labels else None
+    if fmt == "npz":
+        x, y = read_npz(path, split)
+    elif fmt == "npy":
+        x, y = read_npy(path, labels)
+    elif fmt == "csv":
+        x, y = read_csv(path, spec.label_column, spec.delimiter)
+    elif fmt == "idx":
+        x, y = read_idx(path, labels)
+    elif fmt == "images":
+        x, y = read_image_folder(path, spec.is_color, spec.new_height, spec.new_width)
+    else:
+        x, y = read_hdf5(path, split)
+    return checked(x, y, path, spec.shape)

@@ -1,0 +1,182 @@
+"""Caffe's DataTransformer, applied to a whole batch at once.
+
+For each sample ``x`` (``[C, H, W]`` or ``[D]``), in this order::
+
+    x = x - mean                      # mean_file: a full-size [C, H, W] image; mean_value: per channel
+    x = x[:, h:h+crop, w:w+crop]      # train: h, w uniform per sample; test: the centre, (H - crop) // 2
+    x = x[:, :, ::-1]  if flip        # train only, flip ~ Bernoulli(1/2) per sample
+    x = x * scale
+
+which is Caffe's ``(crop(mirror(x)) - crop(mean)) * scale``, except that Caffe also mirrors in test. The random draws come from the generator
+the caller passes (the batcher derives one per iteration), first all crop offsets (rows, then columns),
+then the flips, so a batch is a pure function of its data and that generator.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from tfconf.data.errors import DataError
+
+
+class Transform:
+    """A per-batch transform for samples of shape ``sample_shape`` (``(C, H, W)`` or ``(D,)``)."""
+
+    def __init__(
+        self,
+        sample_shape: Sequence[int],
+        *,
+        scale: float = 1.0,
+        mean: Optional[np.ndarray] = None,
+        crop_size: int = 0,
+        mirror: bool = False,
+        train: bool = True,
+    ):
+        self.sample_shape = tuple(int(d) for d in sample_shape)
+        self.scale = float(scale)
+        self.crop_size = int(crop_size)
+        self.train = bool(train)
+        # NOTE: Caffe's DataTransformer flips in TEST too when mirror is set (so its test scores vary
+        # from run to run); here test batches are deterministic, so mirroring is a train-only augmentation.
+        self.mirror = bool(mirror) and self.train
+        image = len(self.sample_shape) == 3
+        if (self.crop_size or mirror) and not image:
+            what = "crop_size" if self.crop_size else "mirror"
+            raise DataError(f"{what} needs image data [N, C, H, W]. Received samples of shape {list(self.sample_shape)}")
+        if self.crop_size:
+            h, w = self.sample_shape[1:]
+            if self.crop_size > min(h, w):
+                raise DataError(f"crop_size {self.crop_size} is larger than the images ({h}x{w})")
+        self.mean = None if mean is None else self._check_mean(np.asarray(mean, np.float32))
+
+    def _check_mean(self, mean: np.ndarray) -> np.ndarray:
+        shape = self.sample_shape
+        if mean.ndim == 0 or mean.size == 1:
+            return mean.reshape(())
+        if mean.ndim == 1:  # mean_value list: one per channel (images) or per feature (vectors)
+            if mean.size != shape[0]:
+                unit = "channels" if len(shape) == 3 else "features"
+                raise DataError(f"mean_value has {mean.size} values for {shape[0]} {unit}; give 1 or {shape[0]}")
+            return mean.reshape((-1,) + (1,) * (len(shape) - 1))
+        if mean.ndim == len(shape) + 1 and mean.shape[0] == 1:  # a [1, C, H, W] blob
+            mean = mean[0]
+        if mean.ndim == 2 and len(shape) == 3 and shape[0] == 1:  # [H, W] for one channel
+            mean = mean[None]
+        if mean.shape != shape:
+            raise DataError(f"mean_file has shape {list(mean.shape)} but the samples are {list(shape)}")
+        return mean
+
+    @property
+    def output_shape(self) -> tuple:
+        """Shape of one transformed sample."""
+        if self.crop_size:
+            return (self.sample_shape[0], self.crop_size, self.crop_size)
+        return self.sample_shape
+
+    @property
+    def is_random(self) -> bool:
+        return self.train and (self.mirror or bool(self.crop_size))
+
+    def __call__(self, x: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        out = x.astype(np.float32)  # a copy: the data set is never modified
+        if self.mean is not None:
+            out -= self.mean
+        n = len(out)
+        if self.crop_size:
+            c = self.crop_size
+            h, w = self.sample_shape[1:]
+            if self.train:
+                hs, ws = rng.integers(0, h - c + 1, n), rng.integers(0, w - c + 1, n)
+                out = np.stack([out[i, :, hs[i] : hs[i] + c, ws[i] : ws[i] + c] for i in range(n)])
+            else:
+                h0, w0 = (h - c) // 2, (w - c) // 2
+                out = out[:, :, h0 : h0 + c, w0 : w0 + c]
+        if self.mirror:
+            flip = rng.random(n) < 0.5
+            out[flip] = out[flip][..., ::-1]
+        if self.scale != 1.0:
+            out *= np.float32(self.scale)
+        return np.ascontiguousarray(out)
+
+
+def read_mean_file(path: str) -> np.ndarray:
+    """A mean image from ``.npy`` or Caffe's ``.binaryproto`` (a serialized BlobProto)."""
+    if not os.path.exists(path):
+        raise DataError(f"mean_file not found: {path}")
+    if path.lower().endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    if path.lower().endswith(".binaryproto"):
+        with open(path, "rb") as f:
+            return parse_blob_proto(f.read(), path)
+    raise DataError(f"mean_file must be .npy or .binaryproto. Received: {path}")
+
+
+def _varint(buf: bytes, i: int):
+    shift = result = 0
+    while True:
+        if i >= len(buf):
+            raise IndexError
+        b = buf[i]
+        result |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def parse_blob_proto(buf: bytes, where: str = "binaryproto") -> np.ndarray:
+    """Decode caffe.BlobProto's fields num/channels/height/width (1-4), data (5, float, packed or not)
+    and shape (7, BlobShape with repeated int64 dim = 1); other fields are skipped."""
+    legacy = {1: 1, 2: 1, 3: 1, 4: 1}
+    seen_legacy, dims, data = False, None, []
+    i = 0
+    try:
+        while i < len(buf):
+            key, i = _varint(buf, i)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                value, i = _varint(buf, i)
+                if field in legacy:
+                    legacy[field], seen_legacy = value, True
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                if field == 5:
+                    data.append(np.frombuffer(buf, "<f4", 1, i))
+                i += 4
+            elif wire == 2:
+                size, i = _varint(buf, i)
+                chunk = buf[i : i + size]
+                if len(chunk) != size:
+                    raise IndexError
+                if field == 5:
+                    data.append(np.frombuffer(chunk, "<f4"))
+                elif field == 7:
+                    dims, j = [], 0
+                    while j < len(chunk):
+                        k, j = _varint(chunk, j)
+                        if k >> 3 == 1 and k & 7 == 0:
+                            d, j = _varint(chunk, j)
+                            dims.append(d)
+                        elif k >> 3 == 1 and k & 7 == 2:
+                            n, j = _varint(chunk, j)
+                            end = j + n
+                            while j < end:
+                                d, j = _varint(chunk, j)
+                                dims.append(d)
+                        else:
+                            raise IndexError
+                i += size
+            else:
+                raise IndexError
+    except IndexError:
+        raise DataError(f"{where}: not a valid Caffe BlobProto") from None
+    values = np.concatenate(data) if data else np.zeros(0, np.float32)
+    if dims is None:
+        dims = [legacy[1], legacy[2], legacy[3], legacy[4]] if seen_legacy else [values.size]
+    if int(np.prod(dims)) != values.size:
+        raise DataError(f"{where}: BlobProto shape {dims} does not match its {values.size} values")
+    return values.reshape(dims).astype(np.float32)
