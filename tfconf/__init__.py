@@ -36,7 +36,7 @@ from .engine.ops.reduce import (  # noqa: F401
     argmax, argmin, reduce_max, reduce_mean, reduce_min, reduce_prod, reduce_sum,
 )
 from .engine.session import (  # noqa: F401
-    InteractiveSession, Session, SessionConfig, get_default_session,
+    InteractiveSession, RunMetadata, RunOptions, Session, SessionConfig, get_default_session,
 )
 from .engine.shapes import TensorShape  # noqa: F401
 from .engine.variables import (  # noqa: F401

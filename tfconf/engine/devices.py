@@ -99,3 +99,32 @@ def cpu_device(index: int = 0) -> Device:
     import numpy
 
     return Device(f"/job:localhost/replica:0/task:0/device:CPU:{index}", "CPU", numpy)
+
+
+def _meminfo_gb():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def measure_gflops(xp, n=512, reps=5):
+    """float32 matmul throughput of an array module, in GFLOP/s (a few milliseconds)."""
+    import time
+
+    a = xp.ones((n, n), dtype=xp.float32)
+    a @ a
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ a
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def describe_devices():
+    """The devices the engine sees, with memory and measured throughput (``tfconf devices``)."""
+    cpu = cpu_device(0)
+    return [{"name": cpu.name, "type": "CPU", "memory_gb": _meminfo_gb(), "gflops": measure_gflops(cpu.xp)}]

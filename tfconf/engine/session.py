@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from . import errors
-from .executor import ParallelExecutor, build_plan, run_serial
+from .executor import ParallelExecutor, build_plan, run_checked, run_serial
 from .graph import Operation, Tensor, get_default_graph
 from .shapes import fmt
 
@@ -27,6 +27,30 @@ class SessionConfig:
     device_count: dict = dataclasses.field(default_factory=dict)
     log_device_placement: bool = False
     allow_soft_placement: bool = True
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Per-run options: ``check_numerics`` raises at the first op that outputs NaN/Inf;
+    ``trace`` records each op's wall time into ``RunMetadata.step_stats``. Either runs serially."""
+
+    check_numerics: bool = False
+    trace: bool = False
+
+    @classmethod
+    def of(cls, value):
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise TypeError(f"options must be a RunOptions or a dict, received {type(value).__name__}")
+
+
+@dataclasses.dataclass
+class RunMetadata:
+    """Filled by a traced run: ``step_stats`` is a list of (op name, op type, seconds)."""
+
+    step_stats: list = dataclasses.field(default_factory=list)
 
 
 class _Context:
@@ -180,22 +204,30 @@ class Session:
             if comp is None:
                 comp = self._compile([fetches], feed_keys)
                 self._fast[(fetches, feed_keys)] = comp
-            return self._execute(comp, feed_dict)[0]
+            if options is None:
+                return self._execute(comp, feed_dict)[0]
+            return self._execute(comp, feed_dict, RunOptions.of(options), run_metadata)[0]
         elements = []
         template = _flatten(fetches, self.graph, elements, {})
         comp = self._plans.get((tuple(elements), feed_keys))
         if comp is None:
             comp = self._compile(elements, feed_keys)
             self._plans[(tuple(elements), feed_keys)] = comp
-        return _rebuild(template, self._execute(comp, feed_dict))
+        opts = RunOptions.of(options) if options is not None else None
+        return _rebuild(template, self._execute(comp, feed_dict, opts, run_metadata))
 
-    def _execute(self, comp, feed_dict):
+    def _execute(self, comp, feed_dict, options=None, run_metadata=None):
         plan = comp.plan
         vals = [None] * plan.nslots
         if comp.feeds:
             for (slot, t, dt, shape), value in zip(comp.feeds, feed_dict.values()):
                 vals[slot] = _convert_feed(t, dt, shape, value)
-        if self._parallel is None:
+        if options is not None and (options.check_numerics or options.trace):
+            stats = [] if options.trace else None
+            run_checked(plan, vals, numerics=options.check_numerics, stats=stats)
+            if run_metadata is not None and stats is not None:
+                run_metadata.step_stats = stats
+        elif self._parallel is None:
             run_serial(plan, vals)
         else:
             self._parallel.run(plan, vals)

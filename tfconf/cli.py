@@ -1,0 +1,239 @@
+"""The ``tfconf`` command line (typer). Every mistake a user can make ends in a located message on
+stderr and exit code 2, never a traceback.
+
+    tfconf train configs/lenet_mnist.yaml
+    tfconf validate configs/lenet_mnist.yaml --set layers.conv1.num_output=32
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="tfconf",
+    help="Train nets written as YAML configs on a TensorFlow-1-style dataflow engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOpt = typer.Option(None, "--set", help="Override a config value: KEY=VALUE (dotted path; "
+                      "layers by name: layers.conv1.num_output=32; the value is parsed as YAML).")
+
+
+class UserError(Exception):
+    """A mistake of the user's: printed without a traceback, exit code 2."""
+
+
+def _fail(message: str, code: int = 2):
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors():
+    """The exception types that are the user's mistakes (imported lazily: they pull pydantic)."""
+    from tfconf.data import DataError, DataUnavailableError
+    from tfconf.frontend.errors import ConfigError
+
+    return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError)
+
+
+def _run(fn):
+    """Call ``fn`` turning user errors into exit code 2 with their message."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001 - filtered just below
+        if isinstance(e, _user_errors()):
+            _fail(f"error: {e}" if not _is_located(e) else str(e))
+        from tfconf.train.solver import DivergenceError
+
+        if isinstance(e, DivergenceError):
+            _fail(f"error: training diverged: {e}")
+        raise
+
+
+def _is_located(e):
+    from tfconf.frontend.errors import ConfigError
+
+    return isinstance(e, ConfigError)
+
+
+def _load(config: str, overrides, check=True):
+    from tfconf.frontend import config as cfgmod
+
+    if config.startswith("zoo:"):
+        raise UserError(f"{config}: the model zoo is not available yet (issue: model zoo).")
+    return cfgmod.load(config, overrides or (), check=check)
+
+
+# ----------------------------------------------------------------------------- train
+@app.command()
+def train(
+    config: str = typer.Argument(..., help="The training config (YAML)."),
+    set_: Optional[List[str]] = SetOpt,
+    weights: Optional[str] = typer.Option(None, "--weights", help="Initialize from these weights "
+                                          "(.safetensors), copied by layer name (fine-tuning)."),
+    reinit: Optional[List[str]] = typer.Option(None, "--reinit", help="With --weights: layers to "
+                                               "initialize afresh instead (e.g. a new head)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its folder or a "
+                                         "*.solverstate.safetensors snapshot."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder (default runs/NAME-TIMESTAMP)."),
+    max_iter: Optional[int] = typer.Option(None, "--max-iter", help="Override solver.max_iter."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device to train on (e.g. cpu:0)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON line: run_dir, iterations, "
+                                 "train_loss, test metrics, wall_time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or display lines."),
+):
+    """Train a net. Example: tfconf train configs/lenet_mnist.yaml --set solver.max_iter=500"""
+    overrides = list(set_ or [])
+    if max_iter is not None:
+        overrides.append(f"solver.max_iter={max_iter}")
+
+    def go():
+        from tfconf.train.runner import train as run_train
+
+        cfg = _load(config, overrides)
+        if print_config:
+            typer.echo(cfg.loaded.dump())
+            return None
+        if cfg.net.solver is None:
+            raise cfg.loaded.error(("solver",), "training needs a solver section")
+        if device is not None and not device.lower().replace("/", "").replace("device:", "").startswith("cpu"):
+            raise UserError(f"--device {device}: only CPU devices exist on this machine")
+        return run_train(cfg, out=out, weights=weights, reinit=tuple(reinit or ()), resume=resume,
+                         quiet=quiet or as_json, echo=typer.echo)
+
+    result = _run(go)
+    if result is not None and as_json:
+        typer.echo(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- test
+@app.command()
+def test(
+    config: str = typer.Argument(..., help="The config (YAML)."),
+    weights: str = typer.Option(..., "--weights", help="Weights file (.safetensors)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Test batches (default solver.test_iter, else one pass)."),
+    set_: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
+):
+    """Run the test phase and print its metrics. Example: tfconf test configs/lenet_mnist.yaml --weights runs/x/final.safetensors"""
+
+    def go():
+        from tfconf.train.runner import test as run_test
+
+        return run_test(_load(config, set_), weights, iterations)
+
+    metrics = _run(go)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            typer.echo(f"{k} = {v:.6g}")
+
+
+# ----------------------------------------------------------------------------- time
+@app.command("time")
+def time_(
+    config: str = typer.Argument(..., help="The config (YAML)."),
+    iterations: int = typer.Option(10, "--iterations", help="Timed iterations (after one warm-up)."),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Caffe's `time`: per-layer forward and backward milliseconds of a training iteration."""
+
+    def go():
+        from tfconf.train.runner import time_layers
+
+        return time_layers(_load(config, set_), iterations)
+
+    rows, total = _run(go)
+    typer.echo(f"{'layer':<20} {'forward ms':>11} {'backward ms':>12}")
+    for name, f, b in rows:
+        typer.echo(f"{name:<20} {f:>11.3f} {b:>12.3f}")
+    typer.echo(f"{'total':<20} {total:>11.3f} ms per iteration")
+
+
+# ----------------------------------------------------------------------------- validate / schema
+@app.command()
+def validate(
+    config: str = typer.Argument(..., help="The config (YAML)."),
+    set_: Optional[List[str]] = SetOpt,
+    print_config: bool = typer.Option(False, "--print-config", help="Also print the resolved config."),
+):
+    """Check a config: prints a one-line summary or the located errors (exit code 2)."""
+
+    def go():
+        from tfconf.frontend import config as cfgmod
+
+        cfg = _load(config, set_, check=False)
+        nets, params = cfgmod.check_net(cfg)
+        return cfg, nets, params
+
+    cfg, nets, params = _run(go)
+    if print_config:
+        typer.echo(cfg.loaded.dump())
+    n_params = sum(int(__import__("numpy").prod(v.shape.as_list())) for v in params.values()
+                   if v.trainable)
+    outs = ", ".join(f"{k} {t.shape.as_list()}" for k, t in nets["test"].outputs.items())
+    typer.echo(f"{cfg.path}: ok: {cfg.net.name}, {len(cfg.net.layers)} layers, {n_params:,} parameters; "
+               f"test outputs: {outs or 'none'}")
+
+
+@app.command()
+def schema(out: Optional[str] = typer.Option(None, "-o", "--out", help="Write to this file instead of stdout.")):
+    """Write the JSON Schema of configs (for editor completion)."""
+    from tfconf.frontend.net_schema import NetConfig
+
+    text = json.dumps(NetConfig.model_json_schema(), indent=2)
+    if out:
+        Path(out).write_text(text + "\n")
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)
+
+
+# ----------------------------------------------------------------------------- devices / draw
+@app.command()
+def devices():
+    """List the devices the engine sees, with memory and a measured throughput."""
+    from tfconf.engine.devices import describe_devices
+
+    for d in describe_devices():
+        typer.echo(f"{d['name']}  {d['type']}  memory {d['memory_gb']:.1f} GiB  "
+                   f"float32 matmul {d['gflops']:.0f} GFLOP/s")
+
+
+@app.command()
+def draw(
+    config: str = typer.Argument(..., help="The config (YAML)."),
+    out: str = typer.Option(..., "-o", "--out", help="Output file: .dot always; .svg/.png need graphviz's `dot`."),
+    phase: str = typer.Option("train", "--phase", help="train or test."),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Draw the net as a graph of layers and blobs (Caffe's draw_net)."""
+
+    def go():
+        from tfconf.frontend.draw import draw_net
+
+        if phase not in ("train", "test"):
+            raise UserError(f"--phase must be train or test. Received: {phase}")
+        return draw_net(_load(config, set_, check=False), out, phase)
+
+    typer.echo(f"wrote {_run(go)}")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

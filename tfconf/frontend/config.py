@@ -1,0 +1,105 @@
+"""From a config file to a validated, compiled net: the single entry point the CLI uses.
+
+``load(path, overrides)`` reads the YAML (with ``base:`` and ``--set``), validates it, checks the
+net's structure (unique names, bottoms that exist, shapes that fit) by building it into a scratch
+graph, and returns everything located errors need. Every mistake raises a ConfigError whose lines
+read ``file:line:col: path: message. Received: value``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from .errors import ConfigError
+from .loader import LoadedConfig, load_config
+from .schema_base import validate_section
+
+
+@dataclasses.dataclass
+class Config:
+    net: object            # NetConfig
+    loaded: LoadedConfig
+    path: str
+
+    @property
+    def root(self) -> str:
+        """The folder relative data paths are resolved against (the config's own folder)."""
+        return os.path.dirname(os.path.abspath(self.path))
+
+
+def load(path, overrides=(), *, check=True) -> Config:
+    from .net_schema import NetConfig
+
+    loaded = load_config(path, overrides)
+    net = validate_section(NetConfig, loaded)
+    cfg = Config(net, loaded, str(path))
+    _check_names(cfg)
+    if check:
+        check_net(cfg)
+    return cfg
+
+
+def _check_names(cfg: Config):
+    seen = {}
+    issues = []
+    for i, layer in enumerate(cfg.net.layers):
+        if layer.name in seen:
+            issues.append(cfg.loaded.issue(("layers", i, "name"),
+                                           f"duplicate layer name (also layers[{seen[layer.name]}])",
+                                           layer.name))
+        else:
+            seen[layer.name] = i
+    if issues:
+        raise ConfigError(issues)
+
+
+def input_shapes(cfg: Config):
+    """(sample shape, num classes) of the train data, read from the data source itself."""
+    from tfconf.data import load_source
+
+    data = cfg.net.data
+    spec = data.train if data is not None and data.train is not None else (data.test if data else None)
+    if spec is None:
+        return None
+    x, _ = load_source(spec, spec.split or ("train" if data.train is not None else "test"), root=cfg.root, seed=0)
+    from tfconf.data import make_transform
+
+    return make_transform(spec, x.shape[1:], "train", cfg.root).output_shape
+
+
+def build_phase(cfg: Config, phase: str, graph=None, params=None, meta=None, inputs=None, sample_shape=None):
+    """Build one phase of the net; a NetBuildError becomes a located ConfigError."""
+    import tfconf as tc
+
+    from .compiler import NetBuildError, build_net
+    from .layers.base import NetState
+
+    g = graph or tc.Graph()
+    if inputs is None:
+        inputs = {}
+        if sample_shape is not None:
+            with g.as_default():
+                inputs = {"data": tc.placeholder(tc.float32, [None, *sample_shape], name="data"),
+                          "label": tc.placeholder(tc.int64, [None], name="label")}
+    try:
+        return build_net(cfg.net.layers, NetState(phase=phase), g, params if params is not None else {},
+                         meta if meta is not None else {}, inputs)
+    except NetBuildError as e:
+        path = ("layers", e.index) + ((e.field,) if e.field else ())
+        raise cfg.loaded.error(path, e.message) from None
+
+
+def check_net(cfg: Config, sample_shape=None):
+    """Build both phases into a scratch graph: catches dangling bottoms and shapes that do not fit."""
+    import tfconf as tc
+
+    if sample_shape is None and cfg.net.data is not None:
+        sample_shape = input_shapes(cfg)
+    g = tc.Graph()
+    params, meta, inputs = {}, {}, {}
+    if sample_shape is not None:
+        with g.as_default():
+            inputs = {"data": tc.placeholder(tc.float32, [None, *sample_shape], name="data"),
+                      "label": tc.placeholder(tc.int64, [None], name="label")}
+    nets = {phase: build_phase(cfg, phase, g, params, meta, inputs) for phase in ("train", "test")}
+    return nets, params

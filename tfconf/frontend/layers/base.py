@@ -1,0 +1,223 @@
+"""What every layer shares: the spec base class, the registry keyed by Caffe type name, Caffe's
+include/exclude rules, ``param`` specs, and the build context a layer adds its ops through.
+
+A layer is a thin builder: a pydantic spec (``type: Literal["Convolution"]``) plus
+``build(self, ctx, bottoms) -> tops`` that only adds ops and Variables. Autodiff gives the backward."""
+
+from __future__ import annotations
+
+import difflib
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_serializer
+
+from ..schema_base import StrictModel
+
+LAYERS: dict[str, type["LayerSpec"]] = {}
+
+
+def register_layer(cls):
+    """Class decorator: register a layer spec under its ``type`` literal (duplicates rejected)."""
+    name = cls.model_fields["type"].annotation.__args__[0]
+    if name in LAYERS:
+        raise ValueError(f"layer type {name!r} is registered twice")
+    LAYERS[name] = cls
+    return cls
+
+
+def get_layer_class(type_name: str):
+    try:
+        return LAYERS[type_name]
+    except KeyError:
+        close = difflib.get_close_matches(type_name, LAYERS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown layer type {type_name!r}.{hint} Known: {', '.join(sorted(LAYERS))}") from None
+
+
+class NetStateRule(StrictModel):
+    """Caffe's NetStateRule: a layer is included when every given condition holds."""
+    phase: Literal["train", "test"] | None = None
+    min_level: int | None = None
+    max_level: int | None = None
+    stage: list[str] = Field(default_factory=list)
+    not_stage: list[str] = Field(default_factory=list)
+
+    @field_validator("phase", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("stage", "not_stage", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    def matches(self, state: "NetState") -> bool:
+        if self.phase is not None and self.phase != state.phase:
+            return False
+        if self.min_level is not None and state.level < self.min_level:
+            return False
+        if self.max_level is not None and state.level > self.max_level:
+            return False
+        if any(s not in state.stages for s in self.stage):
+            return False
+        if any(s in state.stages for s in self.not_stage):
+            return False
+        return True
+
+
+class NetState(BaseModel):
+    phase: Literal["train", "test"] = "train"
+    level: int = 0
+    stages: list[str] = Field(default_factory=list)
+
+
+class ParamSpec(StrictModel):
+    """One learnable blob's multipliers, and optionally a name that shares it between layers."""
+    name: str | None = None
+    lr_mult: float = 1.0
+    decay_mult: float = 1.0
+
+
+def _listify(v):
+    if v is None:
+        return None
+    return [v] if isinstance(v, str) else list(v)
+
+
+class LayerSpec(StrictModel):
+    """Fields every layer has (Caffe's LayerParameter minus the per-type nesting)."""
+
+    name: str = Field(min_length=1)
+    type: str
+    bottom: list[str] | None = None
+    top: list[str] | None = None
+    include: list[NetStateRule] = Field(default_factory=list)
+    exclude: list[NetStateRule] = Field(default_factory=list)
+    loss_weight: list[float] | None = None
+    param: list[ParamSpec] = Field(default_factory=list)
+    propagate_down: list[bool] | None = None
+
+    # Class-level facts a subclass may override.
+    is_loss: ClassVar[bool] = False          # loss layers default to loss_weight 1
+    num_bottoms: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) bottoms
+    num_tops: ClassVar[int | None] = 1       # None: as many as the spec's ``top`` lists
+
+    @field_validator("bottom", "top", mode="before")
+    @classmethod
+    def _names(cls, v):
+        return _listify(v)
+
+    @model_serializer(mode="wrap")
+    def _keep_type(self, handler):
+        # ``type`` is the union's tag: keep it even when dumping with exclude_defaults.
+        out = handler(self)
+        return {"name": out.pop("name", self.name), "type": self.type, **out}
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _rules(cls, v):
+        if v is None:
+            return []
+        return [v] if isinstance(v, dict) else v
+
+    @field_validator("loss_weight", mode="before")
+    @classmethod
+    def _weights(cls, v):
+        if v is None:
+            return None
+        return [float(v)] if isinstance(v, (int, float)) else v
+
+    def included(self, state: NetState) -> bool:
+        """Caffe's rule: any include rule matching (or none given) and no exclude rule matching."""
+        if self.include and not any(r.matches(state) for r in self.include):
+            return False
+        return not any(r.matches(state) for r in self.exclude)
+
+    def build(self, ctx: "BuildContext", bottoms: list) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def output_names(self) -> list[str]:
+        return self.top if self.top else [self.name]
+
+
+class BuildContext:
+    """What a layer may use while building: its parameters (created once and shared by name across
+    layers and phases), the phase, and a list for update ops (e.g. BatchNorm's moving averages)."""
+
+    def __init__(self, graph, state: NetState, params: dict, param_meta: dict, dtype, inputs=None):
+        self.graph = graph
+        self.inputs = inputs if inputs is not None else {}  # input top name → placeholder
+        self.state = state
+        self.params = params          # full param name → Variable (shared across phases)
+        self.param_meta = param_meta  # full param name → {"lr_mult", "decay_mult", "trainable", ...}
+        self.dtype = dtype
+        self.updates: list = []
+        self.layer: LayerSpec | None = None
+
+    @property
+    def phase(self) -> str:
+        return self.state.phase
+
+    @property
+    def training(self) -> bool:
+        return self.state.phase == "train"
+
+    def param(self, index: int, suffix: str, shape, filler, trainable: bool = True):
+        """The layer's ``index``-th learnable blob: created from ``filler`` on first use, shared when
+        ``param[index].name`` names a blob another layer already created (shapes must agree)."""
+        import tfconf as tc
+
+        from ..fillers import filler_tensor
+
+        layer = self.layer
+        spec = layer.param[index] if index < len(layer.param) else ParamSpec()
+        key = spec.name or f"{layer.name}/{suffix}"
+        shape = tuple(int(d) for d in shape)
+        var = self.params.get(key)
+        if var is not None:
+            if tuple(var.shape.as_list()) != shape:
+                raise ValueError(
+                    f"shared parameter {key!r} has shape {list(var.shape.as_list())} but layer "
+                    f"{layer.name!r} needs {list(shape)}"
+                )
+            return var
+        with self.graph.as_default(), self.graph.name_scope(None):
+            var = tc.Variable(filler_tensor(filler, shape, self.dtype), name=key, trainable=trainable)
+        self.params[key] = var
+        self.param_meta[key] = {"lr_mult": spec.lr_mult, "decay_mult": spec.decay_mult,
+                                "trainable": trainable, "layer": layer.name}
+        return var
+
+    def input(self, name: str, shape, dtype):
+        """The placeholder for an external input top (one per name, shared across phases)."""
+        import tfconf as tc
+
+        ph = self.inputs.get(name)
+        if ph is None:
+            with self.graph.as_default(), self.graph.name_scope(None):
+                ph = tc.placeholder(dtype, shape, name=name)
+            self.inputs[name] = ph
+        elif ph.shape.as_list() != list(shape) or ph.dtype != tc.as_dtype(dtype):
+            raise ValueError(
+                f"input {name!r} is declared as {list(shape)} {tc.as_dtype(dtype).name} but an earlier "
+                f"declaration made it {ph.shape.as_list()} {ph.dtype.name}"
+            )
+        return ph
+
+    def state_var(self, suffix: str, value):
+        """A non-trainable Variable owned by the current layer (running statistics), shared across phases."""
+        import numpy as np
+
+        import tfconf as tc
+
+        key = f"{self.layer.name}/{suffix}"
+        var = self.params.get(key)
+        if var is None:
+            with self.graph.as_default(), self.graph.name_scope(None):
+                var = tc.Variable(np.asarray(value, dtype=self.dtype.np), name=key, trainable=False)
+            self.params[key] = var
+            self.param_meta[key] = {"lr_mult": 0.0, "decay_mult": 0.0, "trainable": False,
+                                    "layer": self.layer.name}
+        return var
+

@@ -1,0 +1,217 @@
+"""Input, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy: the layers LeNet needs."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+import tfconf as tc
+
+from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
+from .base import LayerSpec, register_layer
+
+
+def flatten_from(x, axis):
+    """Collapse the axes from ``axis`` on into one (Caffe's InnerProduct/Flatten)."""
+    shp = x.shape.as_list()
+    tail = shp[axis:]
+    if None in tail:
+        raise ValueError(f"the axes from {axis} on must be known to flatten {x.name}; shape {shp}")
+    if len(shp) == axis + 1:
+        return x
+    lead = [-1 if d is None else d for d in shp[:axis]]
+    if lead.count(-1) > 1:
+        raise ValueError(f"cannot flatten {x.name} of shape {shp}: more than one unknown leading axis")
+    return tc.reshape(x, lead + [int(np.prod(tail))])
+
+
+@register_layer
+class Input(LayerSpec):
+    """A placeholder per top: ``shape: [[-1, 1, 28, 28]]`` (-1 or null: the batch size, fed at run time)."""
+
+    type: Literal["Input"] = "Input"
+    shape: list[list[int | None]] = Field(min_length=1)
+    dtype: Literal["float32", "float64", "int32", "int64"] = "float32"
+    num_bottoms: ClassVar = (0, 0)
+    num_tops: ClassVar = None
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _one(cls, v):
+        if isinstance(v, list) and v and not isinstance(v[0], list):
+            return [v]
+        if isinstance(v, dict) and "dim" in v:
+            return [v["dim"]]
+        return v
+
+    def build(self, ctx, bottoms):
+        names = self.output_names()
+        if len(names) != len(self.shape):
+            raise ValueError(f"{len(names)} tops but {len(self.shape)} shapes")
+        out = []
+        for n, s in zip(names, self.shape):
+            dims = [None if d is None or d < 0 else d for d in s]
+            out.append(ctx.input(n, dims, self.dtype))
+        return out
+
+
+@register_layer
+class InnerProduct(LayerSpec):
+    """y = flatten(x, axis) · Wᵀ + b with W of shape [num_output, K] (Caffe's layout)."""
+
+    type: Literal["InnerProduct"] = "InnerProduct"
+    num_output: int = Field(gt=0)
+    bias_term: bool = True
+    axis: int = 1
+    transpose: bool = False
+    weight_filler: FillerSpec = Field(default_factory=XavierFiller)
+    bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
+
+    _coerce = field_validator("weight_filler", "bias_filler", mode="before")(lambda cls, v: coerce_filler(v))
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        rank = len(x.shape.as_list())
+        axis = self.axis % rank
+        h = flatten_from(x, axis)
+        k = h.shape.as_list()[-1]
+        if self.transpose:
+            w = ctx.param(0, "weights", [k, self.num_output], self.weight_filler)
+            y = tc.matmul(h, w) if axis == 1 else _matmul_last(h, w, False)
+        else:
+            w = ctx.param(0, "weights", [self.num_output, k], self.weight_filler)
+            y = tc.matmul(h, w, transpose_b=True) if axis == 1 else _matmul_last(h, w, True)
+        if self.bias_term:
+            y = y + ctx.param(1, "bias", [self.num_output], self.bias_filler)
+        return [tc.identity(y, name=self.name)]
+
+
+def _matmul_last(h, w, transpose_b):
+    """Apply a [K, N] (or [N, K]) weight over the last axis of a rank > 2 tensor."""
+    shp = h.shape.as_list()
+    flat = tc.reshape(h, [-1, shp[-1]])
+    y = tc.matmul(flat, w, transpose_b=transpose_b)
+    n = w.shape.as_list()[0 if transpose_b else 1]
+    lead = [-1 if d is None else d for d in shp[:-1]]
+    return tc.reshape(y, lead + [n])
+
+
+@register_layer
+class ReLU(LayerSpec):
+    """y = max(x, 0) + negative_slope · min(x, 0)."""
+
+    type: Literal["ReLU"] = "ReLU"
+    negative_slope: float = 0.0
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        if self.negative_slope == 0:
+            return [tc.nn.relu(x, name=self.name)]
+        return [tc.nn.leaky_relu(x, alpha=self.negative_slope, name=self.name)]
+
+
+@register_layer
+class Dropout(LayerSpec):
+    """Train: zero with probability dropout_ratio and scale by 1/(1-ratio). Test: identity."""
+
+    type: Literal["Dropout"] = "Dropout"
+    dropout_ratio: float = Field(0.5, ge=0, lt=1)
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        if not ctx.training or self.dropout_ratio == 0:
+            return [x]
+        return [tc.nn.dropout(x, rate=self.dropout_ratio)]
+
+
+class _LossBase(LayerSpec):
+    is_loss: ClassVar[bool] = True
+    normalization: Literal["full", "valid", "batch_size", "none"] = "valid"
+    normalize: bool | None = None  # Caffe's legacy flag: false means batch_size
+
+    @field_validator("normalization", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return v.lower() if isinstance(v, str) else v
+
+    def norm_mode(self):
+        if self.normalize is False:
+            return "batch_size"
+        return self.normalization
+
+
+@register_layer
+class SoftmaxWithLoss(_LossBase):
+    """Mean (per ``normalization``) of -log softmax(x)[label] over the class axis, skipping
+    ``ignore_label``. Computed by the fused, stable sparse cross-entropy op."""
+
+    type: Literal["SoftmaxWithLoss"] = "SoftmaxWithLoss"
+    num_bottoms: ClassVar = (2, 2)
+    axis: int = 1
+    ignore_label: int | None = None
+
+    def build(self, ctx, bottoms):
+        x, label = bottoms
+        shp = x.shape.as_list()
+        axis = self.axis % len(shp)
+        if axis != len(shp) - 1:
+            perm = [i for i in range(len(shp)) if i != axis] + [axis]
+            x = tc.transpose(x, perm)
+        label = tc.cast(label, tc.int64) if label.dtype != tc.int64 else label
+        lshape = x.shape.as_list()[:-1]
+        label = tc.reshape(label, [-1 if d is None else d for d in lshape])
+        if self.ignore_label is not None:
+            valid = tc.not_equal(label, tc.constant(self.ignore_label, dtype=tc.int64))
+            safe = tc.where(valid, label, tc.zeros_like(label))
+            per = tc.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=x)
+            mask = tc.cast(valid, per.dtype)
+            total = tc.reduce_sum(per * mask)
+            count = tc.maximum(tc.reduce_sum(mask), tc.constant(1.0, dtype=per.dtype))
+        else:
+            per = tc.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=x)
+            total = tc.reduce_sum(per)
+            count = tc.cast(tc.size(per), per.dtype)
+        mode = self.norm_mode()
+        if mode in ("valid", "full"):
+            denom = count if mode == "valid" else tc.cast(tc.size(per), per.dtype)
+        elif mode == "batch_size":
+            denom = tc.cast(tc.shape(x)[0], per.dtype)
+        else:
+            denom = None
+        loss = total / denom if denom is not None else total
+        return [tc.identity(loss, name=self.name)]
+
+
+@register_layer
+class Accuracy(LayerSpec):
+    """Fraction of examples whose label is among the top_k scores (ignore_label skipped)."""
+
+    type: Literal["Accuracy"] = "Accuracy"
+    num_bottoms: ClassVar = (2, 2)
+    top_k: int = Field(1, gt=0)
+    axis: int = 1
+    ignore_label: int | None = None
+
+    def build(self, ctx, bottoms):
+        x, label = bottoms
+        shp = x.shape.as_list()
+        axis = self.axis % len(shp)
+        if axis != len(shp) - 1:
+            x = tc.transpose(x, [i for i in range(len(shp)) if i != axis] + [axis])
+        c = x.shape.as_list()[-1]
+        if c is not None and self.top_k > c:
+            raise ValueError(f"top_k={self.top_k} exceeds the {c} classes of {x.name}")
+        x2 = tc.reshape(x, [-1, c])
+        label = tc.reshape(tc.cast(label, tc.int64), [-1])
+        true_score = tc.reduce_sum(x2 * tc.one_hot(label, c, dtype=x2.dtype), 1, keepdims=True)
+        # Caffe counts an example correct when fewer than top_k classes score strictly higher.
+        higher = tc.reduce_sum(tc.cast(tc.greater(x2, true_score), tc.int32), 1)
+        hit = tc.cast(tc.less(higher, self.top_k), x2.dtype)
+        if self.ignore_label is not None:
+            valid = tc.cast(tc.not_equal(label, tc.constant(self.ignore_label, dtype=tc.int64)), x2.dtype)
+            acc = tc.reduce_sum(hit * valid) / tc.maximum(tc.reduce_sum(valid), 1.0)
+        else:
+            acc = tc.reduce_mean(hit)
+        return [tc.identity(acc, name=self.name)]

@@ -1,0 +1,33 @@
+"""The whole training config: ``name``, ``data``, ``layers``, ``solver`` (and ``sweep``, read by
+the sweep tools). Each layer type owns its schema; ``layers`` is their discriminated union on
+``type``, so adding a layer never edits a central schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from pydantic import Field
+
+from tfconf.data.schema import DataSection
+
+from .layers import LAYERS
+from .schema_base import StrictModel
+from .solver_schema import Solver as SolverConfig
+
+
+def _layer_union():
+    members = tuple(LAYERS[k] for k in sorted(LAYERS))
+    return Annotated[Union[members], Field(discriminator="type")]  # type: ignore[valid-type]
+
+
+LayerUnion = _layer_union()
+
+
+class NetConfig(StrictModel):
+    """A complete config: the net, its data and its solver."""
+
+    name: str = "net"
+    data: DataSection | None = None
+    layers: list[LayerUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    solver: SolverConfig | None = None
+    sweep: dict[str, Any] | None = None

@@ -1,0 +1,302 @@
+"""What the CLI's train/test/time commands do, minus argument parsing: run folders, metrics
+files, snapshots, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+
+from . import snapshot as snap
+
+
+def _run_dir(cfg, out, resume):
+    if resume and os.path.isdir(resume):
+        return resume
+    if resume:
+        d = os.path.dirname(os.path.abspath(resume))
+        return os.path.dirname(d) if os.path.basename(d) == "snapshots" else d
+    if out:
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{cfg.net.name}-{stamp}")
+
+
+def _find_snapshot(resume):
+    if resume.endswith(".solverstate.safetensors"):
+        if not os.path.exists(resume):
+            raise FileNotFoundError(f"--resume {resume}: no such snapshot")
+        return resume
+    for folder in (os.path.join(resume, "snapshots"), resume):
+        found = snap.latest_snapshot(folder)
+        if found:
+            return found
+    raise FileNotFoundError(f"--resume {resume}: no complete snapshot found there")
+
+
+class _Metrics:
+    """metrics.jsonl (one object per event) and metrics.csv (iteration, phase, name, value)."""
+
+    def __init__(self, run_dir, append):
+        mode = "a" if append else "w"
+        self.jsonl = open(os.path.join(run_dir, "metrics.jsonl"), mode)
+        new_csv = not append or not os.path.exists(os.path.join(run_dir, "metrics.csv"))
+        self.csvf = open(os.path.join(run_dir, "metrics.csv"), mode, newline="")
+        self.csv = csv.writer(self.csvf)
+        if new_csv:
+            self.csv.writerow(["iteration", "phase", "name", "value"])
+
+    def write(self, iteration, phase, values):
+        self.jsonl.write(json.dumps({"iteration": iteration, "phase": phase, **values}) + "\n")
+        for k, v in values.items():
+            self.csv.writerow([iteration, phase, k, v])
+        self.jsonl.flush()
+        self.csvf.flush()
+
+    def close(self):
+        self.jsonl.close()
+        self.csvf.close()
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the iteration, snapshot, stop. Second: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:
+                signal.signal(signal.SIGINT, self._old or signal.SIG_DFL)
+                raise KeyboardInterrupt
+            self.requested = True
+
+        try:
+            self._old = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print):
+    from .solver import Solver
+
+    s = cfg.net.solver
+    run_dir = _run_dir(cfg, out, resume)
+    os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
+    snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
+    prefix = os.path.join(run_dir, "snapshots", s.snapshot_prefix or cfg.net.name)
+    say = (lambda msg: None) if quiet else echo
+    solver = Solver(cfg.net, run_dir, root=cfg.root)
+    try:
+        if weights:
+            w, _ = snap.load_tensors(_weights_path(weights))
+            copied = solver.load_weights(w, reinit=set(reinit))
+            say(f"loaded {len(copied)} parameters from {weights}")
+        if resume:
+            found = _find_snapshot(resume)
+            solver.restore(found)
+            say(f"resumed from {found} at iteration {solver.iteration}")
+        metrics = _Metrics(run_dir, append=bool(resume))
+        result = _loop(solver, s, metrics, prefix, say, quiet)
+        metrics.close()
+    finally:
+        solver.close()
+    result["run_dir"] = run_dir
+    return result
+
+
+def _weights_path(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--weights {path}: no such file")
+    return path
+
+
+def _loop(solver, s, metrics, prefix, say, quiet):
+    t0 = time.perf_counter()
+    start_iter = solver.iteration
+    test_metrics = {}
+    last_snapshot = None
+    loss = None
+
+    def run_test():
+        nonlocal test_metrics
+        if solver.test_data is None:
+            return
+        solver.test_data.seek(0)  # every test pass sees the same batches
+        test_metrics = solver.test()
+        if test_metrics:
+            metrics.write(solver.iteration, "test", test_metrics)
+            say(f"iter {solver.iteration:6d}  test  " + "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
+
+    progress = _progress(s.max_iter, start_iter, quiet)
+    with _Interrupt() as stop, progress as bar:
+        if s.test_interval and s.test_initialization and solver.iteration == 0:
+            run_test()
+        while solver.iteration < s.max_iter:
+            loss, lr = solver.step()
+            it = solver.iteration
+            smooth = sum(solver.smoothed) / len(solver.smoothed)
+            bar.update(it, smooth, lr, t0, start_iter)
+            if s.display and it % s.display == 0:
+                metrics.write(it, "train", {"loss": smooth, "lr": lr})
+                rate = (it - start_iter) / max(time.perf_counter() - t0, 1e-9)
+                bar.log(f"iter {it:6d}  loss {smooth:.4f}  lr {lr:.6g}  {rate:.1f} it/s")
+            if s.test_interval and it % s.test_interval == 0:
+                run_test()
+            if s.snapshot and it % s.snapshot == 0:
+                last_snapshot = solver.save(prefix)[1]
+            if stop.requested:
+                last_snapshot = solver.save(prefix)[1]
+                say(f"interrupted: snapshot saved to {last_snapshot}")
+                break
+        else:
+            if s.snapshot_after_train and (not s.snapshot or solver.iteration % s.snapshot):
+                last_snapshot = solver.save(prefix)[1]
+            if s.test_interval and solver.iteration % s.test_interval:
+                run_test()
+    wall = time.perf_counter() - t0
+    say(f"done: {solver.iteration} iterations in {wall:.1f} s"
+        + (f"; test " + ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()) if test_metrics else ""))
+    return {"iterations": solver.iteration, "train_loss": None if loss is None else float(loss),
+            "test": test_metrics, "wall_time": wall, "snapshot": last_snapshot}
+
+
+class _NoBar:
+    def __init__(self, say):
+        self.say = say
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, *a):
+        pass
+
+    def log(self, msg):
+        self.say(msg)
+
+
+class _RichBar:
+    """A rich progress bar: iteration, loss, lr, it/s, ETA."""
+
+    def __init__(self, total, start):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
+
+        self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[rate]} it/s"),
+                          TimeRemainingColumn(), transient=False)
+        self.task = self.p.add_task("train", total=total, completed=start, loss="-", lr="-", rate="-")
+
+    def __enter__(self):
+        self.p.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.p.__exit__(*exc)
+
+    def update(self, it, loss, lr, t0, start):
+        rate = (it - start) / max(time.perf_counter() - t0, 1e-9)
+        self.p.update(self.task, completed=it, loss=f"{loss:.4f}", lr=f"{lr:.3g}", rate=f"{rate:.1f}")
+
+    def log(self, msg):
+        self.p.console.print(msg, highlight=False)
+
+
+def _progress(total, start, quiet):
+    import sys
+
+    if quiet:
+        return _NoBar(lambda m: None)
+    if sys.stderr.isatty() and sys.stdout.isatty():
+        return _RichBar(total, start)
+    return _NoBar(print)
+
+
+def test(cfg, weights, iterations=None):
+    import numpy as np
+
+    import tfconf as tc
+    from tfconf.data import make_dataset
+
+    from ..frontend.config import build_phase
+
+    data = cfg.net.data
+    if data is None or data.test is None:
+        raise cfg.loaded.error(("data",), "testing needs data.test")
+    ds = make_dataset(data.test, "test", root=cfg.root)
+    try:
+        g = tc.Graph()
+        params = {}
+        net = build_phase(cfg, "test", g, params, {}, sample_shape=ds.output_shape[1:])
+        w, _ = snap.load_tensors(_weights_path(weights))
+        missing = [k for k in params if k not in w]
+        if missing:
+            raise FileNotFoundError(f"{weights} lacks parameters: {', '.join(missing)}")
+        with g.as_default():
+            sess = tc.Session(graph=g)
+        for k, v in params.items():
+            if tuple(w[k].shape) != tuple(v.shape.as_list()):
+                raise ValueError(f"parameter {k}: weights have shape {list(w[k].shape)}, the net needs {v.shape.as_list()}")
+            v.load(w[k], sess)
+        fetch = {n: t for n, t in net.tops.items() if t.shape.ndims == 0 and n not in ("data", "label")}
+        n = iterations or (cfg.net.solver.test_iter if cfg.net.solver and cfg.net.solver.test_iter else ds.batches_per_epoch)
+        sums = dict.fromkeys(fetch, 0.0)
+        x_ph, y_ph = net.tops["data"], net.tops["label"]
+        for _ in range(n):
+            x, y = next(ds)
+            for k, v in sess.run(fetch, {x_ph: x, y_ph: y}).items():
+                sums[k] += float(v)
+        sess.close()
+        return {k: float(np.float64(v) / n) for k, v in sums.items()}
+    finally:
+        ds.close()
+
+
+def time_layers(cfg, iterations):
+    """Per-layer forward/backward ms of a training iteration, from a traced Session.run."""
+    import collections
+
+    import tfconf as tc
+
+    from .solver import Solver
+
+    solver = Solver(cfg.net, None, root=cfg.root, prefetch=0)
+    try:
+        solver.step()  # warm-up: plans compiled, caches filled
+        fwd = collections.defaultdict(float)
+        bwd = collections.defaultdict(float)
+        total = 0.0
+        names = [layer.name for layer in solver.train_net.layers]
+        for _ in range(iterations):
+            x, y = next(solver.train_data)
+            md = tc.RunMetadata()
+            feed = {solver.inputs["data"]: x, solver.inputs["label"]: y,
+                    solver.lr: solver.learning_rate(solver.iteration), solver.t: solver.iteration + 1}
+            t = time.perf_counter()
+            solver.sess.run([solver.train_op, solver.train_net.loss], feed,
+                            options=tc.RunOptions(trace=True), run_metadata=md)
+            total += time.perf_counter() - t
+            for op_name, _, sec in md.step_stats:
+                parts = op_name.split("/")
+                if parts[0] == "train" and len(parts) > 1:
+                    fwd[parts[1]] += sec
+                elif parts[0] == "gradients" and len(parts) > 2 and parts[1] == "train":
+                    bwd[parts[2]] += sec
+                else:
+                    fwd["(other)"] += sec
+        rows = [(n, fwd.get(n, 0.0) / iterations * 1e3, bwd.get(n, 0.0) / iterations * 1e3) for n in names]
+        rows.append(("(updates, other)", fwd.get("(other)", 0.0) / iterations * 1e3, 0.0))
+        return rows, total / iterations * 1e3
+    finally:
+        solver.close()

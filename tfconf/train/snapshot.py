@@ -1,0 +1,88 @@
+"""Snapshots: weights as safetensors (usable with ``--weights``) plus a solver-state file with the
+optimizer slots, the iteration, the data position and the random-op generator states.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a process
+killed at any moment leaves either the old file or the complete new one. The solver state is
+written after the weights, so a snapshot is complete exactly when its state file exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+
+_ITER = re.compile(r"_iter_(\d+)\.solverstate\.safetensors$")
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_tensors(path: str, tensors: dict, metadata: dict | None = None) -> None:
+    from safetensors.numpy import save
+
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    atomic_write_bytes(path, save(arrays, metadata=metadata))
+
+
+def load_tensors(path: str):
+    """(tensors, metadata) of a safetensors file."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        meta = f.metadata() or {}
+        return {k: f.get_tensor(k) for k in f.keys()}, meta
+
+
+def snapshot_paths(prefix: str, iteration: int):
+    base = f"{prefix}_iter_{iteration}"
+    return base + ".safetensors", base + ".solverstate.safetensors"
+
+
+def write_snapshot(prefix, iteration, weights, slots, state: dict):
+    wpath, spath = snapshot_paths(prefix, iteration)
+    os.makedirs(os.path.dirname(os.path.abspath(wpath)), exist_ok=True)
+    save_tensors(wpath, weights, {"format": "tfconf-weights", "iteration": str(iteration)})
+    save_tensors(spath, slots, {"format": "tfconf-solverstate", "state": json.dumps(state),
+                                "weights": os.path.basename(wpath)})
+    return wpath, spath
+
+
+def latest_snapshot(folder: str):
+    """The newest complete snapshot's solver-state path in ``folder`` (None when there is none)."""
+    best = None
+    if not os.path.isdir(folder):
+        return None
+    for name in os.listdir(folder):
+        m = _ITER.search(name)
+        if not m:
+            continue
+        spath = os.path.join(folder, name)
+        wpath = spath[: -len(".solverstate.safetensors")] + ".safetensors"
+        if os.path.exists(wpath) and (best is None or int(m.group(1)) > best[0]):
+            best = (int(m.group(1)), spath)
+    return best[1] if best else None
+
+
+def read_snapshot(spath: str):
+    """(weights, slots, state) of a snapshot given its solver-state path."""
+    slots, meta = load_tensors(spath)
+    if meta.get("format") != "tfconf-solverstate":
+        raise ValueError(f"{spath} is not a tfconf solver state file")
+    wpath = os.path.join(os.path.dirname(spath), meta["weights"])
+    weights, _ = load_tensors(wpath)
+    return weights, slots, json.loads(meta["state"])

@@ -1,0 +1,263 @@
+"""The training loop: a compiled net, its solver and its data, one ``Session.run`` per iteration.
+
+The train and test nets are built into one graph sharing their parameters. Each iteration feeds
+a batch and the learning rate (computed from the lr policy in Python, exactly Caffe's formulas)
+and runs one op that does forward, backward, weight decay, clipping and the fused updates."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+import tfconf as tc
+from tfconf.engine.ops.updates import RULES
+
+from ..frontend.compiler import build_net
+from ..frontend.layers.base import NetState
+from . import snapshot as snap
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or Inf; the message names the first op that produced a non-finite value."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    iterations: int
+    train_loss: float | None
+    test_metrics: dict
+    wall_time: float
+    snapshot: str | None
+
+
+def _slot_names(rule):
+    return [f"slot{i}" for i in range(RULES[rule][1])]
+
+
+class Solver:
+    """``Solver(config, run_dir)``: ``config`` has ``layers``, ``solver`` and ``data`` (validated)."""
+
+    def __init__(self, config, run_dir, *, root=None, log=None, prefetch=2, dtype=tc.float32):
+        from tfconf.data import make_dataset
+
+        self.cfg = config
+        self.s = config.solver
+        self.run_dir = run_dir
+        self.log = log or (lambda msg: None)
+        seed = self.s.random_seed if self.s.random_seed is not None and self.s.random_seed >= 0 else 0
+        data = config.data
+        self.train_data = make_dataset(data.train, "train", root=root, seed=seed, prefetch=prefetch) \
+            if data is not None and data.train is not None else None
+        self.test_data = make_dataset(data.test, "test", root=root, seed=seed, prefetch=0) \
+            if data is not None and data.test is not None else None
+        if self.train_data is None:
+            raise ValueError("training needs data.train")
+        self.graph = g = tc.Graph()
+        g.seed = seed
+        with g.as_default():
+            sample = self.train_data.output_shape[1:]
+            self.inputs = {
+                "data": tc.placeholder(dtype, [None, *sample], name="data"),
+                "label": tc.placeholder(tc.int64, [None], name="label"),
+            }
+            self.params, self.param_meta = {}, {}
+            self.train_net = build_net(config.layers, NetState(phase="train"), g, self.params,
+                                       self.param_meta, self.inputs, dtype)
+            if self.train_net.loss is None:
+                raise ValueError("the train net has no loss: add a loss layer (e.g. SoftmaxWithLoss)")
+            self.test_net = build_net(config.layers, NetState(phase="test"), g, self.params,
+                                      self.param_meta, self.inputs, dtype)
+            self.lr = tc.placeholder(dtype, [], name="learning_rate")
+            self.t = tc.placeholder(dtype, [], name="t")
+            self.train_op, self.slots = self._build_updates(dtype)
+            self.init_op = tc.global_variables_initializer()
+        self.sess = tc.Session(graph=g)
+        self.sess.run(self.init_op)
+        self.iteration = 0
+        self.smoothed = []
+
+    # ------------------------------------------------------------------ graph
+    def _build_updates(self, dtype):
+        s = self.s
+        rule = s.type
+        trainable = [(k, v) for k, v in self.params.items()
+                     if self.param_meta[k]["trainable"] and self.param_meta[k]["lr_mult"] != 0]
+        if not trainable:
+            raise ValueError("the net has no trainable parameters with lr_mult != 0")
+        grads = tc.gradients(self.train_net.loss, [v for _, v in trainable])
+        pairs = []
+        with tc.name_scope("solver"):
+            for (k, v), gr in zip(trainable, grads):
+                if gr is None:
+                    continue  # a parameter the loss does not depend on (Caffe leaves it unchanged)
+                decay = (s.weight_decay or 0.0) * self.param_meta[k]["decay_mult"]
+                if decay and rule != "AdamW":
+                    reg = v if s.regularization_type == "L2" else tc.sign(v)
+                    gr = gr + reg * decay
+                pairs.append((k, v, gr))
+            if s.clip_gradients is not None and s.clip_gradients > 0:
+                sq = tc.add_n([tc.reduce_sum(tc.square(gr)) for _, _, gr in pairs])
+                norm = tc.sqrt(sq)
+                factor = tc.minimum(tc.constant(1.0, dtype=dtype), s.clip_gradients / tc.maximum(norm, 1e-30))
+                pairs = [(k, v, gr * factor) for k, v, gr in pairs]
+            hyper = {"momentum": float(s.momentum or 0.0), "momentum2": float(getattr(s, "momentum2", 0.999)),
+                     "delta": float(getattr(s, "delta", 1e-8)), "rms_decay": float(getattr(s, "rms_decay", 0.99))}
+            updates, slots = [], {}
+            for k, v, gr in pairs:
+                names = []
+                for sn in _slot_names(rule):
+                    with tc.name_scope(None):
+                        sv = tc.Variable(np.zeros(v.shape.as_list(), dtype=v.dtype.np), trainable=False,
+                                         name=f"{k}/{rule}_{sn}")
+                    names.append(sv.op.name)
+                    slots[f"{k}/{sn}"] = sv
+                mult = self.param_meta[k]["lr_mult"]
+                lr = self.lr if mult == 1 else self.lr * mult
+                hp = dict(hyper)
+                if rule == "AdamW":
+                    hp["decoupled_decay"] = (s.weight_decay or 0.0) * self.param_meta[k]["decay_mult"]
+                op = self.graph.create_op("ApplyUpdate", [lr, gr, self.t],
+                                          {"var": v.op.name, "slots": tuple(names), "rule": rule,
+                                           "hyper": hp}, "update")
+                updates.append(op)
+            train_op = tc.group(*updates, *self.train_net.updates, name="train_step")
+        return train_op, slots
+
+    # ------------------------------------------------------------------ running
+    def learning_rate(self, iteration):
+        from ..frontend.solver_schema import learning_rate
+
+        return learning_rate(self.s, iteration)
+
+    def step(self):
+        """One iteration (``iter_size`` batches accumulate by averaging their loss... see note)."""
+        x, y = next(self.train_data)
+        lr = self.learning_rate(self.iteration)
+        feed = {self.inputs["data"]: x, self.inputs["label"]: y, self.lr: lr, self.t: self.iteration + 1}
+        store = self.sess._ctx.variables
+        before = dict(store)  # assignments replace arrays, so this keeps the pre-step values
+        _, loss = self.sess.run([self.train_op, self.train_net.loss], feed)
+        loss = float(loss)
+        if not math.isfinite(loss):
+            store.clear()
+            store.update(before)
+            message = self._diagnose(feed, loss)
+            store.clear()
+            store.update(before)  # the weights stay those of the last finite iteration
+            raise DivergenceError(message)
+        self.iteration += 1
+        self.smoothed.append(loss)
+        n = max(int(getattr(self.s, "average_loss", 1) or 1), 1)
+        if len(self.smoothed) > n:
+            self.smoothed.pop(0)
+        return loss, lr
+
+    def _diagnose(self, feed, loss):
+        """Re-run the failed iteration checking every op's outputs; name the first non-finite one."""
+        try:
+            self.sess.run([self.train_op, self.train_net.loss], feed, options={"check_numerics": True})
+        except tc.errors.InvalidArgumentError as e:
+            return f"loss became {loss} at iteration {self.iteration}: {e}"
+        return f"loss became {loss} at iteration {self.iteration}"
+
+    def test(self):
+        """Average every scalar output of the test net over ``test_iter`` batches."""
+        if self.test_data is None:
+            return {}
+        fetch = {n: t for n, t in self.test_net.tops.items()
+                 if n not in self.inputs and t.shape.ndims == 0 and n in self._test_metric_names()}
+        if not fetch:
+            return {}
+        sums = dict.fromkeys(fetch, 0.0)
+        iters = int(self.s.test_iter or 1)
+        for _ in range(iters):
+            x, y = next(self.test_data)
+            out = self.sess.run(fetch, {self.inputs["data"]: x, self.inputs["label"]: y})
+            for k, v in out.items():
+                sums[k] += float(v)
+        return {k: v / iters for k, v in sums.items()}
+
+    def _test_metric_names(self):
+        names = set(self.test_net.outputs) | set(self.test_net.losses)
+        for spec in self.test_net.layers:
+            if spec.type == "Accuracy":
+                names.update(spec.output_names())
+        return names
+
+    # ------------------------------------------------------------------ snapshots
+    def weights(self):
+        store = self.sess._ctx.variables
+        return {k: np.asarray(store[v.op.name]) for k, v in self.params.items()}
+
+    def save(self, prefix):
+        store = self.sess._ctx.variables
+        slots = {k: np.asarray(store[v.op.name]) for k, v in self.slots.items()}
+        state = {
+            "iteration": self.iteration,
+            "data": self.train_data.state(),
+            "rng": {name: gen.bit_generator.state for name, gen in self.sess._ctx.rngs.items()},
+            "smoothed": self.smoothed,
+        }
+        return snap.write_snapshot(prefix, self.iteration, self.weights(), slots, _jsonable(state))
+
+    def restore(self, spath):
+        weights, slots, state = snap.read_snapshot(spath)
+        self.load_weights(weights, strict=True)
+        store = self.sess._ctx.variables
+        for k, v in self.slots.items():
+            if k in slots:
+                store[v.op.name] = slots[k].astype(v.dtype.np, copy=False)
+        self.iteration = int(state["iteration"])
+        self.train_data.restore(state["data"])
+        self.smoothed = list(state.get("smoothed", []))
+        import numpy.random as npr
+
+        for name, st in state.get("rng", {}).items():
+            gen = npr.default_rng()
+            gen.bit_generator.state = st
+            self.sess._ctx.rngs[name] = gen
+
+    def load_weights(self, weights, strict=False, reinit=()):
+        """Copy weights by parameter name (``layer/weights``). A shape mismatch is an error naming
+        the layer and both shapes unless the layer is listed in ``reinit``."""
+        store = self.sess._ctx.variables
+        loaded = []
+        for k, v in self.params.items():
+            layer = self.param_meta[k]["layer"]
+            if layer in reinit or k not in weights:
+                if strict and k not in weights:
+                    raise ValueError(f"the snapshot has no parameter {k!r}")
+                continue
+            a = weights[k]
+            want = tuple(v.shape.as_list())
+            if tuple(a.shape) != want:
+                raise ValueError(f"layer {layer!r}: parameter {k!r} has shape {list(a.shape)} in the weights "
+                                 f"file but the net needs {list(want)}; list the layer in --reinit to "
+                                 "initialize it afresh instead")
+            store[v.op.name] = np.array(a, dtype=v.dtype.np)
+            loaded.append(k)
+        return loaded
+
+    def close(self):
+        self.sess.close()
+        self.train_data.close()
+        if self.test_data is not None:
+            self.test_data.close()
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
