@@ -9,7 +9,9 @@ An op test gives inputs, a graph builder and a numpy expectation::
 dtype under test, integer/bool inputs placeholders of their own dtype), then
 
 1. runs it in float32 (the default) and float64, checks the output dtype follows the input
-   dtype, and compares with ``expected(*inputs)`` computed by numpy in float64;
+   dtype and equals the static dtype, the static shape fits the run-time one, and compares with
+   ``expected(*inputs)`` computed by numpy in float64; the symbolic gradients are also run in
+   each dtype (they must keep it, and float32 ones must be close to float64 ones);
 2. in float64, checks the symbolic gradient of ``L = Σ_i sum(out_i · c_i)`` (``c_i`` a random
    cotangent fed through ``grad_ys``) against central differences of ``L``, element by element;
 3. with ``second_order=True``, checks the gradient of ``L2 = Σ_j sum(dL/dx_j · c2_j)`` with respect
@@ -77,6 +79,7 @@ def _as_list(v):
 
 
 def _placeholders(arrays, float_dtype, dynamic):
+    """``dynamic``: False, True (every input's dims unknown) or the indices of such inputs."""
     phs = []
     for i, a in enumerate(arrays):
         a = np.asarray(a)
@@ -84,7 +87,8 @@ def _placeholders(arrays, float_dtype, dynamic):
             dt = float_dtype
         else:
             dt = tc.as_dtype(a.dtype)
-        shape = [None] * a.ndim if dynamic else list(a.shape)
+        dyn = dynamic if isinstance(dynamic, bool) else i in dynamic
+        shape = [None] * a.ndim if dyn else list(a.shape)
         phs.append(tc.placeholder(dt, shape, name=f"in{i}"))
     return phs
 
@@ -95,6 +99,36 @@ def _feed(phs, arrays, float_np):
         a = np.asarray(a)
         feed[p] = a.astype(float_np) if a.dtype.kind == "f" else a
     return feed
+
+
+class _Inputs:
+    """The graph handles of check_op's inputs: placeholders (fed on every run), or for the
+    indices in ``variables`` tc.Variables (loaded before every run, so ops reading variables
+    are checked like any other; gradients are taken w.r.t. the variable's tensor)."""
+
+    def __init__(self, arrays, float_dtype, dynamic, variables=()):
+        self.variables = set(variables)
+        phs = _placeholders(arrays, float_dtype, dynamic)
+        self.handles, self.tensors = [], []
+        for i, (a, p) in enumerate(zip(arrays, phs)):
+            if i in self.variables:
+                v = tc.Variable(np.asarray(a).astype(p.dtype.np), name=f"var{i}")
+                self.handles.append(v)
+                self.tensors.append(v.value())
+            else:
+                self.handles.append(p)
+                self.tensors.append(p)
+
+    def feed(self, sess, arrays, float_np):
+        feed = {}
+        for i, (h, a) in enumerate(zip(self.handles, arrays)):
+            a = np.asarray(a)
+            a = a.astype(float_np) if a.dtype.kind == "f" else a
+            if i in self.variables:
+                h.load(a, sess)
+            else:
+                feed[h] = a
+        return feed
 
 
 def ops_between(xs, ys):
@@ -172,7 +206,7 @@ def check_op(build, inputs, expected=None, *, wrt=None, grad=True, second_order=
              kinks=None, kink_delta=0.1, dynamic=False, dtypes=(tc.float32, tc.float64),
              rtol32=1e-5, atol32=1e-6, rtol64=1e-10, atol64=1e-12,
              eps=1e-6, grad_rtol=1e-5, grad_atol=1e-6, eps2=1e-5, grad2_rtol=1e-4, grad2_atol=1e-5,
-             check_dtype=True, seed=0):
+             check_dtype=True, variables=(), grad32_rtol=1e-3, seed=0):
     """Check one op (or a small composite) built by ``build(*input_tensors)``.
 
     ``inputs``: numpy arrays; float ones become placeholders of each dtype in ``dtypes`` (and of
@@ -180,32 +214,51 @@ def check_op(build, inputs, expected=None, *, wrt=None, grad=True, second_order=
     function of the (float64) inputs giving the output(s), or None to skip the forward check.
     ``wrt``: indices of the inputs to differentiate (default: every float input). ``dynamic``:
     also run every check with placeholders whose dims are all None (shapes only known at run
-    time). ``check_dtype``: the float outputs must have the dtype under test (turn off for casts).
-    Returns the float64 outputs."""
+    time); True for every input, or a list of input indices. ``check_dtype``: the float outputs
+    must have the dtype under test (turn off for casts). ``variables``: indices of the inputs to
+    pass to ``build`` as tc.Variables instead of placeholders. Returns the float64 outputs."""
     rng = np.random.default_rng(seed)
     arrays = [np.array(a, copy=True) for a in inputs]
     float_idx = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
     arrays = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays]
     wrt = float_idx if wrt is None else list(wrt)
     arrays = _apply_kinks(arrays, kinks, kink_delta, wrt)
-    modes = (False, True) if dynamic else (False,)
+    if isinstance(dynamic, (list, tuple)):
+        dynamic = tuple(int(i) for i in dynamic)
+    modes = (False, dynamic) if dynamic else (False,)
 
     # 1. forward in every dtype (and with run-time shapes when asked)
     want = None
     if expected is not None:
         want = [np.asarray(w) for w in _as_list(expected(*[a.copy() for a in arrays]))]
-    out64 = None
+    out64 = g32 = None
     for dyn in modes:
         for dt in dtypes:
             dt = tc.as_dtype(dt)
             g = tc.Graph()
             with g.as_default():
-                phs = _placeholders(arrays, dt, dyn)
-                outs = _as_list(build(*phs))
+                inp = _Inputs(arrays, dt, dyn, variables)
+                outs = _as_list(build(*inp.handles))
+                # gradients in this dtype too: same dtype and shape as the inputs, and (below)
+                # float32 values close to float64 ones, so no rule or kernel leaks a dtype
+                fouts = [o for o in outs if o.dtype.is_floating]
+                gxs = [inp.tensors[i] for i in wrt]
+                grads_dt = tc.gradients(fouts, gxs) if grad and fouts and gxs else []
+                live = [gr for gr in grads_dt if gr is not None]
                 with tc.Session(graph=g) as sess:
-                    got = sess.run(outs, _feed(phs, arrays, dt.np))
+                    got, gvals = sess.run((outs, live), inp.feed(sess, arrays, dt.np))
+            for gr, gv, x in zip(live, gvals, gxs):
+                assert gr.dtype == x.dtype and np.asarray(gv).dtype == dt.np, (
+                    f"gradient of {x.name} in {dt.name}: static {gr.dtype.name}, run-time {np.asarray(gv).dtype}")
             if dt == tc.float64:
                 out64 = got
+                if dtypes[0] != dt and g32 is not None:
+                    for v32, v64 in zip(g32, gvals):
+                        scale = float(np.max(np.abs(v64))) if np.size(v64) else 1.0
+                        np.testing.assert_allclose(v32, v64, rtol=grad32_rtol, atol=grad32_rtol * max(scale, 1.0),
+                                                   err_msg="float32 gradient vs float64 gradient")
+            elif dt == tc.float32 and not dyn:
+                g32 = gvals
             if want is None:
                 continue
             assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
@@ -217,6 +270,7 @@ def check_op(build, inputs, expected=None, *, wrt=None, grad=True, second_order=
                     assert o.dtype == dt.np, f"{what}: dtype {o.dtype}, expected {dt.np}"
                 elif w.dtype.kind in "biu":
                     assert o.dtype.kind == w.dtype.kind, f"{what}: dtype {o.dtype}, expected kind of {w.dtype}"
+                assert o.dtype == t.dtype.np, f"{what}: run-time dtype {o.dtype} differs from static {t.dtype.name}"
                 static = t._shape
                 if static is not None:
                     assert len(static) == o.ndim and all(
@@ -235,42 +289,48 @@ def check_op(build, inputs, expected=None, *, wrt=None, grad=True, second_order=
 
     # 2. first derivatives (float64)
     for dyn in modes:
-        _check_grads(build, arrays, wrt, dyn, rng, eps, grad_rtol, grad_atol,
+        _check_grads(build, arrays, wrt, dyn, variables, rng, eps, grad_rtol, grad_atol,
                      second_order, eps2, grad2_rtol, grad2_atol)
     return out64
 
 
-def _check_grads(build, arrays, wrt, dyn, rng, eps, rtol, atol, second_order, eps2, rtol2, atol2):
+def _check_grads(build, arrays, wrt, dyn, variables, rng, eps, rtol, atol, second_order, eps2,
+                 rtol2, atol2):
     tag = " (dynamic shapes)" if dyn else ""
     g = tc.Graph()
     with g.as_default():
-        phs = _placeholders(arrays, tc.float64, dyn)
-        outs = _as_list(build(*phs))
+        inp = _Inputs(arrays, tc.float64, dyn, variables)
+        outs = _as_list(build(*inp.handles))
         sess = tc.Session(graph=g)
-        feed = _feed(phs, arrays, np.float64)
+        feed = inp.feed(sess, arrays, np.float64)
         vals = sess.run(outs, feed)
         diff_outs = [(o, v) for o, v in zip(outs, vals) if o.dtype.is_floating]
-        assert diff_outs, "no floating-point output to differentiate"
-        cots = [rng.standard_normal(np.shape(v)) for _, v in diff_outs]
-        cot_phs = [tc.placeholder(tc.float64, [None] * np.ndim(c) if dyn else np.shape(c),
-                                  name=f"cot{j}") for j, c in enumerate(cots)]
+        if not diff_outs:  # bool/int results (comparisons, argmax): nothing to differentiate
+            sess.close()
+            return
+        cots = [rng.standard_normal(np.shape(v)).astype(o.dtype.np) for o, v in diff_outs]
+        cot_phs = [tc.placeholder(o.dtype, [None] * np.ndim(c) if dyn else np.shape(c), name=f"cot{j}")
+                   for j, ((o, _), c) in enumerate(zip(diff_outs, cots))]
         ys = [o for o, _ in diff_outs]
-        xs = [phs[i] for i in wrt]
+        xs = [inp.tensors[i] for i in wrt]
         grads = tc.gradients(ys, xs, grad_ys=cot_phs)
         for gr, x in zip(grads, xs):
             if gr is not None:
                 assert gr.dtype == x.dtype, f"gradient of {x.name} has dtype {gr.dtype.name}"
 
         arrs = [np.array(a, copy=True) for a in arrays]
-        full_feed = dict(feed)
-        full_feed.update(zip(cot_phs, cots))
+
+        def full_feed():  # (re)loads variables too: finite differences leave them perturbed
+            fd = inp.feed(sess, arrays, np.float64)
+            fd.update(zip(cot_phs, cots))
+            return fd
 
         def loss(cur):
-            vs = sess.run(ys, _feed(phs, cur, np.float64))
+            vs = sess.run(ys, inp.feed(sess, cur, np.float64))
             return float(sum(np.sum(np.asarray(v, dtype=np.float64) * c) for v, c in zip(vs, cots)))
 
         live = [gr for gr in grads if gr is not None]
-        got = sess.run(live, full_feed) if live else []
+        got = sess.run(live, full_feed()) if live else []
         it = iter(got)
         analytic = [next(it) if gr is not None else None for gr in grads]
         for i, a in zip(wrt, analytic):
@@ -296,13 +356,13 @@ def _check_grads(build, arrays, wrt, dyn, rng, eps, rtol, atol, second_order, ep
         cur = {"x": [np.array(a, copy=True) for a in arrays], "c": [c.copy() for c in cots]}
 
         def loss2(_):
-            fd = _feed(phs, cur["x"], np.float64)
+            fd = inp.feed(sess, cur["x"], np.float64)
             fd.update(zip(cot_phs, cur["c"]))
             vs = sess.run(g1, fd)
             return float(sum(np.sum(v * c) for v, c in zip(vs, c2)))
 
         live2 = [gr for gr in grads2 if gr is not None]
-        got2 = iter(sess.run(live2, full_feed) if live2 else [])
+        got2 = iter(sess.run(live2, full_feed()) if live2 else [])
         analytic2 = [next(got2) if gr is not None else None for gr in grads2]
         targets = [("x", i) for i in wrt] + [("c", j) for j in range(len(cots))]
         for (kind, i), a in zip(targets, analytic2):

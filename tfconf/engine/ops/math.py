@@ -350,7 +350,23 @@ sign, floor, ceil, round = map(_u, ("Sign", "Floor", "Ceil", "Round"))  # noqa: 
 reciprocal, sin, cos, tanh, sigmoid, softplus, elu, relu = map(
     _u, ("Reciprocal", "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Elu", "Relu"))
 logical_not = _u("LogicalNot")
-add, subtract, multiply, truediv = map(_b, ("Add", "Sub", "Mul", "RealDiv"))
+add, subtract, multiply = map(_b, ("Add", "Sub", "Mul"))
+
+# tf.truediv: integer operands are converted to floating point first (RealDiv itself is for floats)
+_TRUEDIV_FLOAT = {"int8": "float32", "uint8": "float32", "int16": "float32", "int32": "float64",
+                  "int64": "float64"}
+
+
+def truediv(x, y, name=None):
+    """``x / y`` (``RealDiv``); int8/uint8/int16 operands are cast to float32 and int32/int64 to
+    float64 first, as ``tf.truediv`` does, so ``int / int`` is a float tensor."""
+    x, y = binary_inputs(x, y)
+    ft = _TRUEDIV_FLOAT.get(x.dtype.name)
+    if ft is not None:
+        x, y = cast(x, ft), cast(y, ft)
+    return make("RealDiv", [x, y], None, name)
+
+
 divide = div = truediv
 pow = _b("Pow")  # noqa: A001
 maximum, minimum, squared_difference = map(_b, ("Maximum", "Minimum", "SquaredDifference"))

@@ -42,6 +42,8 @@ def _reduced_shape(xs, axes, keepdims):
 
 def _infer_reduce(op):
     x = op.inputs[0]
+    if x.dtype.is_bool and op.type in ("Sum", "Mean", "Prod"):
+        raise TypeError(f"{op.type} does not accept bool tensors; cast to an integer or float type first")
     return [(_reduced_shape(x._shape, op.attrs["axis"], op.attrs["keepdims"]), x.dtype)]
 
 
@@ -80,12 +82,12 @@ def _count(op):
 
 @register
 class Sum(OpDef):
-    """y = Σ x over axes;  dx = broadcast(dy)"""
+    """y = Σ x over axes (in x's dtype: numpy would widen int32 to int64);  dx = broadcast(dy)"""
 
     infer = _infer_reduce
 
     def forward(xp, x, axis=None, keepdims=False):
-        return xp.sum(x, axis=axis, keepdims=keepdims)
+        return xp.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
 
     def grad(op, dy):
         return [_broadcast_back(op, dy)]
@@ -93,12 +95,17 @@ class Sum(OpDef):
 
 @register
 class Mean(OpDef):
-    """y = mean of x over axes;  dx = broadcast(dy) / n"""
+    """y = mean of x over axes (integers: the sum divided by n, truncated toward zero as in TF,
+    keeping the input dtype);  dx = broadcast(dy) / n"""
 
     infer = _infer_reduce
 
     def forward(xp, x, axis=None, keepdims=False):
-        return xp.mean(x, axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind == "f" else None)
+        if x.dtype.kind == "f":
+            return xp.mean(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
+        s = xp.sum(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
+        n = max(x.size // max(s.size, 1), 1)
+        return xp.where(s < 0, -((-s) // n), s // n).astype(x.dtype, copy=False)
 
     def grad(op, dy):
         return [_broadcast_back(op, dy / _count(op))]
@@ -141,12 +148,12 @@ class Min(OpDef):
 
 @register
 class Prod(OpDef):
-    """y = Π x over axes;  dx_i = dy · Π_{j≠i} x_j (exact with zeros: ProdGrad)"""
+    """y = Π x over axes (in x's dtype);  dx_i = dy · Π_{j≠i} x_j (exact with zeros: ProdGrad)"""
 
     infer = _infer_reduce
 
     def forward(xp, x, axis=None, keepdims=False):
-        return xp.prod(x, axis=axis, keepdims=keepdims)
+        return xp.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
 
     def grad(op, dy):
         others = make("ProdGrad", [op.inputs[0]], {"axis": op.attrs["axis"]})
