@@ -1,0 +1,253 @@
+"""The base of every config model, small shared field types, and helpers for located validator errors.
+
+Every section of a config (``solver:``, each layer, ``data:``...) is a :class:`StrictModel`:
+
+* unknown keys are rejected (``extra="forbid"``) and reported with a did-you-mean from the field names
+  (plus the model's optional ``__synonyms__``, e.g. ``{"lr": "base_lr"}``);
+* values are checked strictly: YAML already typed them, so ``"5"`` is not an integer, ``5.0`` is not an
+  integer, ``true`` is not a number, and ``.inf``/``.nan`` are not accepted as floats;
+* assignments are validated too (``validate_assignment``), so code that edits a model cannot make it
+  invalid.
+
+A validator that finds a problem with a particular field raises :func:`located` (one problem) or
+:func:`located_errors` (several): :func:`tfconf.frontend.errors.from_pydantic` then points each message at
+that field's line instead of the model's::
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.lr_policy.type == "step" and self.stepsize is None:
+            raise located(("lr_policy",), "lr_policy 'step' needs stepsize")
+        return self
+
+:func:`validate_section` validates one section of a loaded config and raises a located ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Annotated, Any, ClassVar, Literal, Sequence, TypeVar, Union
+
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from .errors import MISSING, ConfigError, from_pydantic
+
+__all__ = [
+    "FiniteFloat", "IntPair", "Name", "NonNegFloat", "NonNegInt", "NonNegIntPair", "PositiveFloat",
+    "PositiveInt", "PositiveIntPair", "Probability", "StrictModel", "located", "located_errors",
+    "model_at", "model_by_name", "union_tags_at", "validate_section",
+]
+
+_REGISTRY: dict[str, list[type]] = {}
+
+
+class StrictModel(BaseModel):
+    """Base of all config models: unknown keys rejected, strict types, finite floats, validated assignment."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False,
+        validate_default=False, populate_by_name=True,
+    )
+
+    __synonyms__: ClassVar[dict[str, str]] = {}
+    """Common wrong names for fields (``{"lr": "base_lr"}``), used for did-you-mean on unknown keys."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY.setdefault(cls.__name__, []).append(cls)
+
+
+# ----------------------------------------------------------------------------------------------------
+# shared field types
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+def _int_pair(minimum: int | None) -> Any:
+    """An int or an ``[h, w]`` pair of ints, normalised to a ``(h, w)`` tuple (Caffe's kernel_size/kernel_h/w)."""
+    bound = "" if minimum is None else (" > 0" if minimum == 1 else f" >= {minimum}")
+    message = f"must be an integer{bound} or a [h, w] pair of such integers"
+
+    def to_pair(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value, value)
+        elif (isinstance(value, (list, tuple)) and len(value) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            value = tuple(value)
+        else:
+            raise PydanticCustomError("tfconf_int_pair", message)
+        if minimum is not None and min(value) < minimum:
+            raise PydanticCustomError("tfconf_int_pair", message)
+        return value
+
+    item: dict[str, Any] = {"type": "integer"}
+    if minimum is not None:
+        item["minimum"] = minimum
+    schema = {"anyOf": [dict(item), {"type": "array", "items": dict(item), "minItems": 2, "maxItems": 2}]}
+    return Annotated[tuple[int, int], BeforeValidator(to_pair), WithJsonSchema(schema)]
+
+
+IntPair = _int_pair(None)
+"""An int or ``[h, w]``; validated to a ``(h, w)`` tuple."""
+PositiveIntPair = _int_pair(1)
+NonNegIntPair = _int_pair(0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# located validator errors
+
+def located(path: Sequence, message: str, received: Any = MISSING) -> PydanticCustomError:
+    """An error for a validator to raise that points at ``path`` (relative to the model being validated).
+
+    ``message`` is a short sentence without a final period (``"must be strictly increasing"``);
+    ``received`` is shown as ``Received: ...`` when given.
+    """
+    ctx: dict[str, Any] = {"tfconf_path": tuple(path)}
+    if received is not MISSING:
+        ctx["tfconf_received"] = received
+    # NOTE: pydantic formats the template with ctx keys ({name}); no ctx key is a word a message would
+    # contain in braces, so user text passes through unchanged.
+    return PydanticCustomError("tfconf", message, ctx)
+
+
+def located_errors(title: str, errors: Sequence[PydanticCustomError]) -> ValidationError:
+    """Several :func:`located` errors at once, as a ``ValidationError`` a validator may raise."""
+    details = [InitErrorDetails(type=err, loc=(), input=None) for err in errors]
+    return ValidationError.from_exception_data(title, details)
+
+
+# ----------------------------------------------------------------------------------------------------
+# model lookup (used by from_pydantic to suggest field names)
+
+def model_by_name(name: str) -> type[BaseModel] | None:
+    """The StrictModel subclass called ``name``, if exactly one exists."""
+    found = _REGISTRY.get(name, [])
+    return found[0] if len(found) == 1 else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _union_members(tp: Any) -> list | None:
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return [_unwrap(a) for a in typing.get_args(tp) if a is not type(None)]
+    return None
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _tags(model: type[BaseModel]) -> set:
+    tags: set = {model.__name__}
+    for info in model.model_fields.values():
+        ann = _unwrap(info.annotation)
+        if typing.get_origin(ann) is Literal:
+            tags.update(typing.get_args(ann))
+    return tags
+
+
+def _step(tp: Any, part: Any) -> tuple[Any, bool]:
+    """One step of a pydantic loc through a type: (next type, consumed?)."""
+    tp = _unwrap(tp)
+    members = _union_members(tp)
+    if members is not None:
+        if len(members) == 1:
+            return _step(members[0], part)
+        for member in members:  # a union member name or discriminator tag in the loc
+            if _is_model(member) and part in _tags(member):
+                return member, True
+            if getattr(member, "__name__", None) == part:
+                return member, True
+        for member in members:
+            nxt, ok = _step(member, part)
+            if ok:
+                return nxt, True
+        return None, False
+    if _is_model(tp):
+        for name, info in tp.model_fields.items():
+            if part == name or part == info.alias:
+                return info.annotation, True
+        return None, False
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (list, tuple, set, frozenset) or (origin is not None and origin.__name__ == "Sequence"):
+        if isinstance(part, int):
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                return (args[part] if part < len(args) else None), True
+            return (args[0] if args else Any), True
+        return None, False
+    if origin is dict:
+        return (args[1] if len(args) == 2 else Any), True
+    return None, False
+
+
+def model_at(root: Any, loc: Sequence) -> type[BaseModel] | None:
+    """The model class validating the value at pydantic ``loc`` under ``root`` (None when unknown)."""
+    tp: Any = root
+    for part in loc:
+        tp, ok = _step(tp, part)
+        if not ok or tp is None:
+            return None
+    tp = _unwrap(tp)
+    members = _union_members(tp)
+    if members is not None:
+        models = [m for m in members if _is_model(m)]
+        tp = models[0] if len(models) == 1 else None
+    return tp if _is_model(tp) else None
+
+
+def union_tags_at(root: Any, loc: Sequence, discriminator: str = "type") -> list:
+    """The discriminator tags of the union validating the value at ``loc`` (empty when not a union)."""
+    tp: Any = root
+    for part in loc:
+        tp, ok = _step(tp, part)
+        if not ok or tp is None:
+            return []
+    tags: list = []
+    for member in _union_members(_unwrap(tp)) or []:
+        if _is_model(member):
+            info = member.model_fields.get(discriminator)
+            ann = _unwrap(info.annotation) if info is not None else None
+            if typing.get_origin(ann) is Literal:
+                tags.extend(a for a in typing.get_args(ann) if a not in tags)
+    return tags
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_section(model_cls: type[M], loaded: Any, root_path: Sequence = (), *,
+                     default: Any = MISSING) -> M:
+    """Validate the value at ``root_path`` of a loaded config with ``model_cls``.
+
+    An absent section validates ``default`` (an empty mapping unless given). Raises a located
+    :class:`~tfconf.frontend.errors.ConfigError`.
+    """
+    root_path = tuple(root_path)
+    node: Any = loaded.data
+    for part in root_path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = {} if default is MISSING else default
+            break
+    try:
+        return model_cls.model_validate(node)
+    except ValidationError as exc:
+        raise from_pydantic(exc, loaded, root_path, model=model_cls, data=node) from None
