@@ -8,6 +8,9 @@ digits    scikit-learn's 1,797 8x8 digits, values 0..16 (extra:    uint8 [N,1,8,
           digits; the CSV is read, scikit-learn is not imported)
 spirals   ``num_classes`` interleaved 2-D spirals                  float32 [N,2]        generated
 blobs     ``num_classes`` Gaussian blobs in 2-D                    float32 [N,2]        generated
+patterns  ``num_classes`` smooth random image templates + noise    uint8 [N,C,H,W]      generated
+          (``shape`` sets C,H,W; default [3,32,32], 10 classes: a
+          stand-in for CIFAR-10, which cannot be had offline)
 ========  =======================================================  ===================  =================
 
 The real sets are split once and for all: the rows are permuted with ``default_rng(0)`` and the last
@@ -24,7 +27,7 @@ import os
 
 import numpy as np
 
-from tfconf.data.errors import DataUnavailableError, missing_extra
+from tfconf.data.errors import DataError, DataUnavailableError, missing_extra
 from tfconf.data.mnist import mnist_sample_split
 from tfconf.data.schema import DataSpec
 
@@ -100,10 +103,34 @@ def blobs(split: str, seed: int = 0, num_samples: int = 1000, num_classes: int =
     return x.astype(np.float32), y
 
 
+def patterns(split: str, seed: int = 0, num_samples: int = 1000, num_classes: int = 10, noise: float = 0.5,
+             shape=(3, 32, 32)):
+    """Images whose class is a smooth random template (low-frequency noise, fixed by the seed)
+    plus per-pixel noise of ``noise`` times the templates' spread; uint8 [N, C, H, W]."""
+    c, h, w = shape
+    rng = _rng(seed, 0x1A6E)
+    coarse = rng.standard_normal((num_classes, c, max(h // 4, 1), max(w // 4, 1)))
+    templates = coarse.repeat(4, axis=2).repeat(4, axis=3)[:, :, :h, :w]
+    if templates.shape[2:] != (h, w):  # sizes not divisible by 4: pad by edge values
+        templates = np.pad(templates, ((0, 0), (0, 0), (0, h - templates.shape[2]), (0, w - templates.shape[3])),
+                           mode="edge")
+    y = np.arange(num_samples, dtype=np.int64) % num_classes
+    r = _rng(seed, 0x1A6E, _SPLIT_ID[split])
+    x = templates[y] + noise * r.standard_normal((num_samples, c, h, w))
+    x = np.clip(128 + 48 * x, 0, 255).astype(np.uint8)
+    return x, y
+
+
 def load_builtin(spec: DataSpec, split: str, seed: int = 0):
     if spec.source == "mnist":
         return mnist(split)
     if spec.source == "digits":
         return digits(split)
     params = {k: getattr(spec, k) for k in ("num_samples", "num_classes", "noise") if getattr(spec, k) is not None}
+    if spec.source == "patterns":
+        if spec.shape is not None:
+            if len(spec.shape) != 3:
+                raise DataError(f"patterns: shape must be [C, H, W]. Received: {spec.shape}")
+            params["shape"] = tuple(spec.shape)
+        return patterns(split, seed, **params)
     return (spirals if spec.source == "spirals" else blobs)(split, seed, **params)

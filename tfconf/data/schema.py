@@ -23,8 +23,8 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-BUILTIN_SOURCES = ("mnist", "digits", "spirals", "blobs")
-SYNTHETIC_SOURCES = ("spirals", "blobs")
+BUILTIN_SOURCES = ("mnist", "digits", "spirals", "blobs", "patterns")
+SYNTHETIC_SOURCES = ("spirals", "blobs", "patterns")
 FORMATS = ("npz", "npy", "csv", "idx", "images", "hdf5")
 
 Split = Literal["train", "test"]

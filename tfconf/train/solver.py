@@ -88,21 +88,37 @@ class Solver:
         if not trainable:
             raise ValueError("the net has no trainable parameters with lr_mult != 0")
         grads = tc.gradients(self.train_net.loss, [v for _, v in trainable])
-        pairs = []
+        pairs = [(k, v, gr) for (k, v), gr in zip(trainable, grads) if gr is not None]
+        # (a parameter the loss does not depend on gets no update, as in Caffe)
+        n = int(getattr(s, "iter_size", 1) or 1)
+        self.accumulate_op = None
         with tc.name_scope("solver"):
-            for (k, v), gr in zip(trainable, grads):
-                if gr is None:
-                    continue  # a parameter the loss does not depend on (Caffe leaves it unchanged)
-                decay = (s.weight_decay or 0.0) * self.param_meta[k]["decay_mult"]
-                if decay and rule != "AdamW":
-                    reg = v if s.regularization_type == "L2" else tc.sign(v)
-                    gr = gr + reg * decay
-                pairs.append((k, v, gr))
+            # Caffe's order: accumulate over iter_size batches, clip the summed gradients,
+            # normalize by iter_size, then add weight decay.
+            if n > 1:
+                accs, adds = [], []
+                for k, v, gr in pairs:
+                    with tc.name_scope(None):
+                        acc = tc.Variable(np.zeros(v.shape.as_list(), dtype=v.dtype.np), trainable=False,
+                                          name=f"{k}/grad_accum")
+                    accs.append(acc)
+                    adds.append(acc.assign_add(gr))
+                self.accumulate_op = tc.group(*adds, name="accumulate")
+                pairs = [(k, v, acc.value() + gr) for (k, v, gr), acc in zip(pairs, accs)]
+                self._accumulators = accs
             if s.clip_gradients is not None and s.clip_gradients > 0:
-                sq = tc.add_n([tc.reduce_sum(tc.square(gr)) for _, _, gr in pairs])
-                norm = tc.sqrt(sq)
+                norm = tc.sqrt(tc.add_n([tc.reduce_sum(tc.square(gr)) for _, _, gr in pairs]))
                 factor = tc.minimum(tc.constant(1.0, dtype=dtype), s.clip_gradients / tc.maximum(norm, 1e-30))
                 pairs = [(k, v, gr * factor) for k, v, gr in pairs]
+            if n > 1:
+                pairs = [(k, v, gr * (1.0 / n)) for k, v, gr in pairs]
+            decayed = []
+            for k, v, gr in pairs:
+                decay = (s.weight_decay or 0.0) * self.param_meta[k]["decay_mult"]
+                if decay and rule != "AdamW":
+                    gr = gr + (v if s.regularization_type == "L2" else tc.sign(v)) * decay
+                decayed.append((k, v, gr))
+            pairs = decayed
             hyper = {"momentum": float(s.momentum or 0.0), "momentum2": float(getattr(s, "momentum2", 0.999)),
                      "delta": float(getattr(s, "delta", 1e-8)), "rms_decay": float(getattr(s, "rms_decay", 0.99))}
             updates, slots = [], {}
@@ -123,6 +139,10 @@ class Solver:
                                           {"var": v.op.name, "slots": tuple(names), "rule": rule,
                                            "hyper": hp}, "update")
                 updates.append(op)
+            if n > 1:
+                with tc.control_dependencies(updates):
+                    resets = [a.assign(np.zeros(a.shape.as_list(), dtype=a.dtype.np)) for a in self._accumulators]
+                updates = updates + resets
             train_op = tc.group(*updates, *self.train_net.updates, name="train_step")
         return train_op, slots
 
@@ -133,13 +153,21 @@ class Solver:
         return learning_rate(self.s, iteration)
 
     def step(self):
-        """One iteration (``iter_size`` batches accumulate by averaging their loss... see note)."""
-        x, y = next(self.train_data)
+        """One iteration: ``iter_size`` batches (gradients accumulated), then one update."""
         lr = self.learning_rate(self.iteration)
-        feed = {self.inputs["data"]: x, self.inputs["label"]: y, self.lr: lr, self.t: self.iteration + 1}
         store = self.sess._ctx.variables
         before = dict(store)  # assignments replace arrays, so this keeps the pre-step values
+        losses = []
+        x_ph, y_ph = self.inputs["data"], self.inputs["label"]
+        for _ in range(int(getattr(self.s, "iter_size", 1) or 1) - 1):
+            x, y = next(self.train_data)
+            _, part = self.sess.run([self.accumulate_op, self.train_net.loss], {x_ph: x, y_ph: y})
+            losses.append(float(part))
+        x, y = next(self.train_data)
+        feed = {x_ph: x, y_ph: y, self.lr: lr, self.t: self.iteration + 1}
         _, loss = self.sess.run([self.train_op, self.train_net.loss], feed)
+        losses.append(float(loss))
+        loss = sum(losses) / len(losses)
         loss = float(loss)
         if not math.isfinite(loss):
             store.clear()

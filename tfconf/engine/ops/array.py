@@ -342,20 +342,35 @@ def _to_key(spec):
 
 
 def _getitem_shape(xs, spec):
+    """Static shape of ``x[key]`` for a basic index, computed per axis (unknown sizes stay None)."""
     if xs is None:
         return None
-    # Use numpy on a probe with unknown dims replaced by a large prime; keep None where it leaks.
-    probe = tuple(d if d is not None else 7919 for d in xs)
-    try:
-        out = np.empty(probe, dtype=np.bool_)[_to_key(spec)].shape if S.num_elements(probe) < 2**24 else None
-    except IndexError as e:
-        raise ValueError(f"index {_to_key(spec)} is out of range for shape {S.fmt(xs)}: {e}") from None
-    if out is None:
-        return None
-    # Any output dim that depends on an unknown input dim becomes unknown.
-    probe2 = tuple(d if d is not None else 7907 for d in xs)
-    out2 = np.empty(probe2, dtype=np.bool_)[_to_key(spec)].shape
-    return tuple(a if a == b else None for a, b in zip(out, out2))
+    if sum(1 for k in spec if k[0] == "e") > 1:
+        raise ValueError("an index can only have a single ellipsis ('...')")
+    consumed = sum(1 for k in spec if k[0] in ("s", "i"))
+    if consumed > len(xs):
+        raise ValueError(f"too many indices ({consumed}) for a tensor of shape {S.fmt(xs)}")
+    out, d = [], 0
+    for k in spec:
+        if k[0] == "e":
+            fill = len(xs) - consumed
+            out.extend(xs[d:d + fill])
+            d += fill
+        elif k[0] == "n":
+            out.append(1)
+        elif k[0] == "i":
+            size = xs[d]
+            if size is not None and not -size <= k[1] < size:
+                raise ValueError(f"index {k[1]} is out of range for axis {d} of size {size} (shape {S.fmt(xs)})")
+            d += 1
+        else:
+            if k[3] == 0:
+                raise ValueError("slice step cannot be zero")
+            size = xs[d]
+            out.append(None if size is None else len(range(*slice(k[1], k[2], k[3]).indices(size))))
+            d += 1
+    out.extend(xs[d:])
+    return tuple(out)
 
 
 @register
