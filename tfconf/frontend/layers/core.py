@@ -206,9 +206,11 @@ class Accuracy(LayerSpec):
         x2 = tc.reshape(x, [-1, c])
         label = tc.reshape(tc.cast(label, tc.int64), [-1])
         true_score = tc.reduce_sum(x2 * tc.one_hot(label, c, dtype=x2.dtype), 1, keepdims=True)
-        # Caffe counts an example correct when fewer than top_k classes score strictly higher.
-        higher = tc.reduce_sum(tc.cast(tc.greater(x2, true_score), tc.int32), 1)
-        hit = tc.cast(tc.less(higher, self.top_k), x2.dtype)
+        # Caffe (accuracy_layer.cpp) counts an example correct when fewer than top_k *other*
+        # classes score at least as high as the true one: ties count against it, so constant
+        # scores are not 100% accurate. ``at_least`` includes the true class itself.
+        at_least = tc.reduce_sum(tc.cast(tc.greater_equal(x2, true_score), tc.int32), 1)
+        hit = tc.cast(tc.less_equal(at_least, self.top_k), x2.dtype)
         if self.ignore_label is not None:
             valid = tc.cast(tc.not_equal(label, tc.constant(self.ignore_label, dtype=tc.int64)), x2.dtype)
             acc = tc.reduce_sum(hit * valid) / tc.maximum(tc.reduce_sum(valid), 1.0)

@@ -1,0 +1,206 @@
+"""Core layers: Input, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy."""
+
+import numpy as np
+import pytest
+
+import tfconf as tc
+from tfconf.frontend.layers import NetState
+
+from .helpers import Net, build, rng, roundtrip
+
+
+def _r(shape, seed=0):
+    return rng(seed).standard_normal(shape)
+
+
+# ---------------------------------------------------------------------------- Input
+@pytest.mark.parametrize("shape_cfg,want", [
+    ([-1, 1, 28, 28], [[None, 1, 28, 28]]),
+    ([[2, 3], [2]], [[2, 3], [2]]),
+    ({"dim": [4, 5]}, [[4, 5]]),
+])
+def test_input_shapes_and_placeholders(shape_cfg, want):
+    names = ["a", "b"][:len(want)]
+    layer = {"name": "in", "type": "Input", "shape": shape_cfg, "top": names}
+    s = roundtrip(layer)
+    g = tc.Graph()
+    inputs = {}
+    from tfconf.frontend.compiler import build_net
+
+    net = build_net([s], NetState(phase="test"), g, {}, {}, inputs, dtype=tc.float64)
+    assert [net.tops[n].shape.as_list() for n in names] == want
+    assert set(inputs) == set(names)
+    assert all(inputs[n].op.type == "Placeholder" for n in names)
+    sess = tc.Session(graph=g)
+    feed = np.ones([d or 3 for d in want[0]], dtype=np.float32)
+    np.testing.assert_array_equal(sess.run(net.tops[names[0]], {inputs[names[0]]: feed}), feed)
+
+
+def test_input_dtype_and_shared_across_phases():
+    layer = {"name": "label", "type": "Input", "shape": [[-1]], "dtype": "int64"}
+    roundtrip(layer)
+    net = Net([layer], {}, phases=("train", "test"))
+    assert net.top("label", "train") is net.top("label", "test")
+    assert net.top("label", "train").dtype == tc.int64
+    from tfconf.frontend.compiler import NetBuildError
+
+    with pytest.raises(NetBuildError, match="1 tops but 2 shapes"):
+        Net([{"name": "in", "type": "Input", "shape": [[1], [2]], "top": ["only"]}], {})
+
+
+# ---------------------------------------------------------------------------- InnerProduct
+@pytest.mark.parametrize("cfg,x_shape", [({}, (3, 2, 2, 2)), ({"axis": 2}, (2, 3, 4)), ({"transpose": True}, (3, 5)),
+                                         ({"bias_term": False}, (2, 6)), ({"axis": -1}, (2, 2, 3))])
+def test_inner_product(cfg, x_shape):
+    layer = dict({"name": "ip", "type": "InnerProduct", "num_output": 4}, **cfg)
+    s = roundtrip(layer)
+    x = _r(x_shape)
+    a = s.axis % len(x_shape)
+    k = int(np.prod(x_shape[a:]))
+    w = _r((k, 4) if s.transpose else (4, k), 1)
+    params = {"ip/weights": w}
+    if s.bias_term:
+        params["ip/bias"] = _r((4,), 2)
+    net = build([layer], {"data": x}, params=params)
+    h = x.reshape(x_shape[:a] + (k,))
+    want = h @ (w if s.transpose else w.T) + (params["ip/bias"] if s.bias_term else 0)
+    y = net.run("ip")
+    assert y.shape == x_shape[:a] + (4,)
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+    assert sorted(net.params) == sorted(params)
+    net.grad_check("ip", ["data"] + sorted(params), max_points=15)
+
+
+def test_inner_product_fillers_and_shared_params():
+    layers = [{"name": "ip1", "type": "InnerProduct", "num_output": 3, "bottom": "data",
+               "weight_filler": {"type": "constant", "value": 0.5}, "bias_filler": {"type": "constant", "value": 1.0},
+               "param": [{"name": "shared_w", "lr_mult": 1}, {"lr_mult": 2}]},
+              {"name": "ip2", "type": "InnerProduct", "num_output": 3, "bottom": "data2",
+               "param": [{"name": "shared_w"}], "bias_term": False}]
+    roundtrip(layers[0])
+    x, x2 = _r((2, 4)), _r((2, 4), 1)
+    net = build(layers, {"data": x, "data2": x2})
+    assert sorted(net.params) == ["ip1/bias", "shared_w"]
+    assert net.meta["ip1/bias"]["lr_mult"] == 2
+    np.testing.assert_allclose(net.run("ip1"), x @ np.full((4, 3), 0.5) + 1.0, rtol=1e-12)
+    np.testing.assert_allclose(net.run("ip2"), x2 @ np.full((4, 3), 0.5), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- ReLU / Dropout
+@pytest.mark.parametrize("slope", [0.0, 0.1])
+def test_relu(slope):
+    layer = {"name": "relu", "type": "ReLU", "negative_slope": slope}
+    roundtrip(layer)
+    x = _r((2, 3, 4))
+    x[np.abs(x) < 0.05] = 0.5
+    net = build([layer], {"data": x})
+    np.testing.assert_allclose(net.run("relu"), np.where(x > 0, x, slope * x), rtol=1e-12)
+    net.grad_check("relu", ["data"])
+
+
+def test_dropout_train_and_test():
+    layer = {"name": "drop", "type": "Dropout", "dropout_ratio": 0.4}
+    roundtrip(layer)
+    x = np.abs(_r((200, 50))) + 0.1
+    net = build([layer], {"data": x}, phases=("train", "test"))
+    np.testing.assert_array_equal(net.run("drop", "test"), x)
+    y = net.run("drop", "train")
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept] / 0.6, rtol=1e-12)
+    assert abs(1 - kept.mean() - 0.4) < 0.02
+    y2 = net.run("drop", "train")
+    assert (y2 != 0).sum() != kept.sum() or np.any((y2 != 0) != kept)  # a fresh mask each run
+
+
+def test_dropout_ratio_must_be_below_one():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        roundtrip({"name": "d", "type": "Dropout", "dropout_ratio": 1.0})
+
+
+# ---------------------------------------------------------------------------- SoftmaxWithLoss
+def _log_softmax(x, axis):
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+@pytest.mark.parametrize("cfg,norm", [({}, "valid"), ({"normalization": "FULL"}, "full"),
+                                      ({"normalization": "batch_size"}, "batch_size"),
+                                      ({"normalization": "none"}, "none"), ({"normalize": False}, "batch_size")])
+@pytest.mark.parametrize("ignore", [None, 2])
+def test_softmax_with_loss_spatial(cfg, norm, ignore):
+    layer = dict({"name": "loss", "type": "SoftmaxWithLoss", "bottom": ["x", "label"]}, **cfg)
+    if ignore is not None:
+        layer["ignore_label"] = ignore
+    roundtrip(layer)
+    x = _r((2, 3, 2, 2)) * 2
+    label = rng(1).integers(0, 3, (2, 1, 2, 2)).astype(np.float64)
+    label[0, 0, 0, 0] = 2
+    lp = _log_softmax(x, 1)
+    lab = label[:, 0].astype(int)
+    nll = -np.take_along_axis(lp, lab[:, None], 1)[:, 0]
+    valid = np.ones_like(nll, bool) if ignore is None else lab != ignore
+    total = nll[valid].sum()
+    denom = {"valid": valid.sum(), "full": nll.size, "batch_size": 2, "none": 1}[norm]
+    net = build([layer], {"x": x, "label": label})
+    np.testing.assert_allclose(net.run("loss"), total / denom, rtol=1e-12)
+    net.grad_check("loss", ["x"], max_points=12)
+
+
+def test_softmax_with_loss_axis_and_weight():
+    x = _r((4, 3))
+    label = np.array([0, 2, 1, 1], dtype=np.int64)
+    net = build([{"name": "loss", "type": "SoftmaxWithLoss", "bottom": ["x", "label"], "loss_weight": 3.0}],
+                {"x": x, "label": label})
+    want = -_log_softmax(x, 1)[np.arange(4), label].mean()
+    np.testing.assert_allclose(net.run("loss"), want, rtol=1e-12)
+    np.testing.assert_allclose(net.run(net.net().loss), 3 * want, rtol=1e-12)
+    xt = np.ascontiguousarray(x.T)  # classes on axis 0
+    net2 = build([{"name": "loss", "type": "SoftmaxWithLoss", "bottom": ["x", "label"], "axis": 0}],
+                 {"x": xt, "label": label})
+    np.testing.assert_allclose(net2.run("loss"), want, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- Accuracy
+def _caffe_accuracy(x, label, k, ignore=None):
+    hits, count = 0, 0
+    for row, lab in zip(x, label):
+        if ignore is not None and lab == ignore:
+            continue
+        better = -1
+        for v in row:  # Caffe: classes scoring >= the true class, except itself
+            better += v >= row[int(lab)]
+        hits += better < k
+        count += 1
+    return hits / max(count, 1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("ignore", [None, 1])
+def test_accuracy(k, ignore):
+    layer = {"name": "acc", "type": "Accuracy", "bottom": ["x", "label"], "top_k": k}
+    if ignore is not None:
+        layer["ignore_label"] = ignore
+    roundtrip(layer)
+    x = np.round(_r((12, 4)), 0)  # rounding makes ties
+    label = rng(1).integers(0, 4, 12).astype(np.float64)
+    net = build([layer], {"x": x, "label": label}, phases=("test",))
+    np.testing.assert_allclose(net.run("acc"), _caffe_accuracy(x, label, k, ignore), rtol=1e-12)
+
+
+def test_accuracy_constant_scores_are_not_correct():
+    x = np.zeros((4, 3))
+    label = np.array([0, 1, 2, 0], dtype=np.float64)
+    net = build([{"name": "acc", "type": "Accuracy", "bottom": ["x", "label"]}], {"x": x, "label": label})
+    assert net.run("acc") == 0.0
+    net3 = build([{"name": "acc", "type": "Accuracy", "bottom": ["x", "label"], "top_k": 3}], {"x": x, "label": label})
+    assert net3.run("acc") == 1.0
+
+
+def test_accuracy_is_excluded_from_train_phase_by_include_rule():
+    layer = {"name": "acc", "type": "Accuracy", "bottom": ["x", "label"], "include": {"phase": "TEST"}}
+    roundtrip(layer)
+    net = build([layer], {"x": np.eye(3), "label": np.arange(3.0)}, phases=("train", "test"))
+    assert "acc" not in net.net("train").tops
+    assert net.run("acc", "test") == 1.0

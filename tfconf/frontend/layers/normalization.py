@@ -1,0 +1,254 @@
+"""Normalization layers: BatchNorm, Scale, Bias, LRN, MVN, Softmax."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+import tfconf as tc
+
+from ..fillers import ConstantFiller, FillerSpec, coerce_filler
+from .base import LayerSpec, register_layer
+from .shape import canonical_axis, dim_of, reshape_to
+
+
+def _per_channel(v, rank):
+    """A [C] tensor shaped to broadcast over axis 1 of an N×C×... input."""
+    return v if rank <= 2 else tc.reshape(v, [-1] + [1] * (rank - 2))
+
+
+@register_layer
+class BatchNorm(LayerSpec):
+    """y = (x - mean) / sqrt(var + eps) per channel (axis 1), statistics over every other axis.
+
+    Train phase: the batch's statistics, and update ops (in ``ctx.updates``) that fold them into
+    the moving estimates as Caffe does: with f = moving_average_fraction and Caffe's scale factor
+    s (``scale_factor``, s ← f·s + 1), the stored mean is the f-weighted average of the batch
+    means, Σ fᵏ·meanₖ / Σ fᵏ, and the stored variance the same average of the batch variances
+    times m/(m-1) (m values per channel). The first update therefore stores the first batch's
+    statistics exactly. Test phase, or ``use_global_stats: true``: the stored estimates.
+    No learned scale or shift: follow with a Scale layer (``bias_term: true``)."""
+
+    type: Literal["BatchNorm"] = "BatchNorm"
+    use_global_stats: bool | None = None
+    moving_average_fraction: float = Field(0.999, gt=0, le=1)
+    eps: float = Field(1e-5, gt=0)
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        shp = x.shape.as_list()
+        if len(shp) < 2 or shp[1] is None:
+            raise ValueError(f"BatchNorm needs an N×C×... input with a known channel count; shape {shp}")
+        c, rank = shp[1], len(shp)
+        dt = ctx.dtype.np
+        mean_v = ctx.state_var("moving_mean", np.zeros([c], dt))
+        var_v = ctx.state_var("moving_variance", np.ones([c], dt))
+        sf_v = ctx.state_var("scale_factor", np.zeros([], dt))
+        use_global = (not ctx.training) if self.use_global_stats is None else self.use_global_stats
+        if use_global:
+            mean = _per_channel(tc.cast(mean_v, x.dtype), rank)
+            var = _per_channel(tc.cast(var_v, x.dtype), rank)
+            return [tc.multiply(x - mean, tc.rsqrt(var + self.eps), name=self.name)]
+        axes = [0] + list(range(2, rank))
+        mean, var = tc.nn.moments(x, axes, keepdims=True)
+        y = tc.multiply(x - mean, tc.rsqrt(var + self.eps), name=self.name)
+        # Moving estimates (no gradient flows into them).
+        f = self.moving_average_fraction
+        bm = tc.stop_gradient(tc.reshape(mean, [c]))
+        bv = tc.stop_gradient(tc.reshape(var, [c]))
+        if None in shp:
+            m = tc.cast(tc.size(x), x.dtype) / float(c)
+            corr = m / tc.maximum(m - 1.0, tc.constant(1.0, dtype=x.dtype))
+        else:
+            m = int(np.prod(shp, dtype=np.int64)) // c
+            corr = m / (m - 1) if m > 1 else 1.0
+        dv = mean_v.dtype
+        bm, bv = tc.cast(bm, dv), tc.cast(bv * corr, dv)
+        old = sf_v.value() * f
+        new_sf = old + 1.0
+        with ctx.graph.name_scope("update"):
+            ctx.updates.append(mean_v.assign((mean_v.value() * old + bm) / new_sf))
+            ctx.updates.append(var_v.assign((var_v.value() * old + bv) / new_sf))
+            ctx.updates.append(sf_v.assign(new_sf))
+        return [y]
+
+
+def _operand_shape(x_shape, axis, num_axes, what):
+    rank = len(x_shape)
+    a = canonical_axis(axis, rank, "axis")
+    end = rank if num_axes == -1 else a + num_axes
+    if end > rank:
+        raise ValueError(f"{what}: axis {axis} with num_axes {num_axes} exceeds the rank {rank}")
+    shape = x_shape[a:end]
+    if None in shape:
+        raise ValueError(f"{what}: the sizes of axes {a}..{end - 1} must be known; shape {x_shape}")
+    return a, shape
+
+
+def _align(v, x_rank, axis):
+    """Shape ``v`` (covering axes axis .. axis+rank(v)-1 of x) to broadcast against x."""
+    vs = v.shape.as_list()
+    trailing = x_rank - axis - len(vs)
+    if trailing < 0:
+        raise ValueError(f"an operand of shape {vs} at axis {axis} does not fit a rank-{x_rank} input")
+    if trailing == 0:
+        return v
+    return reshape_to(v, [dim_of(v, i) for i in range(len(vs))] + [1] * trailing)
+
+
+def _second_bottom(x, v, axis, what):
+    xs, vs = x.shape.as_list(), v.shape.as_list()
+    a = canonical_axis(axis, len(xs), "axis")
+    want = xs[a:a + len(vs)]
+    if len(want) != len(vs) or any(p is not None and q is not None and p != q for p, q in zip(want, vs)):
+        raise ValueError(f"{what}: the second bottom's shape {vs} must equal axes {a}.. of the first "
+                         f"bottom's shape {xs}")
+    return a
+
+
+class _ScaleBiasBase(LayerSpec):
+    axis: int = 1
+    num_axes: int = Field(1, ge=-1)
+    num_bottoms: ClassVar = (1, 2)
+
+    _coerce = field_validator("filler", "bias_filler", mode="before", check_fields=False)(
+        lambda cls, v: coerce_filler(v))
+
+
+@register_layer
+class Scale(_ScaleBiasBase):
+    """y = x · s (+ b), with s broadcast over the axes of x it does not cover. One bottom: s is
+    learned, of shape x.shape[axis : axis + num_axes] (num_axes -1: to the end, 0: a scalar),
+    from ``filler`` (default 1). Two bottoms: s is the second bottom, covering axes from
+    ``axis``. ``bias_term`` adds a learned b of s's shape from ``bias_filler`` (default 0)."""
+
+    type: Literal["Scale"] = "Scale"
+    filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=1.0))
+    bias_term: bool = False
+    bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
+
+    def build(self, ctx, bottoms):
+        x = bottoms[0]
+        rank = len(x.shape.as_list())
+        if len(bottoms) == 2:
+            s = bottoms[1]
+            a = _second_bottom(x, s, self.axis, "Scale")
+            shape, bias_index = s.shape.as_list(), 0
+            if self.bias_term and None in shape:
+                raise ValueError(f"Scale with bias_term needs a second bottom of known shape; received {shape}")
+        else:
+            a, shape = _operand_shape(x.shape.as_list(), self.axis, self.num_axes, "Scale")
+            s, bias_index = ctx.param(0, "scale", shape, self.filler), 1
+        y = x * _align(s, rank, a)
+        if self.bias_term:
+            b = ctx.param(bias_index, "bias", shape, self.bias_filler)
+            y = y + _align(b, rank, a)
+        return [tc.identity(y, name=self.name)]
+
+
+@register_layer
+class Bias(_ScaleBiasBase):
+    """y = x + b, with b broadcast like Scale's s: learned (``filler``, default 0) of shape
+    x.shape[axis : axis + num_axes], or the second bottom."""
+
+    type: Literal["Bias"] = "Bias"
+    filler: FillerSpec = Field(default_factory=ConstantFiller)
+
+    def build(self, ctx, bottoms):
+        x = bottoms[0]
+        rank = len(x.shape.as_list())
+        if len(bottoms) == 2:
+            b = bottoms[1]
+            a = _second_bottom(x, b, self.axis, "Bias")
+        else:
+            a, shape = _operand_shape(x.shape.as_list(), self.axis, self.num_axes, "Bias")
+            b = ctx.param(0, "bias", shape, self.filler)
+        return [tc.add(x, _align(b, rank, a), name=self.name)]
+
+
+@register_layer
+class LRN(LayerSpec):
+    """Local response normalization.
+
+    across_channels: y = x / (k + alpha/n · Σ x²)^beta, the sum over the n = local_size channels
+    centred on each one (zero beyond the edges).
+    within_channel: y = x / (1 + alpha/n² · Σ x²)^beta, the sum over an n×n spatial window
+    (zero-padded) — Caffe builds it from Power, average Pooling and Power layers and ignores k
+    here; so does this layer."""
+
+    type: Literal["LRN"] = "LRN"
+    local_size: int = Field(5, gt=0)
+    alpha: float = 1.0
+    beta: float = 0.75
+    k: float = 1.0
+    norm_region: Literal["across_channels", "within_channel"] = "across_channels"
+
+    @field_validator("norm_region", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("local_size")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError(f"must be odd (the window is centred). Received: {v}")
+        return v
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        if len(x.shape.as_list()) != 4:
+            raise ValueError(f"LRN needs an NCHW input; shape {x.shape.as_list()}")
+        n = self.local_size
+        if self.norm_region == "across_channels":
+            return [tc.nn.lrn(x, depth_radius=(n - 1) // 2, bias=self.k, alpha=self.alpha / n,
+                              beta=self.beta, name=self.name)]
+        pad = (n - 1) // 2
+        mean_sq = tc.nn.avg_pool(tc.square(x), (n, n), (1, 1), padding=(pad, pad), count_include_pad=True)
+        denom = mean_sq * self.alpha + 1.0
+        if self.beta == 0.75:
+            scale = tc.rsqrt(denom) * tc.rsqrt(tc.sqrt(denom))  # denom^-0.75
+        else:
+            scale = tc.exp(tc.log(denom) * -self.beta)
+        return [tc.multiply(x, scale, name=self.name)]
+
+
+@register_layer
+class MVN(LayerSpec):
+    """Mean-variance normalization: y = x - mean, and with ``normalize_variance`` divided by
+    (std + eps) — eps is added to the standard deviation, as in Caffe. The statistics are per
+    example and channel over the spatial axes, or per example over all axes (``across_channels``)."""
+
+    type: Literal["MVN"] = "MVN"
+    normalize_variance: bool = True
+    across_channels: bool = False
+    eps: float = Field(1e-9, ge=0)
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        rank = len(x.shape.as_list())
+        axes = list(range(1 if self.across_channels else 2, rank))
+        if not axes:
+            raise ValueError(f"MVN needs axes to normalize over; input rank {rank} "
+                             f"(across_channels={self.across_channels})")
+        mean, var = tc.nn.moments(x, axes, keepdims=True)
+        y = x - mean
+        if self.normalize_variance:
+            y = y / (tc.sqrt(var) + self.eps)
+        return [tc.identity(y, name=self.name)]
+
+
+@register_layer
+class Softmax(LayerSpec):
+    """y = exp(x) / Σ exp(x) along ``axis`` (stable)."""
+
+    type: Literal["Softmax"] = "Softmax"
+    axis: int = 1
+
+    def build(self, ctx, bottoms):
+        (x,) = bottoms
+        a = canonical_axis(self.axis, len(x.shape.as_list()))
+        return [tc.nn.softmax(x, axis=a, name=self.name)]
+
