@@ -40,8 +40,10 @@ def _user_errors():
     """The exception types that are the user's mistakes (imported lazily: they pull pydantic)."""
     from tfconf.data import DataError, DataUnavailableError
     from tfconf.frontend.errors import ConfigError
+    from tfconf.train.runner import TrainError
+    from tfconf.train.snapshot import SnapshotError
 
-    return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError)
+    return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError, TrainError, SnapshotError)
 
 
 def _run(fn):

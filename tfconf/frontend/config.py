@@ -54,17 +54,40 @@ def _check_names(cfg: Config):
 
 
 def input_shapes(cfg: Config):
-    """(sample shape, num classes) of the train data, read from the data source itself."""
-    from tfconf.data import load_source
-
+    """(sample shape, num classes) of the train data, read from the data source itself. Both the
+    train and the test source are opened, so that a missing file or a transform that does not fit
+    the data is reported (at its config key) before anything runs."""
     data = cfg.net.data
-    spec = data.train if data is not None and data.train is not None else (data.test if data else None)
-    if spec is None:
+    if data is None:
         return None
-    x, _ = load_source(spec, spec.split or ("train" if data.train is not None else "test"), root=cfg.root, seed=0)
-    from tfconf.data import make_transform
+    shapes = {}
+    for phase in ("train", "test"):
+        spec = getattr(data, phase)
+        if spec is not None:
+            shapes[phase] = _spec_shape(cfg, phase, spec)
+    return shapes.get("train", shapes.get("test"))
 
-    return make_transform(spec, x.shape[1:], "train", cfg.root).output_shape
+
+def _spec_shape(cfg: Config, phase: str, spec):
+    from tfconf.data import DataError, load_source, make_transform
+
+    try:
+        x, _ = load_source(spec, spec.split or phase, root=cfg.root, seed=0)
+        return make_transform(spec, x.shape[1:], phase, cfg.root).output_shape
+    except DataError as e:
+        raise cfg.loaded.error(("data", phase, _data_key(cfg, phase, str(e))), str(e)) from None
+
+
+def _data_key(cfg: Config, phase: str, message: str) -> str:
+    """The key of ``data.<phase>`` a data error is about: the first key written there that the
+    message names (``crop_size``, ``mean_value``...), else ``source``."""
+    import re
+
+    written = cfg.loaded.data.get("data", {}).get(phase, {}) if isinstance(cfg.loaded.data, dict) else {}
+    for key in (written if isinstance(written, dict) else {}):
+        if key != "source" and re.search(rf"\b{re.escape(str(key))}\b", message):
+            return key
+    return "source"
 
 
 def build_phase(cfg: Config, phase: str, graph=None, params=None, meta=None, inputs=None, sample_shape=None):

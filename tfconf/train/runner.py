@@ -3,13 +3,21 @@ files, snapshots, resume, Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import json
 import os
+import re
 import signal
 import time
 
 from . import snapshot as snap
+
+
+class TrainError(ValueError):
+    """A mistake of the user's found while setting up or running a training (printed without a
+    traceback by the CLI): a weights file that does not fit the net, an unknown --reinit layer..."""
 
 
 def _run_dir(cfg, out, resume):
@@ -36,10 +44,44 @@ def _find_snapshot(resume):
     raise FileNotFoundError(f"--resume {resume}: no complete snapshot found there")
 
 
+def _truncate_metrics(run_dir, upto):
+    """On resume: drop what the interrupted run logged after its snapshot (and a line cut short by
+    a kill), so that the resumed run does not log those iterations twice."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if os.path.exists(path):
+        keep = []
+        with open(path) as f:
+            for line in f:
+                try:
+                    if int(json.loads(line)["iteration"]) <= upto:
+                        keep.append(line if line.endswith("\n") else line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue
+        snap.atomic_write_bytes(path, "".join(keep).encode())
+    path = os.path.join(run_dir, "metrics.csv")
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = rows[:1]
+        for row in rows[1:]:
+            try:
+                if len(row) == 4 and int(row[0]) <= upto:
+                    keep.append(row)
+            except ValueError:
+                continue
+        import io
+
+        buf = io.StringIO()
+        csv.writer(buf).writerows(keep)
+        snap.atomic_write_bytes(path, buf.getvalue().encode())
+
+
 class _Metrics:
     """metrics.jsonl (one object per event) and metrics.csv (iteration, phase, name, value)."""
 
-    def __init__(self, run_dir, append):
+    def __init__(self, run_dir, append, upto=None):
+        if append and upto is not None:
+            _truncate_metrics(run_dir, upto)
         mode = "a" if append else "w"
         self.jsonl = open(os.path.join(run_dir, "metrics.jsonl"), mode)
         new_csv = not append or not os.path.exists(os.path.join(run_dir, "metrics.csv"))
@@ -86,41 +128,162 @@ class _Interrupt:
         return False
 
 
-def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print):
+def _check_reinit(cfg, reinit):
+    names = [layer.name for layer in cfg.net.layers]
+    for r in reinit:
+        if r not in names:
+            close = difflib.get_close_matches(r, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TrainError(f"--reinit {r}: the net has no layer named {r!r}.{hint} Layers: {', '.join(names)}")
+
+
+_SOLVER_SETUP_ERRORS = {  # Solver() refusals that are the config's fault → where to point
+    "training needs data.train": ("data",),
+    "the train net has no loss": ("layers",),
+    "the net has no trainable parameters": ("layers",),
+}
+
+
+def _new_solver(cfg, run_dir, **kw):
     from .solver import Solver
 
+    try:
+        return Solver(cfg.net, run_dir, root=cfg.root, **kw)
+    except ValueError as e:
+        for start, path in _SOLVER_SETUP_ERRORS.items():
+            if str(e).startswith(start):
+                raise cfg.loaded.error(path, str(e)) from None
+        raise
+
+
+def _layer_index(cfg, op_name):
+    """The index of the config layer that created op ``op_name`` (``train/ip2/MatMul``,
+    ``gradients/train/ip2/MatMul_grad/...``), or None."""
+    names = {layer.name: i for i, layer in enumerate(cfg.net.layers)}
+    parts = op_name.split("/")
+    while parts and parts[0] in ("gradients", "train", "test"):
+        parts = parts[1:]
+    return names.get(parts[0]) if parts else None
+
+
+_OP = re.compile(r"op '([^']+)' \(type (\w+)\) created at \S+?:\d+")
+
+
+def explain_op_message(cfg, message):
+    """Replace the engine's "created at file:line" (a frame of tfconf's own code when the net comes
+    from a config) by the config layer that made the op and its location."""
+    def sub(m):
+        i = _layer_index(cfg, m.group(1))
+        if i is None:
+            return f"op '{m.group(1)}' (type {m.group(2)})"
+        return (f"op '{m.group(1)}' (type {m.group(2)}) of layer {cfg.net.layers[i].name!r} "
+                f"({cfg.loaded.location(('layers', i))})")
+
+    return _OP.sub(sub, message)
+
+
+_KERNEL_ERROR = re.compile(r"(\w+) in op '([^']+)' \(type (\w+)\) created at \S+ with input shapes \((.*?)\): (.*)$")
+
+
+@contextlib.contextmanager
+def _op_errors_located(cfg):
+    """An op that fails at run time on the data it is fed (a label out of range for the classes...)
+    is the config's mistake: report it at the layer that made the op."""
+    import tfconf as tc
+
+    try:
+        yield
+    except tc.errors.InvalidArgumentError as e:
+        op = getattr(e, "op", None)
+        i = _layer_index(cfg, op.name) if op is not None else None
+        msg = " ".join(str(e.message).split())
+        m = _KERNEL_ERROR.match(msg)
+        if m:  # "ValueError in op 'x' (type T) created at f:l with input shapes (...): what" → what first
+            msg = f"{m.group(5)} (op '{m.group(2)}' (type {m.group(3)}), input shapes ({m.group(4)}))"
+        msg = explain_op_message(cfg, msg)
+        if i is None:
+            raise TrainError(msg) from None
+        raise cfg.loaded.error(("layers", i), msg) from None
+
+
+def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print):
     s = cfg.net.solver
+    found = _find_snapshot(resume) if resume else None  # before anything is created
+    _check_reinit(cfg, reinit)
+    if weights:
+        _weights_path(weights)
     run_dir = _run_dir(cfg, out, resume)
-    os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
-    snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
     prefix = os.path.join(run_dir, "snapshots", s.snapshot_prefix or cfg.net.name)
     say = (lambda msg: None) if quiet else echo
-    solver = Solver(cfg.net, run_dir, root=cfg.root)
-    try:
-        if weights:
-            w, _ = snap.load_tensors(_weights_path(weights))
-            copied = solver.load_weights(w, reinit=set(reinit))
-            say(f"loaded {len(copied)} parameters from {weights}")
-        if resume:
-            found = _find_snapshot(resume)
-            solver.restore(found)
-            say(f"resumed from {found} at iteration {solver.iteration}")
-        metrics = _Metrics(run_dir, append=bool(resume))
-        result = _loop(solver, s, metrics, prefix, say, quiet)
-        metrics.close()
-    finally:
-        solver.close()
+    with _op_errors_located(cfg):
+        solver = _new_solver(cfg, run_dir)
+        try:
+            if weights:
+                w, _ = snap.load_tensors(weights)
+                try:
+                    copied = solver.load_weights(w, reinit=set(reinit))
+                except ValueError as e:
+                    raise TrainError(f"--weights {weights}: {e}") from None
+                if not copied and w and not reinit:
+                    raise TrainError(f"--weights {weights}: none of its parameters ({', '.join(sorted(w)[:8])}) "
+                                     "belongs to a layer of this net (parameters are matched by layer name)")
+                say(f"loaded {len(copied)} parameters from {weights}")
+            if resume:
+                try:
+                    solver.restore(found)
+                except ValueError as e:
+                    raise TrainError(f"--resume {found}: {e}") from None
+                say(f"resumed from {found} at iteration {solver.iteration}")
+            # the run folder is made only once the net, the weights and the snapshot are known good
+            os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
+            snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
+            metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None)
+            try:
+                result = _loop(cfg, solver, s, metrics, prefix, say, quiet, found)
+            finally:
+                metrics.close()
+        finally:
+            solver.close()
     result["run_dir"] = run_dir
     return result
 
 
 def _weights_path(path):
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"--weights {path}: no such file")
     return path
 
 
-def _loop(solver, s, metrics, prefix, say, quiet):
+def _loop(cfg, solver, s, metrics, prefix, say, quiet, resumed_from=None):
+    import numpy as np
+
+    from .solver import DivergenceError
+
+    last = {"snapshot": resumed_from}
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # (a loss that overflows is reported below, naming the op; numpy's warnings add nothing)
+            return _loop_body(solver, s, metrics, prefix, say, quiet, last)
+    except DivergenceError as e:
+        where = (f"the last good snapshot is {last['snapshot']}" if last["snapshot"]
+                 else "no snapshot was saved before it")
+        raise DivergenceError(f"{explain_op_message(cfg, str(e))}; {where}") from None
+
+
+def _save(solver, prefix, last):
+    """A snapshot of finite weights only: a parameter that overflowed is divergence too."""
+    import numpy as np
+
+    from .solver import DivergenceError
+
+    for k, v in solver.weights().items():
+        if not np.all(np.isfinite(v)):
+            raise DivergenceError(f"parameter {k} became non-finite at iteration {solver.iteration}")
+    last["snapshot"] = solver.save(prefix)[1]
+    return last["snapshot"]
+
+
+def _loop_body(solver, s, metrics, prefix, say, quiet, last):
     t0 = time.perf_counter()
     start_iter = solver.iteration
     test_metrics = {}
@@ -153,14 +316,15 @@ def _loop(solver, s, metrics, prefix, say, quiet):
             if s.test_interval and it % s.test_interval == 0:
                 run_test()
             if s.snapshot and it % s.snapshot == 0:
-                last_snapshot = solver.save(prefix)[1]
+                last_snapshot = _save(solver, prefix, last)
             if stop.requested:
-                last_snapshot = solver.save(prefix)[1]
+                if last_snapshot is None or not last_snapshot.endswith(f"_iter_{it}.solverstate.safetensors"):
+                    last_snapshot = _save(solver, prefix, last)
                 say(f"interrupted: snapshot saved to {last_snapshot}")
                 break
         else:
             if s.snapshot_after_train and (not s.snapshot or solver.iteration % s.snapshot):
-                last_snapshot = solver.save(prefix)[1]
+                last_snapshot = _save(solver, prefix, last)
             if s.test_interval and solver.iteration % s.test_interval:
                 run_test()
     wall = time.perf_counter() - t0
@@ -234,29 +398,34 @@ def test(cfg, weights, iterations=None):
     data = cfg.net.data
     if data is None or data.test is None:
         raise cfg.loaded.error(("data",), "testing needs data.test")
-    ds = make_dataset(data.test, "test", root=cfg.root)
+    s = cfg.net.solver
+    # the seed training used: synthetic sets are generated from it
+    seed = s.random_seed if s is not None and s.random_seed is not None and s.random_seed >= 0 else 0
+    w, _ = snap.load_tensors(_weights_path(weights))
+    ds = make_dataset(data.test, "test", root=cfg.root, seed=seed)
     try:
         g = tc.Graph()
         params = {}
         net = build_phase(cfg, "test", g, params, {}, sample_shape=ds.output_shape[1:])
-        w, _ = snap.load_tensors(_weights_path(weights))
         missing = [k for k in params if k not in w]
         if missing:
-            raise FileNotFoundError(f"{weights} lacks parameters: {', '.join(missing)}")
+            raise TrainError(f"--weights {weights}: lacks parameters: {', '.join(missing)}")
         with g.as_default():
             sess = tc.Session(graph=g)
         for k, v in params.items():
             if tuple(w[k].shape) != tuple(v.shape.as_list()):
-                raise ValueError(f"parameter {k}: weights have shape {list(w[k].shape)}, the net needs {v.shape.as_list()}")
+                raise TrainError(f"--weights {weights}: parameter {k!r} of layer {k.split('/')[0]!r} has shape "
+                                 f"{list(w[k].shape)} in the weights file but the net needs {v.shape.as_list()}")
             v.load(w[k], sess)
         fetch = {n: t for n, t in net.tops.items() if t.shape.ndims == 0 and n not in ("data", "label")}
         n = iterations or (cfg.net.solver.test_iter if cfg.net.solver and cfg.net.solver.test_iter else ds.batches_per_epoch)
         sums = dict.fromkeys(fetch, 0.0)
         x_ph, y_ph = net.tops["data"], net.tops["label"]
-        for _ in range(n):
-            x, y = next(ds)
-            for k, v in sess.run(fetch, {x_ph: x, y_ph: y}).items():
-                sums[k] += float(v)
+        with _op_errors_located(cfg):
+            for _ in range(n):
+                x, y = next(ds)
+                for k, v in sess.run(fetch, {x_ph: x, y_ph: y}).items():
+                    sums[k] += float(v)
         sess.close()
         return {k: float(np.float64(v) / n) for k, v in sums.items()}
     finally:
@@ -269,11 +438,13 @@ def time_layers(cfg, iterations):
 
     import tfconf as tc
 
-    from .solver import Solver
-
-    solver = Solver(cfg.net, None, root=cfg.root, prefetch=0)
+    if cfg.net.solver is None:
+        raise cfg.loaded.error(("solver",), "timing a training iteration needs a solver section")
+    with _op_errors_located(cfg):
+        solver = _new_solver(cfg, None, prefetch=0)
     try:
-        solver.step()  # warm-up: plans compiled, caches filled
+        with _op_errors_located(cfg):
+            solver.step()  # warm-up: plans compiled, caches filled
         fwd = collections.defaultdict(float)
         bwd = collections.defaultdict(float)
         total = 0.0

@@ -15,21 +15,47 @@ import tempfile
 import numpy as np
 
 _ITER = re.compile(r"_iter_(\d+)\.solverstate\.safetensors$")
+TMP_PREFIX = ".tmp-"
+
+
+class SnapshotError(ValueError):
+    """A weights or solver-state file that cannot be read (not safetensors, truncated, not ours)."""
+
+
+def _file_mode() -> int:
+    # mkstemp creates 0600 files; give snapshots the mode an ordinary open() would (0666 & ~umask).
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable
+        dfd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def save_tensors(path: str, tensors: dict, metadata: dict | None = None) -> None:
@@ -43,9 +69,14 @@ def load_tensors(path: str):
     """(tensors, metadata) of a safetensors file."""
     from safetensors import safe_open
 
-    with safe_open(path, framework="numpy") as f:
-        meta = f.metadata() or {}
-        return {k: f.get_tensor(k) for k in f.keys()}, meta
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata() or {}
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except Exception as e:  # safetensors raises its own (Rust) error type for unreadable files
+        raise SnapshotError(f"{path}: not a readable .safetensors file ({e})") from None
 
 
 def snapshot_paths(prefix: str, iteration: int):
@@ -82,7 +113,7 @@ def read_snapshot(spath: str):
     """(weights, slots, state) of a snapshot given its solver-state path."""
     slots, meta = load_tensors(spath)
     if meta.get("format") != "tfconf-solverstate":
-        raise ValueError(f"{spath} is not a tfconf solver state file")
+        raise SnapshotError(f"{spath} is not a tfconf solver state file")
     wpath = os.path.join(os.path.dirname(spath), meta["weights"])
     weights, _ = load_tensors(wpath)
     return weights, slots, json.loads(meta["state"])
