@@ -94,9 +94,6 @@ def _process(name, tmp_path, every_command=False):
 
 
 # --------------------------------------------------------------------------- found, not ours to fix
-@pytest.mark.xfail(strict=True, reason="tfconf.frontend.schema_base.from_pydantic: a misspelt REQUIRED key "
-                   "gives two lines ('num_output: field required' and 'num_ouput: unknown key; did you mean "
-                   "num_output?') for one mistake")
 def test_misspelt_required_field_is_one_line(tmp_path):
     text = (BROKEN / "unknown_layer_field.yaml").read_text().replace(
         "num_output: 8, weight_filer: xavier", "num_ouput: 8")
@@ -107,9 +104,6 @@ def test_misspelt_required_field_is_one_line(tmp_path):
     assert "num_ouput: unknown key; did you mean 'num_output'?" in line
 
 
-@pytest.mark.xfail(strict=True, reason="tfconf.data.schema.DataSpec._consistent: the message already ends with "
-                   "'Received source: ...' and from_pydantic appends a second 'Received: {...}'; it also lists "
-                   "the synthetic sources as (spirals, blobs), leaving out patterns")
 def test_synthetic_only_key_message_says_received_once(monkeypatch):
     monkeypatch.chdir(BROKEN)
     r = invoke(["validate", "num_classes_on_mnist.yaml"])

@@ -94,7 +94,8 @@ class DataSpec(BaseModel):
         synthetic = [k for k in ("num_samples", "num_classes", "noise") if getattr(self, k) is not None]
         if synthetic and not self.is_synthetic:
             raise ValueError(
-                f"{synthetic[0]} applies only to synthetic sources (spirals, blobs). Received source: {self.source!r}"
+                f"{synthetic[0]} applies only to synthetic sources ({', '.join(SYNTHETIC_SOURCES)}), "
+                f"not to source {self.source!r}"
             )
         return self
 

@@ -424,8 +424,23 @@ def from_pydantic(validation_error: "ValidationError", loaded_config: "LoadedCon
             continue
         seen.setdefault(full, len(issues))
         issues.append(issue)
+    issues = _merge_misspelt_required(issues)
     issues.sort(key=_issue_order)
     return ConfigError(issues)
+
+
+def _merge_misspelt_required(issues):
+    """A misspelt required key is one mistake, not two: drop 'X: field required' when a sibling
+    'Y: unknown key; did you mean X?' already says it."""
+    suggested = set()
+    for i in issues:
+        if i.message.startswith("unknown key; did you mean "):
+            parent = i.path.rpartition(".")[0]
+            name = i.message.removeprefix("unknown key; did you mean ").rstrip("?").strip("'\"")
+            suggested.add((parent, name))
+    return [i for i in issues
+            if not (i.message.startswith("field required") and
+                    (i.path.rpartition(".")[0], i.path.rpartition(".")[2]) in suggested)]
 
 
 def _issue_order(issue: ConfigIssue):
