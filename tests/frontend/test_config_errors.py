@@ -196,7 +196,6 @@ def test_from_pydantic_on_a_layer_list():
     assert _net_errors(NET) == [
         "net.yaml:6:5: layers[1] (pool1).pool: unknown value; did you mean 'ave'? Expected one of: max, ave. "
         "Received: 'avg'",
-        "net.yaml:7:5: layers[2] (conv2).num_output: field required",
         "net.yaml:9:5: layers[2] (conv2).filters: unknown key; did you mean 'num_output'?",
         "net.yaml:10:5: layers[2] (conv2).kernel_size: must be an integer > 0 or a [h, w] pair of such "
         "integers. Received: 0",
