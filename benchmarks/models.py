@@ -112,6 +112,6 @@ def torch_train_step(torch, forward, params, lr=0.01, momentum=0.9):
         loss = F.cross_entropy(forward(x), y)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step

@@ -75,9 +75,29 @@ class _PGeom:
 
     @property
     def separable(self):
+        """Whether the transposed (avg_pool_grad) sum should spread along H, then W."""
         direct = self.kh * self.kw * self.OH * self.OW
         sep = self.kw * self.Hn * self.OW + self.kh * self.OH * self.OW
         return self.kh > 1 and self.kw > 1 and sep < direct
+
+    def reduce_order(self):
+        """How to reduce the windows: 'direct' (one pass per offset), 'h' (rows first, then
+        columns) or 'w' (columns first).
+
+        NOTE: numpy runs a ufunc over a view whose inner stride is not 1 about 6x slower per
+        element than over contiguous runs (measured on a [64, 20, 12, 12] float32 view: 0.10 ms
+        vs 0.017 ms), so a pass over column-strided slices is weighted 6x; reducing along H first
+        keeps its passes on whole contiguous rows. For 2x2 / stride 2 that is a third less work
+        than the direct order."""
+        if self.kh == 1 or self.kw == 1:
+            return "direct"
+        cw = 1 if self.sw == 1 else 6
+        costs = {
+            "direct": self.kh * self.kw * self.OH * self.OW * cw,
+            "h": self.kh * self.OH * self.Wn + self.kw * self.OH * self.OW * cw,
+            "w": self.kw * self.Hn * self.OW * cw + self.kh * self.OH * self.OW,
+        }
+        return min(costs, key=costs.get)
 
     @property
     def overlapping(self):
@@ -86,7 +106,18 @@ class _PGeom:
 
 def _reduce_windows(xp, xpd, g, op, dtype):
     """op-reduce every window of the padded input; returns a fresh array."""
-    if g.separable:
+    order = g.reduce_order()
+    if order == "h":
+        t = _scratch(xp, "pool_rowred", (g.N, g.C, g.OH, g.Wn), dtype)
+        t[...] = xpd[:, :, g.rows(0), :g.Wn]
+        for i in range(1, g.kh):
+            op(t, xpd[:, :, g.rows(i), :g.Wn], out=t)
+        y = xp.empty(g.out_shape, dtype=dtype)
+        y[...] = t[..., g.cols(0)]
+        for j in range(1, g.kw):
+            op(y, t[..., g.cols(j)], out=y)
+        return y
+    if order == "w":
         t = _scratch(xp, "pool_rowred", (g.N, g.C, g.Hn, g.OW), dtype)
         t[...] = xpd[:, :, :g.Hn, g.cols(0)]
         for j in range(1, g.kw):

@@ -13,9 +13,8 @@ from .. import shapes as S
 from ..graph import Tensor
 from ..registry import OpDef, register
 from .array import expand_dims, reshape
-from .core import constant, convert_to_tensor, graph_of, make, shape
-from .math import abs as _abs
-from .math import cast, exp, log1p, relu, squared_difference, where
+from .core import constant, convert_to_tensor, graph_of, make, shape, zeros_like
+from .math import cast, exp, log1p, squared_difference, where
 from .random import random_uniform
 from .reduce import reduce_mean, reduce_sum
 
@@ -523,10 +522,18 @@ def softmax_cross_entropy_with_logits(labels=None, logits=None, axis=-1, name=No
 
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
-    """max(x, 0) - x·z + log(1 + exp(-|x|)): stable for any logits x and targets z."""
+    """max(x, 0) - x·z + log(1 + exp(-|x|)): stable for any logits x and targets z.
+    Gradient: sigmoid(x) - z w.r.t. x, -x w.r.t. z.
+
+    NOTE: max(x, 0) and -|x| are built from one ``where(x >= 0, ...)`` so both pick the same side
+    at x = 0; with relu (slope 0 at 0) and abs (slope sign(0) = 0) the gradient at x = 0 would be
+    -z instead of 1/2 - z, and zero-initialised logits sit exactly there."""
     x = convert_to_tensor(logits)
     z = convert_to_tensor(labels, dtype=x.dtype, graph=x.graph)
-    return relu(x) - x * z + log1p(exp(-_abs(x)))
+    nonneg = x >= 0
+    relu_x = where(nonneg, x, zeros_like(x))
+    neg_abs = where(nonneg, -x, x)
+    return relu_x - x * z + log1p(exp(neg_abs))
 
 
 # ---------------------------------------------------------------------------- misc
