@@ -84,21 +84,114 @@ def merge_device(outer: str, inner: str) -> str:
 
 
 class Device:
-    """A device that runs kernels; ``xp`` is its array module (numpy for CPU, cupy for GPU)."""
+    """A device that runs kernels; ``xp`` is its array module (numpy for CPU, cupy for GPU).
 
-    def __init__(self, name: str, device_type: str, xp):
+    ``gflops`` and ``bandwidth_gbs`` feed the placement cost model; ``launch_us`` is the fixed cost
+    of running one op there."""
+
+    def __init__(self, name: str, device_type: str, xp, index: int = 0, memory_bytes: int = 0,
+                 gflops: float = 50.0, bandwidth_gbs: float = 10.0, launch_us: float = 2.0):
         self.name = name
         self.device_type = device_type
         self.xp = xp
+        self.index = index
+        self.memory_bytes = memory_bytes
+        self.gflops = gflops
+        self.bandwidth_gbs = bandwidth_gbs
+        self.launch_us = launch_us
+        self.spec = DeviceSpec.from_string(name)
+
+    def matches(self, spec: DeviceSpec) -> bool:
+        """True when every field the (partial) spec sets agrees with this device."""
+        mine = self.spec
+        if spec.job is not None and spec.job != mine.job:
+            return False
+        if spec.replica is not None and spec.replica != mine.replica:
+            return False
+        if spec.task is not None and spec.task != mine.task:
+            return False
+        if spec.device_type is not None and spec.device_type != mine.device_type:
+            return False
+        if spec.device_index is not None and spec.device_index != mine.device_index:
+            return False
+        return True
+
+    def to_host(self, value):
+        """A numpy view/copy of an array of this device."""
+        return value.get() if self.device_type == "GPU" and hasattr(value, "get") else value
+
+    def from_other(self, value):
+        """Bring an array from another device (or the host) onto this one."""
+        if self.device_type == "GPU":
+            return self.xp.asarray(value)
+        return value.get() if hasattr(value, "get") and not isinstance(value, __import__("numpy").ndarray) else value
 
     def __repr__(self):
         return f"<Device {self.name}>"
 
 
+LOCAL = "/job:localhost/replica:0/task:0"
+_THROUGHPUT = {}
+
+
+def _throughput(kind, xp):
+    """Measured once per device kind and process: float32 matmul GFLOP/s and copy GB/s."""
+    if kind not in _THROUGHPUT:
+        import time
+
+        gf = measure_gflops(xp, n=256, reps=3)
+        a = xp.ones(1 << 21, dtype=xp.float32)
+        t = time.perf_counter()
+        for _ in range(5):
+            a.copy()
+        bw = 5 * a.nbytes * 2 / max(time.perf_counter() - t, 1e-9) / 1e9
+        _THROUGHPUT[kind] = (gf, bw)
+    return _THROUGHPUT[kind]
+
+
 def cpu_device(index: int = 0) -> Device:
     import numpy
 
-    return Device(f"/job:localhost/replica:0/task:0/device:CPU:{index}", "CPU", numpy)
+    gf, bw = _THROUGHPUT.get("CPU", (50.0, 10.0))
+    return Device(f"{LOCAL}/device:CPU:{index}", "CPU", numpy, index, int(_meminfo_gb() * 2**30),
+                  gf, bw, 2.0)
+
+
+def _cupy():
+    """cupy when it imports and CUDA reports at least one device, else None (never raises)."""
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+    except Exception:  # noqa: BLE001 - no CUDA, no driver, no cupy: no GPU devices
+        return None
+    return None
+
+
+def local_devices(device_count=None, measure=False):
+    """The devices of this process: ``device_count={"CPU": n}`` makes n virtual CPU devices
+    (numpy, sharing the machine's cores) so multi-device behaviour is testable anywhere; GPUs are
+    those CUDA reports through CuPy (``device_count={"GPU": 0}`` hides them)."""
+    import numpy
+
+    device_count = dict(device_count or {})
+    n_cpu = int(device_count.get("CPU", 1))
+    if n_cpu < 1:
+        raise ValueError(f"device_count CPU must be >= 1. Received: {n_cpu}")
+    if measure:
+        _throughput("CPU", numpy)
+    devices = [cpu_device(i) for i in range(n_cpu)]
+    cp = _cupy() if device_count.get("GPU", 1) else None
+    if cp is not None:
+        n_gpu = min(int(device_count.get("GPU", cp.cuda.runtime.getDeviceCount())),
+                    cp.cuda.runtime.getDeviceCount())
+        for i in range(n_gpu):
+            with cp.cuda.Device(i):
+                free, total = cp.cuda.runtime.memGetInfo()
+                gf, bw = _throughput(f"GPU:{i}", cp) if measure else (10000.0, 500.0)
+            devices.append(Device(f"{LOCAL}/device:GPU:{i}", "GPU", cp, i, total, gf, bw, 10.0))
+    return devices
 
 
 def _meminfo_gb():
@@ -109,7 +202,7 @@ def _meminfo_gb():
                     return int(line.split()[1]) / 2**20
     except OSError:
         pass
-    return float("nan")
+    return 0.0
 
 
 def measure_gflops(xp, n=512, reps=5):
@@ -121,10 +214,32 @@ def measure_gflops(xp, n=512, reps=5):
     t = time.perf_counter()
     for _ in range(reps):
         a @ a
+    if hasattr(xp, "cuda"):
+        xp.cuda.Device().synchronize()
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def describe_devices():
+class DeviceAttributes:
+    """What ``tc.list_devices()`` reports (TF's DeviceAttributes)."""
+
+    def __init__(self, device: Device):
+        self.name = device.name
+        self.device_type = device.device_type
+        self.memory_limit_bytes = device.memory_bytes
+        self.gflops = device.gflops
+
+    def __repr__(self):
+        return (f"_DeviceAttributes({self.name}, {self.device_type}, {self.memory_limit_bytes}, "
+                f"{self.gflops:.0f} GFLOP/s)")
+
+
+def list_devices(config=None):
+    """``tc.list_devices(config=None)``: every device a Session with ``config`` would have."""
+    counts = getattr(config, "device_count", None) if config is not None else None
+    return [DeviceAttributes(d) for d in local_devices(counts, measure=True)]
+
+
+def describe_devices(device_count=None):
     """The devices the engine sees, with memory and measured throughput (``tfconf devices``)."""
-    cpu = cpu_device(0)
-    return [{"name": cpu.name, "type": "CPU", "memory_gb": _meminfo_gb(), "gflops": measure_gflops(cpu.xp)}]
+    return [{"name": d.name, "type": d.device_type, "memory_gb": d.memory_bytes / 2**30, "gflops": d.gflops}
+            for d in local_devices(device_count, measure=True)]

@@ -43,9 +43,10 @@ class Plan:
 TRASH = 0  # slot that receives outputs nobody reads (e.g. an op output that was also fed)
 
 
-def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed):
+def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed, place=None):
     """Compile a plan. ``make_kernel(op)`` returns the op's kernel; ``check_unfed(op)`` raises for a
-    placeholder that is needed but not fed."""
+    placeholder that is needed but not fed; ``place(order)``, if given, is called with the ops in
+    ready-queue order before any kernel is made (device placement)."""
     fed = {t: i for i, t in enumerate(feed_tensors)}
     # 1. Walk back from the fetches to find the needed ops (iteratively: graphs can be deep).
     needed = {}
@@ -88,6 +89,8 @@ def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed
     if len(order) != len(needed):  # pragma: no cover - creation order makes cycles impossible
         raise errors.InternalError("The graph has a cycle among: "
                                    + ", ".join(o.name for o in needed if o not in order))
+    if place is not None:
+        place(order)
     # 4. Slots: 0 is the trash slot, then feeds, then every output of a needed op.
     slot = {}
     nslots = 1
@@ -226,15 +229,36 @@ def input_shapes_text(op):
 
 
 
-def run_checked(plan, vals, numerics=True, stats=None):
+class NodeStats(tuple):
+    """One op's timing in a traced run: (name, type, seconds, device, start)."""
+
+    __slots__ = ()
+    _fields = ("name", "type", "seconds", "device", "start")
+
+    def __new__(cls, name, type, seconds, device, start):  # noqa: A002 - TF's field name
+        return tuple.__new__(cls, (name, type, seconds, device, start))
+
+    name = property(lambda self: self[0])
+    type = property(lambda self: self[1])
+    seconds = property(lambda self: self[2])
+    device = property(lambda self: self[3])
+    start = property(lambda self: self[4])
+
+    @property
+    def end(self):
+        return self[4] + self[2]
+
+
+def run_checked(plan, vals, numerics=True, stats=None, device=""):
     """Like run_serial, with per-op instrumentation: with ``numerics``, check every op's floating
     outputs for NaN/Inf and raise InvalidArgumentError naming the first op that produced one (TF's
-    check_numerics); with a ``stats`` list, append (op name, op type, seconds) per op."""
+    check_numerics); with a ``stats`` list, append a NodeStats per op."""
     import time
 
     import numpy as np
 
     clock = time.perf_counter
+    origin = clock()
     for step in plan.steps:
         t0 = clock()
         try:
@@ -242,7 +266,7 @@ def run_checked(plan, vals, numerics=True, stats=None):
         except Exception as e:
             raise _fail(step, vals, e) from e
         if stats is not None:
-            stats.append((step.op.name, step.op.type, clock() - t0))
+            stats.append(NodeStats(step.op.name, step.op.type, clock() - t0, device, t0 - origin))
         outs = step.outs if isinstance(step.outs, tuple) else (step.outs,)
         results = out if isinstance(step.outs, tuple) else (out,)
         for t, s, v in zip(step.op.outputs, outs, results):

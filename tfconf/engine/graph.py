@@ -119,7 +119,7 @@ class Operation:
 
     __slots__ = (
         "graph", "name", "type", "op_def", "inputs", "control_inputs", "attrs", "outputs",
-        "device", "location", "_id", "_ran", "_control_outputs", "__weakref__",
+        "device", "location", "_id", "_ran", "_control_outputs", "colocated_with", "__weakref__",
     )
 
     def __init__(self, graph, name, op_def, inputs, attrs, control_inputs, device, location):
@@ -136,6 +136,7 @@ class Operation:
         self._id = -1
         self._ran = False
         self._control_outputs = []
+        self.colocated_with = None  # an op this one must share a device with (colocate_with)
 
     def values(self):
         return self.outputs
@@ -368,6 +369,8 @@ class Graph:
                         control.append(c)
             op = Operation(self, full_name, op_def, inputs, attrs, control, "", location)
             op.device = self._current_device(op)
+            if self._colocation_stack and self._colocation_stack[-1] is not None:
+                op.colocated_with = self._colocation_stack[-1]
             try:
                 specs = op_def.infer(op)
             except (ValueError, TypeError) as e:

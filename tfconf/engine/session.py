@@ -48,21 +48,39 @@ class RunOptions:
 
 @dataclasses.dataclass
 class RunMetadata:
-    """Filled by a traced run: ``step_stats`` is a list of (op name, op type, seconds)."""
+    """Filled by a traced run: ``step_stats`` is a list of NodeStats (name, type, seconds, device,
+    start), start in seconds from the beginning of the run."""
 
     step_stats: list = dataclasses.field(default_factory=list)
 
+    def chrome_trace(self, path=None) -> str:
+        """The run as Chrome/Perfetto trace JSON (one track per device); written to ``path`` if given."""
+        import json
+
+        devices = sorted({s.device for s in self.step_stats})
+        events = [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": d}}
+                  for i, d in enumerate(devices)]
+        for s in self.step_stats:
+            events.append({"name": s.name, "cat": s.type, "ph": "X", "pid": 0, "tid": devices.index(s.device),
+                           "ts": s.start * 1e6, "dur": s.seconds * 1e6, "args": {"op": s.type}})
+        text = json.dumps({"traceEvents": events, "displayTimeUnit": "ms"})
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
 
 class _Context:
-    """What kernels may see of the session: the array module, variables and random state."""
+    """What kernels may see of the session: their device's array module, the variables and the
+    random state (one context per device, all sharing the session's variables and generators)."""
 
     __slots__ = ("xp", "variables", "rngs", "graph_seed", "device")
 
-    def __init__(self, device, graph):
+    def __init__(self, device, graph, variables=None, rngs=None):
         self.device = device
         self.xp = device.xp
-        self.variables = {}
-        self.rngs = {}
+        self.variables = {} if variables is None else variables
+        self.rngs = {} if rngs is None else rngs
         self.graph_seed = graph.seed
 
     def rng(self, op):
@@ -134,7 +152,7 @@ def _rebuild(template, values):
 class _Compiled:
     """A cached plan plus what run() needs to feed it and unpack its results."""
 
-    __slots__ = ("plan", "feeds", "fetch_slots", "copy")
+    __slots__ = ("plan", "feeds", "fetch_slots", "copy", "partitioned", "placement")
 
     def __init__(self, plan, feeds, fetch_slots, copy):
         self.plan = plan
@@ -150,16 +168,20 @@ class Session:
     """``Session(graph=None, config=None)``; use as a context manager or call ``close()``."""
 
     def __init__(self, target="", graph=None, config=None):
-        from .devices import cpu_device
+        from .devices import local_devices
 
         self.graph = graph if graph is not None else get_default_graph()
         self.config = config if config is not None else SessionConfig()
-        self._ctx = _Context(cpu_device(0), self.graph)
+        self._devices = local_devices(self.config.device_count)
+        self._ctx = _Context(self._devices[0], self.graph)  # the host device's context
+        self._ctxs = {d.name: _Context(d, self.graph, self._ctx.variables, self._ctx.rngs) for d in self._devices}
+        self._ctxs[self._devices[0].name] = self._ctx
         self._plans = {}
         self._fast = {}
         self._closed = False
         n = int(self.config.inter_op_threads or 1)
         self._parallel = ParallelExecutor(n) if n > 1 else None
+        self._device_pool = None  # threads for partitions of multi-device plans, made on first use
 
     # ----------------------------------------------------------------- lifecycle
     def close(self):
@@ -167,6 +189,8 @@ class Session:
             self._closed = True
             if self._parallel is not None:
                 self._parallel.close()
+            if self._device_pool is not None:
+                self._device_pool.shutdown(wait=True)
             self._ctx.variables.clear()
             self._plans.clear()
             self._fast.clear()
@@ -222,9 +246,22 @@ class Session:
         if comp.feeds:
             for (slot, t, dt, shape), value in zip(comp.feeds, feed_dict.values()):
                 vals[slot] = _convert_feed(t, dt, shape, value)
-        if options is not None and (options.check_numerics or options.trace):
+        if comp.partitioned is not None:
+            from .partition import run_partitioned
+
+            if self._device_pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._device_pool = ThreadPoolExecutor(len(self._devices), thread_name_prefix="tfconf-device")
+            stats = [] if options is not None and options.trace else None
+            run_partitioned(comp.partitioned, vals, self._device_pool, stats,
+                            numerics=options is not None and options.check_numerics)
+            if run_metadata is not None and stats is not None:
+                run_metadata.step_stats = stats
+        elif options is not None and (options.check_numerics or options.trace):
             stats = [] if options.trace else None
-            run_checked(plan, vals, numerics=options.check_numerics, stats=stats)
+            run_checked(plan, vals, numerics=options.check_numerics, stats=stats,
+                        device=self._devices[0].name)
             if run_metadata is not None and stats is not None:
                 run_metadata.step_stats = stats
         elif self._parallel is None:
@@ -239,6 +276,8 @@ class Session:
                 out.append(None)
                 continue
             v = vals[s]
+            if hasattr(v, "get") and not isinstance(v, (np.ndarray, np.generic)):
+                v = v.get()  # a GPU array comes back as numpy
             if not copy and variables and not isinstance(v, np.generic):  # scalars are immutable
                 # NOTE: a fetched value may be a Variable's stored array or a view of it (the
                 # output of Assign/AssignAdd, Identity, Reshape...). The caller gets a copy, or
@@ -269,13 +308,29 @@ class Session:
         for t in fetch_tensors + feed_tensors:
             if t.graph is not g:
                 raise ValueError(f"Tensor {t.name} is not an element of this session's graph.")
-        ctx = self._ctx
+        placement = {}
+
+        def place(order):
+            from .placement import place as place_ops
+
+            log = None
+            if self.config.log_device_placement:
+                import sys
+
+                log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+            placement.update(place_ops(order, self._devices, log=log,
+                                       allow_soft_placement=self.config.allow_soft_placement))
 
         def make_kernel(op):
             op._ran = True
-            return op.op_def.make_kernel(op, ctx)
+            return op.op_def.make_kernel(op, self._ctxs[placement[op].name])
 
-        plan = build_plan(fetch_tensors, targets, feed_tensors, make_kernel, _check_unfed)
+        plan = build_plan(fetch_tensors, targets, feed_tensors, make_kernel, _check_unfed, place)
+        partitioned = None
+        if len({d.name for d in placement.values()}) > 1:
+            from .partition import PartitionedPlan
+
+            partitioned = PartitionedPlan(plan, placement, self._devices)
         fed = set(feed_tensors)
         fetch_slot = dict(zip(fetch_tensors, plan.fetch_slots))
         slots, copy = [], []
@@ -289,7 +344,10 @@ class Session:
         feeds = [
             (s, t, t.dtype.np, t._shape) for s, t in zip(plan.feed_slots, feed_tensors)
         ]
-        return _Compiled(plan, feeds, slots, copy)
+        comp = _Compiled(plan, feeds, slots, copy)
+        comp.partitioned = partitioned
+        comp.placement = {op.name: dev.name for op, dev in placement.items()}
+        return comp
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -297,7 +355,29 @@ class Session:
         return self._closed
 
     def list_devices(self):
-        return [self._ctx.device]
+        """The session's devices (TF's ``Session.list_devices``)."""
+        from .devices import DeviceAttributes
+
+        return [DeviceAttributes(d) for d in self._devices]
+
+    def placement(self, fetches, feed_dict=None):
+        """{op name: device name} for the plan that ``run(fetches, feed_dict)`` uses."""
+        return self._compiled_for(fetches, feed_dict).placement
+
+    def partitions(self, fetches, feed_dict=None):
+        """The per-device partitions of that plan ({device name: Partition}), or {} on one device."""
+        comp = self._compiled_for(fetches, feed_dict)
+        return dict(comp.partitioned.parts) if comp.partitioned is not None else {}
+
+    def _compiled_for(self, fetches, feed_dict):
+        feed_keys = tuple(feed_dict) if feed_dict else ()
+        elements = []
+        _flatten(fetches, self.graph, elements, {})
+        key = (tuple(elements), feed_keys)
+        comp = self._plans.get(key)
+        if comp is None:
+            comp = self._plans[key] = self._compile(elements, feed_keys)
+        return comp
 
 
 class InteractiveSession(Session):

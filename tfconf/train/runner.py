@@ -458,7 +458,7 @@ def time_layers(cfg, iterations):
             solver.sess.run([solver.train_op, solver.train_net.loss], feed,
                             options=tc.RunOptions(trace=True), run_metadata=md)
             total += time.perf_counter() - t
-            for op_name, _, sec in md.step_stats:
+            for op_name, _, sec, _, _ in md.step_stats:
                 parts = op_name.split("/")
                 if parts[0] == "train" and len(parts) > 1:
                     fwd[parts[1]] += sec

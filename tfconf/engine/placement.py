@@ -1,0 +1,244 @@
+"""Placement: which device runs each op.
+
+1. Colocation groups are merged with union-find: an op created under ``colocate_with(x)`` joins x's
+   group, and an op that names a Variable in its attributes (assignments, fused updates) joins
+   that Variable's group, so a Variable's reads and writes stay with its storage.
+2. Each group's feasible devices are the intersection, over its members, of the devices that match
+   the member's requested (possibly partial) device name and have a kernel for its type.
+   An empty set is an error naming the op, the request and the devices available, unless
+   ``allow_soft_placement`` drops the name constraints (keeping the kernel constraint).
+3. Groups with one feasible device go there. The rest are placed by a cost model, as TensorFlow's
+   whitepaper describes: in topological order, each op's group goes to the device where the op
+   would *finish* earliest in a simulation, counting the device's queue, the op's compute time
+   (FLOPs and bytes from shapes over the device's measured throughput, plus a launch cost) and
+   the time to bring each input from the device it was placed on.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .devices import DeviceSpec
+
+UNKNOWN_DIM = 32  # size assumed for dims unknown at build time (batch sizes, mostly)
+_VAR_ATTRS = ("var", "accum", "m", "v", "t")
+
+
+def _numel(shape):
+    if shape is None:
+        return UNKNOWN_DIM
+    n = 1
+    for d in shape:
+        n *= UNKNOWN_DIM if d is None else d
+    return n
+
+
+def _dims(shape):
+    return [UNKNOWN_DIM if d is None else d for d in shape] if shape is not None else None
+
+
+def _matmul_flops(op):
+    a, b = (_dims(t._shape) for t in op.inputs)
+    out = _dims(op.outputs[0]._shape)
+    if a is None or out is None:
+        return _numel(None)
+    k = a[-2] if op.attrs.get("transpose_a") else a[-1]
+    return 2 * _numel(out) * k
+
+
+def _conv_flops(op):
+    """2 · (elements of the [N, O, OH, OW] tensor) · (C_in/groups · kh · kw), for Conv2D and both
+    of its adjoints (whose dy is that tensor)."""
+    if op.type == "Conv2D":
+        big, ws = op.outputs[0]._shape, op.inputs[1]._shape
+    elif op.type == "Conv2DBackpropInput":
+        big, ws = op.inputs[2]._shape, op.inputs[1]._shape
+    else:
+        big, ws = op.inputs[1]._shape, op.attrs.get("filter_shape")
+    if ws is None:
+        return _numel(big)
+    _, cg, kh, kw = _dims(ws)
+    return 2 * _numel(big) * cg * kh * kw
+
+
+# FLOP estimates of the ops that dominate; everything else counts as elementwise.
+COSTS = {
+    "MatMul": _matmul_flops,
+    "Conv2D": _conv_flops, "Conv2DBackpropInput": _conv_flops, "Conv2DBackpropFilter": _conv_flops,
+}
+
+
+def op_cost(op):
+    """(flops, bytes) estimated from static shapes: ``COSTS`` for the heavy ops (or an op
+    declaration's own ``cost(op)``); other ops count as elementwise over their largest tensor."""
+    fn = getattr(op.op_def, "cost", None) or COSTS.get(op.type)
+    nbytes = sum(_numel(t._shape) * t.dtype.np.itemsize for t in op.outputs) + sum(
+        _numel(t._shape) * t.dtype.np.itemsize for t in op.inputs)
+    if fn is not None:
+        return fn(op), nbytes
+    return max([_numel(t._shape) for t in op.outputs] + [0]), nbytes
+
+
+def _tensor_bytes(t):
+    return _numel(t._shape) * t.dtype.np.itemsize
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, x):
+        root = x
+        while self.parent.get(root, root) is not root:
+            root = self.parent[root]
+        while self.parent.get(x, x) is not root:  # path compression
+            nxt = self.parent[x]
+            self.parent[x] = root
+            x = nxt
+        return root
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra is not rb:
+            if ra._id < rb._id:
+                ra, rb = rb, ra
+            self.parent[ra] = rb
+
+
+def _kernel_types(op):
+    return getattr(op.op_def, "device_types", ("CPU", "GPU"))
+
+
+def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
+    """Map each op in ``ops`` (a topological order) to one of ``devices``. Returns {op: Device}."""
+    if len(devices) == 1:
+        dev = devices[0]
+        for op in ops:
+            if op.device:
+                _check_single(op, dev, devices, allow_soft_placement)
+        return {op: dev for op in ops}
+    graph_ops = ops[0].graph._ops_by_name if ops else {}
+    uf = _UnionFind()
+    for op in ops:
+        if op.colocated_with is not None:
+            uf.union(op, op.colocated_with)
+        for key in _VAR_ATTRS:
+            name = op.attrs.get(key)
+            if isinstance(name, str) and name in graph_ops and graph_ops[name].type == "VariableV2":
+                uf.union(op, graph_ops[name])
+        for name in op.attrs.get("slots", ()) if isinstance(op.attrs.get("slots"), tuple) else ():
+            if name in graph_ops:
+                uf.union(op, graph_ops[name])
+    groups = {}
+    for op in ops:
+        groups.setdefault(uf.find(op), []).append(op)
+    # Feasible devices per group.
+    feasible = {}
+    for root, members in groups.items():
+        cands = list(devices)
+        for m in members:
+            types = _kernel_types(m)
+            cands = [d for d in cands if d.device_type in types]
+        strict = cands
+        for m in members:
+            if m.device:
+                spec = DeviceSpec.from_string(m.device)
+                strict = [d for d in strict if d.matches(spec)]
+        if not strict:
+            asked = next((m for m in members if m.device), members[0])
+            if not cands or not allow_soft_placement:
+                names = ", ".join(d.name for d in devices)
+                raise errors.InvalidArgumentError(
+                    f"Cannot place {asked.describe()} on '{asked.device}': no such device "
+                    f"{'with a kernel for it ' if not cands else ''}(colocation group of {len(members)} "
+                    f"ops). Available devices: {names}. Pass SessionConfig(allow_soft_placement=True) to let "
+                    "the engine choose.", asked)
+            strict = cands
+        feasible[root] = strict
+    # Greedy earliest-finish simulation. A group whose first op has no inputs (a Variable, a
+    # constant) is not placed when met: it follows the first op that consumes it, since it can
+    # be computed anywhere and moving its output would only cost a transfer.
+    placed_group = {}
+    placement = {}
+    free_at = {d.name: 0.0 for d in devices}
+    ready = {}
+    deferred = {}  # group root -> ops of that group met so far
+    for op in ops:
+        root = uf.find(op)
+        cands = feasible[root]
+        dev = placed_group.get(root)
+        if dev is None and not op.inputs and len(cands) > 1:
+            deferred.setdefault(root, []).append(op)
+            continue
+        flops, nbytes = op_cost(op)
+        if dev is None:
+            if len(cands) == 1:
+                dev = cands[0]
+            else:
+                best = None
+                for d in cands:
+                    finish = _start(op, d, placement, ready, free_at, uf, deferred) + _compute(flops, nbytes, d)
+                    if best is None or finish < best[0] - 1e-12:
+                        best = (finish, d)
+                dev = best[1]
+            placed_group[root] = dev
+        # Deferred sources this op reads are computed right here, on its device.
+        for t in op.inputs:
+            troot = uf.find(t.op)
+            if troot in deferred and troot not in placed_group and dev in feasible[troot]:
+                placed_group[troot] = dev
+        for troot, waiting in list(deferred.items()):
+            if troot in placed_group:
+                for w in waiting:
+                    placement[w] = placed_group[troot]
+                    for t in w.outputs:
+                        ready[t] = 0.0
+                del deferred[troot]
+        placement[op] = dev
+        finish = _start(op, dev, placement, ready, free_at, uf, deferred) + _compute(flops, nbytes, dev)
+        free_at[dev.name] = finish
+        for t in op.outputs:
+            ready[t] = finish
+    for troot, waiting in deferred.items():  # sources nobody placed read: the first feasible device
+        for w in waiting:
+            placement[w] = feasible[troot][0]
+    if log is not None:
+        for op in ops:
+            log(f"{op.name} ({op.type}): {placement[op].name}")
+    return placement
+
+
+def _start(op, d, placement, ready, free_at, uf, deferred):
+    """When ``op`` could start on ``d``: the device is free and every input has arrived."""
+    start = free_at[d.name]
+    for t in op.inputs:
+        src = placement.get(t.op)
+        if src is None:  # a deferred source: it will be computed on d itself
+            continue
+        r = ready.get(t, 0.0)
+        if src is not d:
+            r += _transfer(t, src, d)
+        start = max(start, r)
+    return start
+
+
+def _compute(flops, nbytes, d):
+    return max(flops / (d.gflops * 1e9), nbytes / (d.bandwidth_gbs * 1e9)) + d.launch_us * 1e-6
+
+
+def _transfer(t, src, dst):
+    """Seconds to move tensor ``t`` between devices: the slower side's bandwidth plus a latency
+    (PCIe-like for CPU↔GPU, a memcpy for CPU↔CPU)."""
+    gbs = min(src.bandwidth_gbs, dst.bandwidth_gbs)
+    if "GPU" in (src.device_type, dst.device_type) and src.device_type != dst.device_type:
+        gbs = min(gbs, 12.0)
+    return _tensor_bytes(t) / (gbs * 1e9) + 20e-6
+
+
+def _check_single(op, dev, devices, allow_soft):
+    spec = DeviceSpec.from_string(op.device)
+    if not dev.matches(spec) and not allow_soft:
+        raise errors.InvalidArgumentError(
+            f"Cannot place {op.describe()} on '{op.device}': no such device. Available devices: "
+            f"{', '.join(d.name for d in devices)}. Pass SessionConfig(allow_soft_placement=True) to let "
+            "the engine choose.", op)
+
