@@ -76,6 +76,24 @@ def _load(config: str, overrides, check=True):
     return cfgmod.load(config, overrides or (), check=check)
 
 
+def _check_device(device, device_count):
+    """An explicitly requested device must exist (a config's own `device` is placed softly)."""
+    from tfconf.engine.devices import DeviceSpec, local_devices
+    from tfconf.frontend.compiler import device_name
+
+    name = device_name(device)
+    if name is None:
+        return
+    try:
+        spec = DeviceSpec.from_string(name)
+    except ValueError as e:
+        raise UserError(f"--device {device}: {e}") from None
+    devices = local_devices(device_count)
+    if not any(d.matches(spec) for d in devices):
+        raise UserError(f"--device {device}: no such device here. Available: "
+                        + ", ".join(d.name for d in devices))
+
+
 # ----------------------------------------------------------------------------- train
 @app.command()
 def train(
@@ -89,7 +107,8 @@ def train(
                                          "*.solverstate.safetensors snapshot."),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder (default runs/NAME-TIMESTAMP)."),
     max_iter: Optional[int] = typer.Option(None, "--max-iter", help="Override solver.max_iter."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device to train on (e.g. cpu:0)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device to train on: auto, cpu, gpu, "
+                                         "gpu:1 or a full name (sets the config's `device`)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line: run_dir, iterations, "
                                  "train_loss, test metrics, wall_time."),
@@ -103,14 +122,16 @@ def train(
     def go():
         from tfconf.train.runner import train as run_train
 
+        if device is not None:
+            overrides.append(f"device={device}")
         cfg = _load(config, overrides)
         if print_config:
             typer.echo(cfg.loaded.dump())
             return None
         if cfg.net.solver is None:
             raise cfg.loaded.error(("solver",), "training needs a solver section")
-        if device is not None and not device.lower().replace("/", "").replace("device:", "").startswith("cpu"):
-            raise UserError(f"--device {device}: only CPU devices exist on this machine")
+        if device is not None:
+            _check_device(device, cfg.net.device_count)
         return run_train(cfg, out=out, weights=weights, reinit=tuple(reinit or ()), resume=resume,
                          quiet=quiet or as_json, echo=typer.echo)
 

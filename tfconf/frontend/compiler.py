@@ -38,9 +38,26 @@ class BuiltNet:
     layers: list          # the included layer specs, in order
 
 
-def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=tc.float32):
+def device_name(value):
+    """A config's ``device`` value as an engine device name: ``auto``/None → no constraint (the
+    cost model places), ``cpu``/``gpu`` → any device of that type, ``gpu:1`` → that one; full
+    names (``/job:localhost/device:CPU:0``) pass through."""
+    if value is None or value == "auto":
+        return None
+    v = value.strip()
+    low = v.lower()
+    if low in ("cpu", "gpu"):
+        return f"/device:{low.upper()}:*"
+    if ":" in low and low.split(":")[0] in ("cpu", "gpu") and "/" not in low:
+        kind, _, idx = low.partition(":")
+        return f"/device:{kind.upper()}:{idx}"
+    return v
+
+
+def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=tc.float32, device=None):
     """Add one phase of the net to ``graph``. ``inputs`` maps data top names (e.g. ``data``,
-    ``label``) to placeholders; Input layers add theirs to it."""
+    ``label``) to placeholders; Input layers add theirs to it. ``device`` is the net's default
+    device (a layer's own ``device`` wins)."""
     ctx = BuildContext(graph, state, params, param_meta, dtype, inputs)
     tops = dict(inputs)
     consumed = set()
@@ -69,8 +86,9 @@ def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=
                 bottoms.append(tops[n])
                 consumed.add(n)
             ctx.layer = spec
+            dev = device_name(spec.device if spec.device is not None else device)
             try:
-                with graph.name_scope(spec.name):
+                with graph.name_scope(spec.name), graph.device(dev):
                     outs = spec.build(ctx, bottoms)
             except NetBuildError:
                 raise

@@ -106,7 +106,7 @@ def build_phase(cfg: Config, phase: str, graph=None, params=None, meta=None, inp
                           "label": tc.placeholder(tc.int64, [None], name="label")}
     try:
         return build_net(cfg.net.layers, NetState(phase=phase), g, params if params is not None else {},
-                         meta if meta is not None else {}, inputs)
+                         meta if meta is not None else {}, inputs, device=cfg.net.device)
     except NetBuildError as e:
         path = ("layers", e.index) + ((e.field,) if e.field else ())
         raise cfg.loaded.error(path, e.message) from None

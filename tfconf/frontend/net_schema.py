@@ -31,3 +31,7 @@ class NetConfig(StrictModel):
     layers: list[LayerUnion] = Field(min_length=1)  # type: ignore[valid-type]
     solver: SolverConfig | None = None
     sweep: dict[str, Any] | None = None
+    device: str = Field("auto", description="Default device of every layer: auto (placed by the cost "
+                        "model), cpu, gpu, gpu:1 or a full device name.")
+    device_count: dict[str, int] | None = Field(None, description="Devices the session creates, e.g. "
+                                                "{CPU: 2} for two virtual CPU devices.")

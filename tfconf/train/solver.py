@@ -64,17 +64,19 @@ class Solver:
                 "label": tc.placeholder(tc.int64, [None], name="label"),
             }
             self.params, self.param_meta = {}, {}
+            device = getattr(config, "device", None)
             self.train_net = build_net(config.layers, NetState(phase="train"), g, self.params,
-                                       self.param_meta, self.inputs, dtype)
+                                       self.param_meta, self.inputs, dtype, device=device)
             if self.train_net.loss is None:
                 raise ValueError("the train net has no loss: add a loss layer (e.g. SoftmaxWithLoss)")
             self.test_net = build_net(config.layers, NetState(phase="test"), g, self.params,
-                                      self.param_meta, self.inputs, dtype)
+                                      self.param_meta, self.inputs, dtype, device=device)
             self.lr = tc.placeholder(dtype, [], name="learning_rate")
             self.t = tc.placeholder(dtype, [], name="t")
             self.train_op, self.slots = self._build_updates(dtype)
             self.init_op = tc.global_variables_initializer()
-        self.sess = tc.Session(graph=g)
+        self.sess = tc.Session(graph=g, config=tc.SessionConfig(
+            device_count=dict(getattr(config, "device_count", None) or {})))
         self.sess.run(self.init_op)
         self.iteration = 0
         self.smoothed = []

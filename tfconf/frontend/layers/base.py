@@ -97,6 +97,8 @@ class LayerSpec(StrictModel):
     loss_weight: list[float] | None = None
     param: list[ParamSpec] = Field(default_factory=list)
     propagate_down: list[bool] | None = None
+    device: str | None = Field(None, description="Where this layer runs: auto, cpu, gpu, gpu:1 or a full "
+                               "device name (default: the net's device).")
 
     # Class-level facts a subclass may override.
     is_loss: ClassVar[bool] = False          # loss layers default to loss_weight 1
