@@ -109,21 +109,21 @@ def print_profile(title, rows, step_s, top=25):
     print(f"\n## {title}: step {step_s * 1e3:.2f} ms (best of runs, timers included); "
           f"sum of per-op bests {ops * 1e3:.2f} ms over {len(rows)} ops; the rest "
           f"({(step_s - ops) * 1e3:.2f} ms) is executor, feeds and fetches")
-    print("\n| op type | op | best ms | median ms | share |")
+    print("\n| op type | op | best ms | median ms | share of op time |")
     print("|---|---|---:|---:|---:|")
     for typ, name, best, med in rows[:top]:
-        print(f"| {typ} | {name} | {best * 1e3:.3f} | {med * 1e3:.3f} | {best / step_s:.0%} |")
+        print(f"| {typ} | {name} | {best * 1e3:.3f} | {med * 1e3:.3f} | {best / ops:.0%} |")
     if len(rows) > top:
         rest = rows[top:]
         print(f"| ({len(rest)} more) | | {sum(r[2] for r in rest) * 1e3:.3f} | | "
-              f"{sum(r[2] for r in rest) / step_s:.0%} |")
+              f"{sum(r[2] for r in rest) / ops:.0%} |")
     by_type = {}
     for typ, _, best, _ in rows:
         by_type[typ] = by_type.get(typ, 0.0) + best
     print("\n| op type | best ms (all ops of the type) | share |")
     print("|---|---:|---:|")
     for typ, t in sorted(by_type.items(), key=lambda kv: -kv[1]):
-        print(f"| {typ} | {t * 1e3:.3f} | {t / step_s:.0%} |")
+        print(f"| {typ} | {t * 1e3:.3f} | {t / ops:.0%} |")
 
 
 def bench_overhead(torch, reps):

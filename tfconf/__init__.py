@@ -7,7 +7,7 @@ The public API mirrors ``tf.compat.v1`` names: ``tc.placeholder``, ``tc.Variable
 from . import nn, train  # noqa: F401
 from .engine import errors  # noqa: F401
 from .engine.autodiff import GradientError, gradients  # noqa: F401
-from .engine.devices import DeviceSpec  # noqa: F401
+from .engine.devices import DeviceSpec, list_devices  # noqa: F401
 from .engine.dtypes import (  # noqa: F401
     DType, as_dtype, bool_, float16, float32, float64, int8, int16, int32, int64, uint8,
 )

@@ -42,8 +42,10 @@ def _user_errors():
     from tfconf.frontend.errors import ConfigError
     from tfconf.train.runner import TrainError
     from tfconf.train.snapshot import SnapshotError
+    from tfconf.zoo.registry import ZooError
 
-    return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError, TrainError, SnapshotError)
+    return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError, TrainError, SnapshotError,
+            ZooError)
 
 
 def _run(fn):
@@ -70,10 +72,19 @@ def _is_located(e):
 
 def _load(config: str, overrides, check=True):
     from tfconf.frontend import config as cfgmod
+    from tfconf.zoo.registry import config_for
 
-    if config.startswith("zoo:"):
-        raise UserError(f"{config}: the model zoo is not available yet (issue: model zoo).")
-    return cfgmod.load(config, overrides or (), check=check)
+    return cfgmod.load(config_for(config), overrides or (), check=check)
+
+
+def _weights(weights, config=None):
+    """``--weights zoo:NAME`` → that entry's verified weights; no --weights with a ``zoo:`` config →
+    the entry's own."""
+    from tfconf.zoo.registry import weights_for
+
+    if weights is None and config is not None and config.startswith("zoo:"):
+        weights = config
+    return weights_for(weights) if weights is not None else None
 
 
 def _check_device(device, device_count):
@@ -100,7 +111,7 @@ def train(
     config: str = typer.Argument(..., help="The training config (YAML)."),
     set_: Optional[List[str]] = SetOpt,
     weights: Optional[str] = typer.Option(None, "--weights", help="Initialize from these weights "
-                                          "(.safetensors), copied by layer name (fine-tuning)."),
+                                          "(.safetensors or zoo:NAME), copied by layer name (fine-tuning)."),
     reinit: Optional[List[str]] = typer.Option(None, "--reinit", help="With --weights: layers to "
                                                "initialize afresh instead (e.g. a new head)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its folder or a "
@@ -132,7 +143,7 @@ def train(
             raise cfg.loaded.error(("solver",), "training needs a solver section")
         if device is not None:
             _check_device(device, cfg.net.device_count)
-        return run_train(cfg, out=out, weights=weights, reinit=tuple(reinit or ()), resume=resume,
+        return run_train(cfg, out=out, weights=_weights(weights), reinit=tuple(reinit or ()), resume=resume,
                          quiet=quiet or as_json, echo=typer.echo)
 
     result = _run(go)
@@ -144,7 +155,8 @@ def train(
 @app.command()
 def test(
     config: str = typer.Argument(..., help="The config (YAML)."),
-    weights: str = typer.Option(..., "--weights", help="Weights file (.safetensors)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Weights file (.safetensors) or zoo:NAME "
+                                          "(default for a zoo:NAME config: the entry's weights)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Test batches (default solver.test_iter, else one pass)."),
     set_: Optional[List[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
@@ -154,7 +166,10 @@ def test(
     def go():
         from tfconf.train.runner import test as run_test
 
-        return run_test(_load(config, set_), weights, iterations)
+        w = _weights(weights, config)
+        if w is None:
+            raise UserError("test needs --weights (a .safetensors file or zoo:NAME)")
+        return run_test(_load(config, set_), w, iterations)
 
     metrics = _run(go)
     if as_json:
@@ -183,6 +198,32 @@ def time_(
     for name, f, b in rows:
         typer.echo(f"{name:<20} {f:>11.3f} {b:>12.3f}")
     typer.echo(f"{'total':<20} {total:>11.3f} ms per iteration")
+
+
+# ----------------------------------------------------------------------------- sample
+@app.command()
+def sample(
+    config: str = typer.Argument(..., help="The config of a character model (data source text or pystdlib)."),
+    weights: str = typer.Option(..., "--weights", help="Trained weights (.safetensors); vocab.json is "
+                                "read from its run folder."),
+    prime: str = typer.Option("", "--prime", help="Text to start from (fed before sampling)."),
+    length: int = typer.Option(500, "--length", help="Characters to generate."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature: below 1 is more "
+                                      "conservative, above 1 more varied."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sampling."),
+    vocab: Optional[str] = typer.Option(None, "--vocab", help="vocab.json (default: the weights' run folder)."),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Generate text from a trained character model. Example: tfconf sample configs/char_lstm.yaml
+    --weights runs/char_lstm/snapshots/char_lstm_iter_1500.safetensors --prime "def " --length 300"""
+
+    def go():
+        from tfconf.train.sample import sample as run_sample
+
+        return run_sample(_load(config, set_), weights, prime=prime, length=length,
+                          temperature=temperature, seed=seed, vocab=vocab)
+
+    typer.echo(_run(go))
 
 
 # ----------------------------------------------------------------------------- validate / schema
@@ -226,11 +267,26 @@ def schema(out: Optional[str] = typer.Option(None, "-o", "--out", help="Write to
 
 # ----------------------------------------------------------------------------- devices / draw
 @app.command()
-def devices():
+def devices(
+    device_count: Optional[List[str]] = typer.Option(
+        None, "--device-count", help="TYPE=N, e.g. CPU=4 for four virtual CPU devices (repeatable)."),
+):
     """List the devices the engine sees, with memory and a measured throughput."""
     from tfconf.engine.devices import describe_devices
 
-    for d in describe_devices():
+    def go():
+        counts = {}
+        for item in device_count or ():
+            kind, sep, n = item.partition("=")
+            if not sep or not n.strip().isdigit():
+                raise UserError(f"--device-count {item}: expected TYPE=N, e.g. CPU=4.")
+            counts[kind.strip().upper()] = int(n)
+        try:
+            return describe_devices(counts)
+        except ValueError as e:
+            raise UserError(f"--device-count: {e}") from None
+
+    for d in _run(go):
         typer.echo(f"{d['name']}  {d['type']}  memory {d['memory_gb']:.1f} GiB  "
                    f"float32 matmul {d['gflops']:.0f} GFLOP/s")
 
@@ -252,6 +308,15 @@ def draw(
         return draw_net(_load(config, set_, check=False), out, phase)
 
     typer.echo(f"wrote {_run(go)}")
+
+
+from tfconf.sweep.cli import app as _sweep_app  # noqa: E402
+
+app.add_typer(_sweep_app, name="sweep")
+
+from tfconf.zoo.cli import app as _zoo_app  # noqa: E402
+
+app.add_typer(_zoo_app, name="zoo")
 
 
 def main():

@@ -30,6 +30,7 @@ __all__ = [
     "DataUnavailableError",
     "Transform",
     "load_source",
+    "input_tops",
     "make_dataset",
     "make_transform",
 ]
@@ -59,6 +60,16 @@ def make_transform(spec: DataSpec, sample_shape, phase: str, root: Optional[str]
     )
 
 
+def input_tops(spec: DataSpec):
+    """The tops a source feeds when it declares them (text: data, label, cont [T, N]), else None
+    (image-style sources feed ``data`` float [B, ...] and ``label`` int64 [B])."""
+    if spec.is_text:
+        from tfconf.data.text import input_tops as text_tops
+
+        return text_tops(spec.seq_len)
+    return None
+
+
 def make_dataset(
     spec: Union[DataSpec, Mapping[str, Any]],
     phase: str,
@@ -80,6 +91,10 @@ def make_dataset(
     split = spec.split or phase
     seed = spec.seed if spec.seed is not None else (seed if seed is not None else 0)
     root = os.fspath(root) if root is not None else None
+    if spec.is_text:
+        from tfconf.data.text import make_text_dataset
+
+        return make_text_dataset(spec, phase, root=root, seed=seed)
     x, y = load_source(spec, split, root=root, seed=seed)
     transform = make_transform(spec, x.shape[1:], phase, root)
     shuffle = phase == "train" and (spec.shuffle if spec.shuffle is not None else True)

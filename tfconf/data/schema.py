@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 BUILTIN_SOURCES = ("mnist", "digits", "spirals", "blobs", "patterns")
 SYNTHETIC_SOURCES = ("spirals", "blobs", "patterns")
+TEXT_SOURCES = ("text", "pystdlib")  # character streams for recurrent nets (tfconf.data.text)
 FORMATS = ("npz", "npy", "csv", "idx", "images", "hdf5")
 
 Split = Literal["train", "test"]
@@ -62,6 +63,15 @@ class DataSpec(BaseModel):
     crop_size: int = Field(0, ge=0, description="Square crop: random in train, centred in test; 0 = no crop.")
     mirror: bool = Field(False, description="Random horizontal flip (train only).")
 
+    path: Optional[str] = Field(None, description="source: text: a UTF-8 file, or a folder read file by file in sorted order.")
+    seq_len: Optional[int] = Field(None, ge=1, description="Text sources: characters per stream in a batch (T of the [T, N] batches).")
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="Text sources: the corpus's last fraction that is the test split.")
+    max_chars: Optional[int] = Field(None, ge=4, description="Text sources: read at most this many characters (pystdlib: 2,000,000).")
+    vocab_size: Optional[int] = Field(None, ge=2, description="Text sources: keep the vocab_size-1 most frequent characters; the rest become U+FFFD.")
+
+    classes: Optional[list[int]] = Field(None, min_length=1, description="Keep only the samples with these labels "
+                                         "(labels unchanged), e.g. [0, 1, 2, 3, 4] for a 5-class subset.")
+
     num_samples: Optional[int] = Field(None, ge=1, description="Synthetic sets: samples in this split (default 1000).")
     num_classes: Optional[int] = Field(None, ge=2, description="Synthetic sets: classes (default 3 spirals, 4 blobs).")
     noise: Optional[float] = Field(None, ge=0, description="Synthetic sets: noise level (default 0.2 spirals, 1.0 blobs).")
@@ -91,6 +101,7 @@ class DataSpec(BaseModel):
     def _consistent(self) -> "DataSpec":
         if self.mean_value is not None and self.mean_file is not None:
             raise ValueError("give mean_value or mean_file, not both (as in Caffe)")
+        _check_text_keys(self)
         synthetic = [k for k in ("num_samples", "num_classes", "noise") if getattr(self, k) is not None]
         if synthetic and not self.is_synthetic:
             raise ValueError(
@@ -104,8 +115,32 @@ class DataSpec(BaseModel):
         return self.format is None and self.source in BUILTIN_SOURCES
 
     @property
+    def is_text(self) -> bool:
+        return self.format is None and self.source in TEXT_SOURCES
+
+    @property
     def is_synthetic(self) -> bool:
         return self.format is None and self.source in SYNTHETIC_SOURCES
+
+
+def _check_text_keys(spec: "DataSpec") -> None:
+    text_only = [k for k in ("path", "seq_len", "max_chars", "vocab_size") if getattr(spec, k) is not None]
+    if not spec.is_text:
+        if text_only:
+            raise ValueError(f"{text_only[0]} applies only to the text sources ({', '.join(TEXT_SOURCES)}), "
+                             f"not to source {spec.source!r}")
+        return
+    if spec.seq_len is None:
+        raise ValueError(f"source {spec.source} needs seq_len: the characters per stream in a batch, e.g. 50")
+    if spec.source == "text" and not spec.path:
+        raise ValueError("source text needs path: a UTF-8 file or a folder of them")
+    if spec.source == "pystdlib" and spec.path is not None:
+        raise ValueError("source pystdlib reads the standard library of the running Python; remove path "
+                         "(or use source: text with path: for other text)")
+    image_keys = [k for k in ("scale", "mean_value", "mean_file", "crop_size", "mirror", "labels", "shape", "classes")
+                  if k in spec.model_fields_set]
+    if image_keys:
+        raise ValueError(f"{image_keys[0]} does not apply to the text source {spec.source!r}")
 
 
 class DataSection(BaseModel):

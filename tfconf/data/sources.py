@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from tfconf.data.errors import DataError, missing_extra
-from tfconf.data.schema import BUILTIN_SOURCES, DataSpec
+from tfconf.data.schema import BUILTIN_SOURCES, TEXT_SOURCES, DataSpec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -52,9 +52,10 @@ def _require(path: str, what: str = "data file") -> str:
 def _not_found(source: str, path: str) -> str:
     if os.sep in source or "." in os.path.basename(source):
         return f"data file not found: {path}"
-    close = difflib.get_close_matches(source, BUILTIN_SOURCES, n=1)
+    known = BUILTIN_SOURCES + TEXT_SOURCES
+    close = difflib.get_close_matches(source, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{source!r} is neither a built-in set ({', '.join(BUILTIN_SOURCES)}) nor an existing path.{hint}"
+    return f"{source!r} is neither a built-in set ({', '.join(known)}) nor an existing path.{hint}"
 
 
 def guess_format(path: str) -> str:
@@ -314,9 +315,11 @@ def load_source(spec: DataSpec, split: str, root: Optional[str] = None, seed: in
     """``(x, y)`` for a spec: a built-in set or a file, checked and in the layer's conventions."""
     from tfconf.data import builtin
 
+    if spec.is_text:
+        raise DataError(f"source {spec.source} streams characters: read it with tfconf.data.make_dataset")
     if spec.is_builtin:
         x, y = builtin.load_builtin(spec, split, seed)
-        return checked(x, y, spec.source, spec.shape)
+        return keep_classes(*checked(x, y, spec.source, spec.shape), spec.classes, spec.source)
     path = resolve(spec.source, root)
     if not os.path.exists(path):
         raise DataError(_not_found(spec.source, path))
@@ -334,4 +337,15 @@ def load_source(spec: DataSpec, split: str, root: Optional[str] = None, seed: in
         x, y = read_image_folder(path, spec.is_color, spec.new_height, spec.new_width)
     else:
         x, y = read_hdf5(path, split)
-    return checked(x, y, path, spec.shape)
+    return keep_classes(*checked(x, y, path, spec.shape), spec.classes, path)
+
+
+def keep_classes(x: np.ndarray, y: np.ndarray, classes, where: str):
+    """Only the samples whose label is in ``classes`` (``classes: [0, 1, 2, 3, 4]``), labels unchanged."""
+    if classes is None:
+        return x, y
+    keep = np.isin(y, classes)
+    if not keep.any():
+        raise DataError(f"{where}: classes {classes}: no sample has one of these labels "
+                        f"(the labels are {sorted(set(y.tolist()))[:20]})")
+    return x[keep], y[keep]

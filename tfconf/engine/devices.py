@@ -35,18 +35,22 @@ class DeviceSpec:
                 continue
             m = _FIELD.match(part)
             if not m:
-                raise ValueError(f"Invalid device name {spec!r}: cannot parse {part!r}.")
+                raise ValueError(f"Invalid device name {spec!r}: cannot parse {part!r}. Names look like "
+                                 "/job:localhost/replica:0/task:0/device:CPU:0, /device:GPU:1 or cpu:0.")
             key, val = m.groups()
             if key == "job":
                 job = val
             elif key == "replica":
-                replica = int(val)
+                replica = _int_field(spec, part, val)
             elif key == "task":
-                task = int(val)
+                task = _int_field(spec, part, val)
             else:
                 kind, _, idx = val.partition(":")
+                if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", kind):
+                    raise ValueError(f"Invalid device name {spec!r}: {part!r} needs a device type such as "
+                                     "CPU or GPU (device:TYPE:INDEX).")
                 dtype = kind.upper()
-                index = None if idx in ("", "*") else int(idx)
+                index = None if idx in ("", "*") else _int_field(spec, part, idx)
         return cls(job, replica, task, dtype, index)
 
     def merge(self, other: "DeviceSpec") -> "DeviceSpec":
@@ -71,6 +75,13 @@ class DeviceSpec:
         return out
 
 
+def _int_field(spec, part, val):
+    if not val.isdigit():
+        raise ValueError(f"Invalid device name {spec!r}: {part!r} needs a non-negative integer, got {val!r}. "
+                         "Names look like /job:localhost/replica:0/task:0/device:CPU:0, /device:GPU:1 or cpu:0.")
+    return int(val)
+
+
 def canonical_name(spec: str) -> str:
     return DeviceSpec.from_string(spec).to_string()
 
@@ -86,11 +97,13 @@ def merge_device(outer: str, inner: str) -> str:
 class Device:
     """A device that runs kernels; ``xp`` is its array module (numpy for CPU, cupy for GPU).
 
-    ``gflops`` and ``bandwidth_gbs`` feed the placement cost model; ``launch_us`` is the fixed cost
-    of running one op there."""
+    ``gflops`` and ``bandwidth_gbs`` (memory bandwidth) feed the placement cost model's compute
+    time; ``link_gbs`` is the speed of copies to and from other devices (default: the memory
+    bandwidth); ``launch_us`` is the fixed cost of running one op there."""
 
     def __init__(self, name: str, device_type: str, xp, index: int = 0, memory_bytes: int = 0,
-                 gflops: float = 50.0, bandwidth_gbs: float = 10.0, launch_us: float = 2.0):
+                 gflops: float = 50.0, bandwidth_gbs: float = 10.0, launch_us: float = 2.0,
+                 link_gbs: float | None = None):
         self.name = name
         self.device_type = device_type
         self.xp = xp
@@ -98,6 +111,7 @@ class Device:
         self.memory_bytes = memory_bytes
         self.gflops = gflops
         self.bandwidth_gbs = bandwidth_gbs
+        self.link_gbs = bandwidth_gbs if link_gbs is None else link_gbs
         self.launch_us = launch_us
         self.spec = DeviceSpec.from_string(name)
 

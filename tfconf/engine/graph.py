@@ -287,6 +287,12 @@ class Graph:
     @contextlib.contextmanager
     def device(self, name_or_fn):
         """Place ops created inside on a device (a name, or a function op → name). ``None`` clears."""
+        from .devices import DeviceSpec, canonical_name
+
+        if isinstance(name_or_fn, DeviceSpec):
+            name_or_fn = name_or_fn.to_string()
+        if isinstance(name_or_fn, str):
+            canonical_name(name_or_fn)  # an invalid name fails here, where the user wrote it
         self._device_stack.append(name_or_fn)
         try:
             yield

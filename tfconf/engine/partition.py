@@ -18,6 +18,9 @@ from . import errors
 from .executor import TRASH, NodeStats, _fail
 
 
+_SUBMIT_LOCK = threading.Lock()
+
+
 class Rendezvous:
     """Where Sends leave values and Recvs wait for them, for one run."""
 
@@ -76,6 +79,10 @@ class Partition:
 
     def describe(self):
         return [f"{s.kind.upper() if s.kind != 'op' else s.op.type} {s.name}" for s in self.steps]
+
+    def __repr__(self):
+        return (f"<Partition {self.device.name}: {len(self.steps)} steps, {len(self.sends)} sends, "
+                f"{len(self.recvs)} recvs>")
 
 
 class PartitionedPlan:
@@ -187,6 +194,13 @@ def run_partitioned(pplan, vals, pool, stats=None, numerics=False):
 
     def run_part(part):
         dev = part.device
+        if dev.device_type == "GPU":  # kernels and copies of this thread go to this GPU
+            with dev.xp.cuda.Device(dev.index):
+                return _run_part(part)
+        return _run_part(part)
+
+    def _run_part(part):
+        dev = part.device
         clock = time.perf_counter
         try:
             for ps in part.steps:
@@ -222,7 +236,10 @@ def run_partitioned(pplan, vals, pool, stats=None, numerics=False):
             rv.abort(e)
 
     parts = list(pplan.parts.values())
-    futures = [pool.submit(run_part, p) for p in parts[1:]]
+    # One run's partitions enter the pool's FIFO queue together: with runs from several threads
+    # interleaved, the pool could fill with partitions waiting on queued partitions of their own run.
+    with _SUBMIT_LOCK:
+        futures = [pool.submit(run_part, p) for p in parts[1:]]
     run_part(parts[0])
     for f in futures:
         f.result()

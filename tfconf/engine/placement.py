@@ -113,9 +113,14 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
     if len(devices) == 1:
         dev = devices[0]
         for op in ops:
-            if op.device:
+            if op.device or dev.device_type not in _kernel_types(op):
                 _check_single(op, dev, devices, allow_soft_placement)
-        return {op: dev for op in ops}
+        placement = {op: dev for op in ops}
+        if log is not None:
+            for op in ops:
+                log(f"{op.name} ({op.type}): {dev.name}")
+        return placement
+    fed = set(fed)
     graph_ops = ops[0].graph._ops_by_name if ops else {}
     uf = _UnionFind()
     for op in ops:
@@ -147,12 +152,26 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
             asked = next((m for m in members if m.device), members[0])
             if not cands or not allow_soft_placement:
                 names = ", ".join(d.name for d in devices)
+                named = [d for d in devices
+                         if all(d.matches(DeviceSpec.from_string(m.device)) for m in members if m.device)]
+                if not cands:
+                    kinds = sorted(set.intersection(*(set(_kernel_types(m)) for m in members)))
+                    why = (f"no device has a kernel for every op of its colocation group (kernels for: "
+                           f"{', '.join(kinds) or 'no common device type'})")
+                elif named:
+                    why = f"the devices it names have no kernel for {asked.type}"
+                else:
+                    why = "no such device"
+                hint = "" if not cands else (" Pass SessionConfig(allow_soft_placement=True) to let the "
+                                             "engine choose.")
+                where = f" on '{asked.device}'" if asked.device else ""
                 raise errors.InvalidArgumentError(
-                    f"Cannot place {asked.describe()} on '{asked.device}': no such device "
-                    f"{'with a kernel for it ' if not cands else ''}(colocation group of {len(members)} "
-                    f"ops). Available devices: {names}. Pass SessionConfig(allow_soft_placement=True) to let "
-                    "the engine choose.", asked)
-            strict = cands
+                    f"Cannot place {asked.describe()}{where}: {why} (colocation group of "
+                    f"{len(members)} ops). Available devices: {names}.{hint}", asked)
+            # Soft placement keeps what it can of the request: the device type (GPU:3 on a one-GPU
+            # machine goes to GPU:0), then anything with a kernel.
+            types = {DeviceSpec.from_string(m.device).device_type for m in members if m.device} - {None}
+            strict = [d for d in cands if d.device_type in types] or cands
         feasible[root] = strict
     # Greedy earliest-finish simulation. A group whose first op has no inputs (a Variable, a
     # constant) is not placed when met: it follows the first op that consumes it, since it can
@@ -176,7 +195,7 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
             else:
                 best = None
                 for d in cands:
-                    finish = _start(op, d, placement, ready, free_at, uf, deferred) + _compute(flops, nbytes, d)
+                    finish = _start(op, d, placement, ready, free_at, fed, devices[0]) + _compute(flops, nbytes, d)
                     if best is None or finish < best[0] - 1e-12:
                         best = (finish, d)
                 dev = best[1]
@@ -194,7 +213,7 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
                         ready[t] = 0.0
                 del deferred[troot]
         placement[op] = dev
-        finish = _start(op, dev, placement, ready, free_at, uf, deferred) + _compute(flops, nbytes, dev)
+        finish = _start(op, dev, placement, ready, free_at, fed, devices[0]) + _compute(flops, nbytes, dev)
         free_at[dev.name] = finish
         for t in op.outputs:
             ready[t] = finish
@@ -207,11 +226,12 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
     return placement
 
 
-def _start(op, d, placement, ready, free_at, uf, deferred):
-    """When ``op`` could start on ``d``: the device is free and every input has arrived."""
+def _start(op, d, placement, ready, free_at, fed, host):
+    """When ``op`` could start on ``d``: the device is free and every input has arrived (a fed
+    tensor is on the host device at time 0)."""
     start = free_at[d.name]
     for t in op.inputs:
-        src = placement.get(t.op)
+        src = host if t in fed else placement.get(t.op)
         if src is None:  # a deferred source: it will be computed on d itself
             continue
         r = ready.get(t, 0.0)
@@ -226,15 +246,19 @@ def _compute(flops, nbytes, d):
 
 
 def _transfer(t, src, dst):
-    """Seconds to move tensor ``t`` between devices: the slower side's bandwidth plus a latency
-    (PCIe-like for CPU↔GPU, a memcpy for CPU↔CPU)."""
-    gbs = min(src.bandwidth_gbs, dst.bandwidth_gbs)
+    """Seconds to move tensor ``t`` between devices: the slower side's link bandwidth plus a
+    latency (PCIe-like for CPU↔GPU, a memcpy for CPU↔CPU)."""
+    gbs = min(src.link_gbs, dst.link_gbs)
     if "GPU" in (src.device_type, dst.device_type) and src.device_type != dst.device_type:
         gbs = min(gbs, 12.0)
     return _tensor_bytes(t) / (gbs * 1e9) + 20e-6
 
 
 def _check_single(op, dev, devices, allow_soft):
+    if dev.device_type not in _kernel_types(op):
+        raise errors.InvalidArgumentError(
+            f"Cannot place {op.describe()}: it has no kernel for {dev.device_type} (only for "
+            f"{', '.join(_kernel_types(op))}). Available devices: {', '.join(d.name for d in devices)}.", op)
     spec = DeviceSpec.from_string(op.device)
     if not dev.matches(spec) and not allow_soft:
         raise errors.InvalidArgumentError(

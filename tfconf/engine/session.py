@@ -173,6 +173,8 @@ class Session:
         self.graph = graph if graph is not None else get_default_graph()
         self.config = config if config is not None else SessionConfig()
         self._devices = local_devices(self.config.device_count)
+        if len(self._devices) > 1:  # the cost model needs throughputs: measured once per process
+            self._devices = local_devices(self.config.device_count, measure=True)
         self._ctx = _Context(self._devices[0], self.graph)  # the host device's context
         self._ctxs = {d.name: _Context(d, self.graph, self._ctx.variables, self._ctx.rngs) for d in self._devices}
         self._ctxs[self._devices[0].name] = self._ctx
@@ -318,7 +320,7 @@ class Session:
                 import sys
 
                 log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-            placement.update(place_ops(order, self._devices, log=log,
+            placement.update(place_ops(order, self._devices, log=log, fed=feed_tensors,
                                        allow_soft_placement=self.config.allow_soft_placement))
 
         def make_kernel(op):

@@ -72,6 +72,11 @@ def _spec_shape(cfg: Config, phase: str, spec):
     from tfconf.data import DataError, load_source, make_transform
 
     try:
+        if spec.is_text:  # streams characters; its tops come from data_tops()
+            from tfconf.data.text import corpus_for
+
+            corpus_for(spec, cfg.root)
+            return None
         x, _ = load_source(spec, spec.split or phase, root=cfg.root, seed=0)
         return make_transform(spec, x.shape[1:], phase, cfg.root).output_shape
     except DataError as e:
@@ -88,6 +93,15 @@ def _data_key(cfg: Config, phase: str, message: str) -> str:
         if key != "source" and re.search(rf"\b{re.escape(str(key))}\b", message):
             return key
     return "source"
+
+
+def data_tops(cfg: Config):
+    """name → (shape, dtype) of the inputs when the data declares them (text sources), else None."""
+    from tfconf.data import input_tops
+
+    data = cfg.net.data
+    spec = (data.train or data.test) if data is not None else None
+    return input_tops(spec) if spec is not None else None
 
 
 def build_phase(cfg: Config, phase: str, graph=None, params=None, meta=None, inputs=None, sample_shape=None):
@@ -120,7 +134,11 @@ def check_net(cfg: Config, sample_shape=None):
         sample_shape = input_shapes(cfg)
     g = tc.Graph()
     params, meta, inputs = {}, {}, {}
-    if sample_shape is not None:
+    tops = data_tops(cfg)
+    if tops is not None:
+        with g.as_default():
+            inputs = {n: tc.placeholder(tc.as_dtype(dt), shape, name=n) for n, (shape, dt) in tops.items()}
+    elif sample_shape is not None:
         with g.as_default():
             inputs = {"data": tc.placeholder(tc.float32, [None, *sample_shape], name="data"),
                       "label": tc.placeholder(tc.int64, [None], name="label")}

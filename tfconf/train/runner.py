@@ -206,7 +206,9 @@ def _op_errors_located(cfg):
         raise cfg.loaded.error(("layers", i), msg) from None
 
 
-def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print):
+def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print, stop_at=None):
+    """``stop_at``: pause at that iteration (with a snapshot and a test pass) instead of max_iter;
+    the lr policy still sees max_iter (sweeps' successive halving trains in rungs this way)."""
     s = cfg.net.solver
     found = _find_snapshot(resume) if resume else None  # before anything is created
     _check_reinit(cfg, reinit)
@@ -237,9 +239,10 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
             # the run folder is made only once the net, the weights and the snapshot are known good
             os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
             snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
+            _describe_text_data(solver, run_dir, say)
             metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None)
             try:
-                result = _loop(cfg, solver, s, metrics, prefix, say, quiet, found)
+                result = _loop(cfg, solver, s, metrics, prefix, say, quiet, found, stop_at)
             finally:
                 metrics.close()
         finally:
@@ -248,13 +251,37 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
     return result
 
 
+def _describe_text_data(solver, run_dir, say):
+    """Character data: save the vocabulary beside the run and log the unigram baseline."""
+    data = solver.train_data
+    if getattr(data, "vocab", None) is None:
+        return
+    from tfconf.data.text import write_vocab
+
+    write_vocab(os.path.join(run_dir, "vocab.json"), data.vocab, unigram_bits=data.unigram_bits)
+    val = f", {solver.test_data.num_samples:,} validation" if solver.test_data is not None else ""
+    say(f"text: {data.num_samples:,} training characters{val}, vocabulary {len(data.vocab)}; "
+        f"unigram baseline {data.unigram_bits:.3f} bits/char")
+
+
+def _with_bits_per_char(solver, metrics):
+    """For character data, the test loss in bits per character beside the unigram baseline."""
+    base = getattr(solver.train_data, "unigram_bits", None)
+    names = [n for n in solver.test_net.losses if n in metrics]
+    if base is None or len(names) != 1:
+        return metrics
+    import math
+
+    return dict(metrics, bits_per_char=metrics[names[0]] / math.log(2.0), unigram_bits=base)
+
+
 def _weights_path(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--weights {path}: no such file")
     return path
 
 
-def _loop(cfg, solver, s, metrics, prefix, say, quiet, resumed_from=None):
+def _loop(cfg, solver, s, metrics, prefix, say, quiet, resumed_from=None, stop_at=None):
     import numpy as np
 
     from .solver import DivergenceError
@@ -263,7 +290,7 @@ def _loop(cfg, solver, s, metrics, prefix, say, quiet, resumed_from=None):
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             # (a loss that overflows is reported below, naming the op; numpy's warnings add nothing)
-            return _loop_body(solver, s, metrics, prefix, say, quiet, last)
+            return _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at)
     except DivergenceError as e:
         where = (f"the last good snapshot is {last['snapshot']}" if last["snapshot"]
                  else "no snapshot was saved before it")
@@ -283,7 +310,7 @@ def _save(solver, prefix, last):
     return last["snapshot"]
 
 
-def _loop_body(solver, s, metrics, prefix, say, quiet, last):
+def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
     t0 = time.perf_counter()
     start_iter = solver.iteration
     test_metrics = {}
@@ -295,7 +322,7 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last):
         if solver.test_data is None:
             return
         solver.test_data.seek(0)  # every test pass sees the same batches
-        test_metrics = solver.test()
+        test_metrics = _with_bits_per_char(solver, solver.test())
         if test_metrics:
             metrics.write(solver.iteration, "test", test_metrics)
             say(f"iter {solver.iteration:6d}  test  " + "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
@@ -304,7 +331,8 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last):
     with _Interrupt() as stop, progress as bar:
         if s.test_interval and s.test_initialization and solver.iteration == 0:
             run_test()
-        while solver.iteration < s.max_iter:
+        end = s.max_iter if stop_at is None else min(stop_at, s.max_iter)
+        while solver.iteration < end:
             loss, lr = solver.step()
             it = solver.iteration
             smooth = sum(solver.smoothed) / len(solver.smoothed)
@@ -323,7 +351,7 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last):
                 say(f"interrupted: snapshot saved to {last_snapshot}")
                 break
         else:
-            if s.snapshot_after_train and (not s.snapshot or solver.iteration % s.snapshot):
+            if (s.snapshot_after_train or end < s.max_iter) and (not s.snapshot or solver.iteration % s.snapshot):
                 last_snapshot = _save(solver, prefix, last)
             if s.test_interval and solver.iteration % s.test_interval:
                 run_test()
@@ -393,7 +421,7 @@ def test(cfg, weights, iterations=None):
     import tfconf as tc
     from tfconf.data import make_dataset
 
-    from ..frontend.config import build_phase
+    from ..frontend.config import build_phase, data_tops
 
     data = cfg.net.data
     if data is None or data.test is None:
@@ -406,7 +434,12 @@ def test(cfg, weights, iterations=None):
     try:
         g = tc.Graph()
         params = {}
-        net = build_phase(cfg, "test", g, params, {}, sample_shape=ds.output_shape[1:])
+        tops = data_tops(cfg)
+        inputs = None
+        if tops is not None:
+            with g.as_default():
+                inputs = {n: tc.placeholder(tc.as_dtype(dt), shape, name=n) for n, (shape, dt) in tops.items()}
+        net = build_phase(cfg, "test", g, params, {}, inputs=inputs, sample_shape=ds.output_shape[1:])
         missing = [k for k in params if k not in w]
         if missing:
             raise TrainError(f"--weights {weights}: lacks parameters: {', '.join(missing)}")
@@ -420,14 +453,21 @@ def test(cfg, weights, iterations=None):
         fetch = {n: t for n, t in net.tops.items() if t.shape.ndims == 0 and n not in ("data", "label")}
         n = iterations or (cfg.net.solver.test_iter if cfg.net.solver and cfg.net.solver.test_iter else ds.batches_per_epoch)
         sums = dict.fromkeys(fetch, 0.0)
-        x_ph, y_ph = net.tops["data"], net.tops["label"]
+        phs = list(inputs.values()) if inputs is not None else [net.tops["data"], net.tops["label"]]
+        with g.as_default():
+            init_state = tc.variables_initializer(g.get_collection("recurrent_state"))
+        sess.run(init_state)
         with _op_errors_located(cfg):
             for _ in range(n):
-                x, y = next(ds)
-                for k, v in sess.run(fetch, {x_ph: x, y_ph: y}).items():
+                out, _ = sess.run([fetch, net.updates], dict(zip(phs, next(ds))))
+                for k, v in out.items():
                     sums[k] += float(v)
         sess.close()
-        return {k: float(np.float64(v) / n) for k, v in sums.items()}
+        metrics = {k: float(np.float64(v) / n) for k, v in sums.items()}
+        names = [k for k in net.losses if k in metrics]
+        if getattr(ds, "unigram_bits", None) is not None and len(names) == 1:  # character data
+            metrics.update(bits_per_char=metrics[names[0]] / np.log(2.0), unigram_bits=ds.unigram_bits)
+        return metrics
     finally:
         ds.close()
 
@@ -450,9 +490,8 @@ def time_layers(cfg, iterations):
         total = 0.0
         names = [layer.name for layer in solver.train_net.layers]
         for _ in range(iterations):
-            x, y = next(solver.train_data)
             md = tc.RunMetadata()
-            feed = {solver.inputs["data"]: x, solver.inputs["label"]: y,
+            feed = {**solver.feed(next(solver.train_data)),
                     solver.lr: solver.learning_rate(solver.iteration), solver.t: solver.iteration + 1}
             t = time.perf_counter()
             solver.sess.run([solver.train_op, solver.train_net.loss], feed,

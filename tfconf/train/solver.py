@@ -58,11 +58,15 @@ class Solver:
         self.graph = g = tc.Graph()
         g.seed = seed
         with g.as_default():
-            sample = self.train_data.output_shape[1:]
-            self.inputs = {
-                "data": tc.placeholder(dtype, [None, *sample], name="data"),
-                "label": tc.placeholder(tc.int64, [None], name="label"),
-            }
+            tops = _declared_tops(self.train_data, self.test_data)
+            if tops is None:  # image-style data: data float [B, ...], label int64 [B]
+                sample = self.train_data.output_shape[1:]
+                self.inputs = {
+                    "data": tc.placeholder(dtype, [None, *sample], name="data"),
+                    "label": tc.placeholder(tc.int64, [None], name="label"),
+                }
+            else:  # the data declares its tops (text: data, label, cont [T, N]); batches come in that order
+                self.inputs = {n: tc.placeholder(tc.as_dtype(dt), shape, name=n) for n, (shape, dt) in tops.items()}
             self.params, self.param_meta = {}, {}
             device = getattr(config, "device", None)
             self.train_net = build_net(config.layers, NetState(phase="train"), g, self.params,
@@ -74,6 +78,8 @@ class Solver:
             self.lr = tc.placeholder(dtype, [], name="learning_rate")
             self.t = tc.placeholder(dtype, [], name="t")
             self.train_op, self.slots = self._build_updates(dtype)
+            for v in g.get_collection("recurrent_state"):  # carried RNN state resumes with a snapshot
+                self.slots[f"state:{v.op.name}"] = v
             self.init_op = tc.global_variables_initializer()
         self.sess = tc.Session(graph=g, config=tc.SessionConfig(
             device_count=dict(getattr(config, "device_count", None) or {})))
@@ -160,13 +166,10 @@ class Solver:
         store = self.sess._ctx.variables
         before = dict(store)  # assignments replace arrays, so this keeps the pre-step values
         losses = []
-        x_ph, y_ph = self.inputs["data"], self.inputs["label"]
         for _ in range(int(getattr(self.s, "iter_size", 1) or 1) - 1):
-            x, y = next(self.train_data)
-            _, part = self.sess.run([self.accumulate_op, self.train_net.loss], {x_ph: x, y_ph: y})
+            _, part = self.sess.run([self.accumulate_op, self.train_net.loss], self.feed(next(self.train_data)))
             losses.append(float(part))
-        x, y = next(self.train_data)
-        feed = {x_ph: x, y_ph: y, self.lr: lr, self.t: self.iteration + 1}
+        feed = {**self.feed(next(self.train_data)), self.lr: lr, self.t: self.iteration + 1}
         _, loss = self.sess.run([self.train_op, self.train_net.loss], feed)
         losses.append(float(loss))
         loss = sum(losses) / len(losses)
@@ -184,6 +187,10 @@ class Solver:
         if len(self.smoothed) > n:
             self.smoothed.pop(0)
         return loss, lr
+
+    def feed(self, batch):
+        """A batch (a tuple in the order of ``self.inputs``: data, label, ...) as a feed dict."""
+        return dict(zip(self.inputs.values(), batch))
 
     def _diagnose(self, feed, loss):
         """Re-run the failed iteration checking every op's outputs; name the first non-finite one."""
@@ -204,8 +211,11 @@ class Solver:
         sums = dict.fromkeys(fetch, 0.0)
         iters = int(self.s.test_iter or 1)
         for _ in range(iters):
-            x, y = next(self.test_data)
-            out = self.sess.run(fetch, {self.inputs["data"]: x, self.inputs["label"]: y})
+            feed = self.feed(next(self.test_data))
+            if self.test_net.updates:  # e.g. recurrent layers carry their state to the next batch
+                out, _ = self.sess.run([fetch, self.test_net.updates], feed)
+            else:
+                out = self.sess.run(fetch, feed)
             for k, v in out.items():
                 sums[k] += float(v)
         return {k: v / iters for k, v in sums.items()}
@@ -276,6 +286,21 @@ class Solver:
         self.train_data.close()
         if self.test_data is not None:
             self.test_data.close()
+
+
+def _declared_tops(train, test):
+    """name → (shape, dtype) when the data declares its tops (dims that train and test data
+    disagree on become None), else None."""
+    tops = getattr(train, "tops", None)
+    if tops is None:
+        return None
+    other = getattr(test, "tops", None) or {}
+    out = {}
+    for name, (shape, dt) in tops.items():
+        if name in other and len(other[name][0]) == len(shape):
+            shape = [a if a == b else None for a, b in zip(shape, other[name][0])]
+        out[name] = (list(shape), dt)
+    return out
 
 
 def _jsonable(obj):

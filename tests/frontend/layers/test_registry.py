@@ -59,6 +59,9 @@ TESTED = {
     "MultinomialLogisticLoss": "test_loss::test_multinomial_logistic",
     "InfogainLoss": "test_loss::test_infogain_with_matrix_bottom_and_prob_top",
     "Python": "test_python_layer::test_build_with_keyword_params_and_autodiff",
+    "RNN": "test_recurrent::test_forward_matches_numpy_with_cont_resets",
+    "LSTM": "test_recurrent::test_forward_matches_numpy_with_cont_resets",
+    "GRU": "test_recurrent::test_forward_matches_numpy_with_cont_resets",
 }
 
 X4 = (2, 3, 4, 4)
@@ -110,6 +113,9 @@ MINIMAL = {
     "MultinomialLogisticLoss": ({"bottom": ["data", LABEL]}, {"data": (2, 3), LABEL: "labels"}),
     "InfogainLoss": ({"bottom": ["data", LABEL, "H"]}, {"data": (2, 3), LABEL: "labels", "H": (3, 3)}),
     "Python": ({"module": "tests.frontend.layers.helpers", "layer": "Double"}, {"data": X4}),
+    "RNN": ({"bottom": ["data", "cont"], "num_output": 2}, {"data": (3, 2, 4), "cont": (3, 2)}),
+    "LSTM": ({"bottom": ["data", "cont"], "num_output": 2}, {"data": (3, 2, 4), "cont": (3, 2)}),
+    "GRU": ({"bottom": ["data", "cont"], "num_output": 2}, {"data": (3, 2, 4), "cont": (3, 2)}),
 }
 
 

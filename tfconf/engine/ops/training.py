@@ -1,11 +1,27 @@
 """Fused parameter-update ops (TensorFlow's training ops). Each reads its variables from the
-session, computes the new values in one pass and replaces them (never mutating an array that an
-earlier read in the same run may still hold). They output nothing; run them as targets."""
+session, computes the new values and replaces them. They output nothing; run them as targets.
+
+An array another holder may still see (an earlier read in the same run, a fetch, a view) is never
+mutated: the update then writes a new array. Only when the session's store holds the sole
+reference (checked with ``sys.getrefcount``, as numpy's own temporary elision does) is it updated
+in place, which saves two allocations and a pass over every parameter per step."""
 
 from __future__ import annotations
 
+import sys
+
 from .. import errors
 from ..registry import OpDef, register
+
+# references to an array held only by the store, seen from inside _sole: the dict entry, the
+# caller's local name, _sole's parameter and getrefcount's own argument
+_SOLE_REFS = 4
+
+
+def _sole(a):
+    """True when ``a`` (held by the store and one local name) is referenced nowhere else."""
+    return sys.getrefcount(a) <= _SOLE_REFS and getattr(a, "flags", None) is not None \
+        and a.flags.writeable and a.flags.owndata
 
 
 def _read(store, op, name):
@@ -30,7 +46,11 @@ class ApplyGradientDescent(OpDef):
         store, var = ctx.variables, op.attrs["var"]
 
         def apply(lr, grad):
-            store[var] = _read(store, op, var) - lr * grad
+            w = _read(store, op, var)
+            if _sole(w) and w.dtype == grad.dtype:
+                w -= lr * grad
+            else:
+                store[var] = w - lr * grad
             return ()
 
         return apply
@@ -53,13 +73,22 @@ class ApplyMomentum(OpDef):
         xp = ctx.xp
 
         def apply(lr, grad, momentum):
-            a = _read(store, op, acc) * momentum
-            a += grad
-            store[acc] = a
+            a = _read(store, op, acc)
+            if _sole(a) and a.dtype == grad.dtype:
+                a *= momentum
+                a += grad
+            else:
+                a = a * momentum
+                a += grad
+                store[acc] = a
             step = grad + momentum * a if nesterov else a
-            w = xp.multiply(step, -lr)
-            w += _read(store, op, var)
-            store[var] = w
+            w = _read(store, op, var)
+            if _sole(w) and w.dtype == grad.dtype:
+                w -= xp.multiply(step, lr)
+            else:
+                u = xp.multiply(step, -lr)
+                u += w
+                store[var] = u
             return ()
 
         return apply

@@ -1,0 +1,65 @@
+"""GPU devices through CuPy (issue 4). Skipped unless CuPy imports and CUDA reports a device; run
+them whenever a machine with an NVIDIA GPU is at hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfconf as tc
+from tfconf.engine.devices import _cupy
+
+pytestmark = pytest.mark.skipif(_cupy() is None, reason="needs CuPy and a CUDA device")
+
+LOCAL = "/job:localhost/replica:0/task:0"
+GPU0 = f"{LOCAL}/device:GPU:0"
+CPU0 = f"{LOCAL}/device:CPU:0"
+
+
+def test_gpus_are_listed_with_memory():
+    found = [d for d in tc.list_devices() if d.device_type == "GPU"]
+    assert found and found[0].name == GPU0
+    assert all(d.memory_limit_bytes > 0 and d.gflops > 0 for d in found)
+    assert not [d for d in tc.list_devices(tc.SessionConfig(device_count={"GPU": 0})) if d.device_type == "GPU"]
+
+
+def test_ops_on_the_gpu_match_the_cpu():
+    rng = np.random.RandomState(0)
+    x = tc.placeholder(tc.float32, [None, 64], name="x")
+    w = tc.constant(rng.randn(64, 32).astype(np.float32))
+    with tc.device("/gpu:0"):
+        y = tc.nn.relu(tc.matmul(x, w, name="mm"))
+    with tc.device("/cpu:0"):
+        out = tc.reduce_sum(y * 2.0)
+    feed = {x: rng.randn(8, 64).astype(np.float32)}
+    with tc.Session() as sess:
+        assert sess.placement(out, feed)["mm"] == GPU0
+        got = sess.run([y, out], feed)
+        assert isinstance(got[0], np.ndarray)  # fetched GPU arrays come back as numpy
+        md = tc.RunMetadata()
+        sess.run(out, feed, options=tc.RunOptions(trace=True), run_metadata=md)
+    ref = np.maximum(feed[x] @ np.asarray(w.op.attrs["value"]), 0)
+    np.testing.assert_allclose(got[0], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[1], 2 * ref.sum(), rtol=1e-4)
+    assert {s.device for s in md.step_stats} == {CPU0, GPU0}
+
+
+def test_training_a_variable_on_the_gpu_matches_the_cpu():
+    def train(device):
+        g = tc.Graph()
+        with g.as_default():
+            rng = np.random.RandomState(1)
+            x = tc.constant(rng.randn(16, 8).astype(np.float32))
+            t = tc.constant(rng.randn(16, 1).astype(np.float32))
+            with tc.device(device):
+                w = tc.Variable(rng.randn(8, 1).astype(np.float32), name="w")
+                loss = tc.reduce_mean(tc.square(tc.matmul(x, w) - t))
+                step = tc.train.GradientDescentOptimizer(0.1).minimize(loss)
+            init = tc.global_variables_initializer()
+        with tc.Session(graph=g) as sess:
+            sess.run(init)
+            for _ in range(5):
+                sess.run(step)
+            return sess.run(w)
+
+    np.testing.assert_allclose(train("/gpu:0"), train("/cpu:0"), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,44 @@
+"""Helpers of the zoo tests: the built-in entries, user zoos in temporary folders, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.cli.util import ENV, REPO
+
+ZOO = REPO / "model_zoo"
+BUILTIN = sorted(p.name for p in ZOO.iterdir() if (p / "card.yaml").is_file())
+WITH_WEIGHTS = ("lenet", "mlp", "mnist_autoencoder")
+
+
+def env_without_user_zoo() -> dict:
+    return {k: v for k, v in ENV.items() if k != "TFCONF_ZOO_PATH"}
+
+
+def copy_entry(name: str, zoo: Path, as_name: str | None = None) -> Path:
+    """A copy of a built-in entry in the user zoo ``zoo`` (renamed: the card's name follows)."""
+    dest = Path(zoo) / (as_name or name)
+    shutil.copytree(ZOO / name, dest)
+    if as_name:
+        card = dest / "card.yaml"
+        card.write_text(card.read_text().replace(f"name: {name}\n", f"name: {as_name}\n", 1))
+    return dest
+
+
+def flip_byte(path: Path, offset: int = -100) -> None:
+    data = bytearray(Path(path).read_bytes())
+    data[offset] ^= 0x01
+    Path(path).write_bytes(bytes(data))
+
+
+def run_env(args, extra_env=None, **kw):
+    """``tfconf ARGS`` as a real process with TFCONF_ZOO_PATH from ``extra_env`` only."""
+    import subprocess
+
+    from tests.cli.util import TFCONF
+
+    env = {**env_without_user_zoo(), **(extra_env or {})}
+    return subprocess.run([*TFCONF, *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 120), **kw)
+
