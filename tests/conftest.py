@@ -14,6 +14,14 @@ def _fresh_default_graph():
     yield
 
 
+@pytest.fixture
+def g():
+    """A fresh graph made the default for the test's duration."""
+    graph = tc.Graph()
+    with graph.as_default():
+        yield graph
+
+
 def pytest_collection_modifyitems(config, items):
     # The sweep reads what the op tests recorded, so it must run after all of them.
     items.sort(key=lambda item: item.nodeid.split("::")[0].endswith(SWEEP_FILE))

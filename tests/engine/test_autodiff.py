@@ -8,13 +8,6 @@ import tfconf as tc
 from tfconf.engine.registry import OpDef, register
 
 
-@pytest.fixture
-def g():
-    graph = tc.Graph()
-    with graph.as_default():
-        yield graph
-
-
 @register
 class _AutodiffTestNoGrad(OpDef):
     """Test-only op: y = x, with no gradient rule."""

@@ -11,13 +11,6 @@ import tfconf as tc
 from tfconf.engine.registry import OpDef, register
 
 
-@pytest.fixture
-def g():
-    graph = tc.Graph()
-    with graph.as_default():
-        yield graph
-
-
 @register
 class _ErrorsTestBoom(OpDef):
     """Test-only op whose kernel always raises."""

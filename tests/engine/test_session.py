@@ -13,13 +13,6 @@ import tfconf.engine.session as session_mod
 from tfconf.engine.registry import OpDef, register
 
 
-@pytest.fixture
-def g():
-    graph = tc.Graph()
-    with graph.as_default():
-        yield graph
-
-
 @register
 class _SessionTestSleep(OpDef):
     """Test-only op: sleeps 50 ms, then returns x + 1 (to observe concurrency)."""
