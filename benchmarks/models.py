@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -15,6 +17,41 @@ def lenet_weights(rng, dtype=np.float32):
         "ip1_w": u((800, 500), 800), "ip1_b": np.zeros(500, dtype),
         "ip2_w": u((500, 10), 500), "ip2_b": np.zeros(10, dtype),
     }
+
+
+def cifar_weights(rng, dtype=np.float32):
+    """Caffe's CIFAR-10 quick: conv 32 (pad 2) → max pool 3/2 → relu → conv 32 → relu → ave pool
+    → conv 64 → relu → ave pool → ip 64 → ip 10."""
+    def g(shape, std):
+        return (rng.standard_normal(shape) * std).astype(dtype)
+
+    return {
+        "conv1_w": g((32, 3, 5, 5), 1e-4 ** 0.5 * 10), "conv1_b": np.zeros(32, dtype),
+        "conv2_w": g((32, 32, 5, 5), 0.01), "conv2_b": np.zeros(32, dtype),
+        "conv3_w": g((64, 32, 5, 5), 0.01), "conv3_b": np.zeros(64, dtype),
+        "ip1_w": g((1024, 64), 0.1), "ip1_b": np.zeros(64, dtype),
+        "ip2_w": g((64, 10), 0.1), "ip2_b": np.zeros(10, dtype),
+    }
+
+
+LSTM_SHAPE = {"steps": 50, "batch": 32, "input": 64, "hidden": 256, "classes": 98, "layers": 2}
+
+
+def lstm_weights(rng, dtype=np.float32):
+    """Two LSTM layers (gate order i, f, o, g as Caffe; torch uses i, f, g, o: the torch model
+    permutes) and an output layer over the time axis, sized like configs/char_lstm.yaml."""
+    s = LSTM_SHAPE
+    h, w = s["hidden"], {}
+    d = s["input"]
+    for k in range(s["layers"]):
+        lim = 1 / np.sqrt(h)
+        w[f"l{k}_wx"] = rng.uniform(-lim, lim, (4 * h, d)).astype(dtype)
+        w[f"l{k}_wh"] = rng.uniform(-lim, lim, (4 * h, h)).astype(dtype)
+        w[f"l{k}_b"] = rng.uniform(-lim, lim, 4 * h).astype(dtype)
+        d = h
+    w["out_w"] = rng.uniform(-1 / np.sqrt(h), 1 / np.sqrt(h), (s["classes"], h)).astype(dtype)
+    w["out_b"] = np.zeros(s["classes"], dtype)
+    return w
 
 
 def mlp_weights(rng, sizes=(784, 512, 512, 10), dtype=np.float32):
@@ -48,22 +85,76 @@ def tfconf_mlp(tc, weights, x):
     return h
 
 
+def tfconf_cifar(tc, weights, x):
+    v = {k: tc.Variable(a, name=k) for k, a in weights.items()}
+    h = tc.nn.bias_add(tc.nn.conv2d(x, v["conv1_w"], padding=2), v["conv1_b"])
+    h = tc.nn.relu(tc.nn.max_pool(h, 3, 2, ceil_mode=True))
+    h = tc.nn.relu(tc.nn.bias_add(tc.nn.conv2d(h, v["conv2_w"], padding=2), v["conv2_b"]))
+    h = tc.nn.avg_pool(h, 3, 2, ceil_mode=True)
+    h = tc.nn.relu(tc.nn.bias_add(tc.nn.conv2d(h, v["conv3_w"], padding=2), v["conv3_b"]))
+    h = tc.nn.avg_pool(h, 3, 2, ceil_mode=True)
+    h = tc.reshape(h, [-1, 1024])
+    h = tc.matmul(h, v["ip1_w"]) + v["ip1_b"]
+    return tc.matmul(h, v["ip2_w"]) + v["ip2_b"]
+
+
+def tfconf_lstm(tc, weights, x):
+    """The front end's own LSTM layers (what a config gets), with these weights loaded."""
+    from tfconf.frontend.compiler import build_net
+    from tfconf.frontend.layers import NetState, get_layer_class
+
+    s = LSTM_SHAPE
+    spec = [{"name": "cont", "type": "Input", "shape": [s["steps"], s["batch"]]}]
+    bottom = "x"
+    for k in range(s["layers"]):
+        spec.append({"name": f"lstm{k}", "type": "LSTM", "bottom": [bottom, "cont"], "num_output": s["hidden"]})
+        bottom = f"lstm{k}"
+    spec.append({"name": "out", "type": "InnerProduct", "bottom": bottom, "num_output": s["classes"], "axis": 2})
+    specs = [get_layer_class(d["type"]).model_validate(d) for d in spec]
+    params, meta = {}, {}
+    inputs = {"x": x}
+    net = build_net(specs, NetState(phase="train"), x.graph, params, meta, inputs)
+    tfconf_lstm.cont = inputs["cont"]
+    tfconf_lstm.updates = net.updates
+    tfconf_lstm.load = {}
+    for k in range(s["layers"]):
+        for key, w in ((f"lstm{k}/weights_x", "wx"), (f"lstm{k}/bias", "b"), (f"lstm{k}/weights_h", "wh")):
+            tfconf_lstm.load[_find_param(params, key)] = weights[f"l{k}_{w}"]
+    tfconf_lstm.load[_find_param(params, "out/weights")] = weights["out_w"]
+    tfconf_lstm.load[_find_param(params, "out/bias")] = weights["out_b"]
+    return tc.reshape(net.tops["out"], [-1, s["classes"]])
+
+
+def _find_param(params, suffix):
+    hits = [v for k, v in params.items() if str(k).endswith(suffix)]
+    if len(hits) != 1:
+        raise KeyError(f"{suffix}: {sorted(map(str, params))}")
+    return hits[0]
+
+
 def tfconf_train_step(model, weights, xshape, lr=0.01, momentum=0.9):
     """Returns (run_step(x, y), session) for one SGD-momentum training step per Session.run."""
     import tfconf as tc
 
     g = tc.Graph()
     with g.as_default():
-        x = tc.placeholder(tc.float32, [None, *xshape], name="x")
+        x = tc.placeholder(tc.float32, [None, *xshape] if model is not tfconf_lstm else xshape, name="x")
         y = tc.placeholder(tc.int64, [None], name="y")
         logits = model(tc, weights, x)
         loss = tc.reduce_mean(tc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         train = tc.train.MomentumOptimizer(lr, momentum).minimize(loss)
+        feed = {}
+        if model is tfconf_lstm:
+            train = tc.group(train, *model.updates)
+            feed[model.cont] = np.ones(xshape[:2], np.float32)
         sess = tc.Session(graph=g)
         sess.run(tc.global_variables_initializer())
+        for var, value in getattr(model, "load", {}).items() if model is tfconf_lstm else ():
+            var.load(value, sess)
 
     def step(xv, yv):
-        return sess.run([train, loss], {x: xv, y: yv})[1]
+        feed[x], feed[y] = xv, yv
+        return sess.run([train, loss], feed)[1]
 
     return step, sess
 
@@ -83,6 +174,54 @@ def torch_lenet(torch, weights):
         return h @ p["ip2_w"] + p["ip2_b"]
 
     return forward, list(p.values())
+
+
+def torch_cifar(torch, weights):
+    F = torch.nn.functional
+    p = {k: torch.nn.Parameter(torch.from_numpy(a.copy())) for k, a in weights.items()}
+
+    def forward(x):
+        h = F.conv2d(x, p["conv1_w"], p["conv1_b"], padding=2)
+        h = F.relu(F.max_pool2d(h, 3, 2, ceil_mode=True))
+        h = F.relu(F.conv2d(h, p["conv2_w"], p["conv2_b"], padding=2))
+        h = F.avg_pool2d(h, 3, 2, ceil_mode=True)
+        h = F.relu(F.conv2d(h, p["conv3_w"], p["conv3_b"], padding=2))
+        h = F.avg_pool2d(h, 3, 2, ceil_mode=True)
+        h = h.reshape(-1, 1024)
+        h = h @ p["ip1_w"] + p["ip1_b"]
+        return h @ p["ip2_w"] + p["ip2_b"]
+
+    return forward, list(p.values())
+
+
+def torch_lstm(torch, weights):
+    """torch.nn.LSTM (its fused CPU kernel) with the same weights: Caffe's gate order i, f, o, g
+    becomes torch's i, f, g, o; torch's two biases are b and 0."""
+    s = LSTM_SHAPE
+    lstm = torch.nn.LSTM(s["input"], s["hidden"], num_layers=s["layers"])
+    h = s["hidden"]
+
+    def reorder(a):
+        return np.concatenate([a[:2 * h], a[3 * h:], a[2 * h:3 * h]])
+
+    with torch.no_grad():
+        for k in range(s["layers"]):
+            getattr(lstm, f"weight_ih_l{k}").copy_(torch.from_numpy(reorder(weights[f"l{k}_wx"])))
+            getattr(lstm, f"weight_hh_l{k}").copy_(torch.from_numpy(reorder(weights[f"l{k}_wh"])))
+            getattr(lstm, f"bias_ih_l{k}").copy_(torch.from_numpy(reorder(weights[f"l{k}_b"])))
+            getattr(lstm, f"bias_hh_l{k}").zero_()
+    out = torch.nn.Linear(h, s["classes"])
+    with torch.no_grad():
+        out.weight.copy_(torch.from_numpy(weights["out_w"]))
+        out.bias.copy_(torch.from_numpy(weights["out_b"]))
+    state = {}
+
+    def forward(x):
+        hs, st = lstm(x, state.get("s"))
+        state["s"] = tuple(t.detach() for t in st)   # truncated BPTT: carry the state, not its graph
+        return out(hs).reshape(-1, s["classes"])
+
+    return forward, list(lstm.parameters()) + list(out.parameters())
 
 
 def torch_mlp(torch, weights):
@@ -115,3 +254,107 @@ def torch_train_step(torch, forward, params, lr=0.01, momentum=0.9):
         return loss.item()
 
     return step
+
+
+# ----------------------------------------------------------------------------- TensorFlow compat.v1
+def _nhwc(w):
+    return w.transpose(2, 3, 1, 0)  # OIHW → HWIO
+
+
+def _rows_chw_to_hwc(w, c, h, wd):
+    """An InnerProduct weight [C·H·W, out] reordered for an NHWC flatten, so that the net computes
+    the same function as the NCHW ones."""
+    return w.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(c * h * wd, -1)
+
+
+def tf_train_step(tf, kind, weights, lr=0.01, momentum=0.9, threads=None):
+    """TensorFlow 1 graph mode (tf.compat.v1: placeholders, a Session, MomentumOptimizer), images
+    in TensorFlow's own CPU layout (NHWC: inputs are transposed once, outside the timed step).
+    Returns (run_step(x, y), session)."""
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    s = LSTM_SHAPE
+    with g.as_default():
+        if kind == "lenet":
+            w = dict(weights, conv1_w=_nhwc(weights["conv1_w"]), conv2_w=_nhwc(weights["conv2_w"]),
+                     ip1_w=_rows_chw_to_hwc(weights["ip1_w"], 50, 4, 4))
+        elif kind == "cifar":
+            w = dict(weights, conv1_w=_nhwc(weights["conv1_w"]), conv2_w=_nhwc(weights["conv2_w"]),
+                     conv3_w=_nhwc(weights["conv3_w"]), ip1_w=_rows_chw_to_hwc(weights["ip1_w"], 64, 4, 4))
+        else:
+            w = dict(weights)
+        v = {k: v1.Variable(a, name=k) for k, a in w.items()}
+        nn = tf.nn
+        extra = []
+        if kind == "lenet":
+            x = v1.placeholder(tf.float32, [None, 28, 28, 1])
+            h = nn.bias_add(nn.conv2d(x, v["conv1_w"], 1, "VALID"), v["conv1_b"])
+            h = nn.max_pool2d(h, 2, 2, "VALID")
+            h = nn.bias_add(nn.conv2d(h, v["conv2_w"], 1, "VALID"), v["conv2_b"])
+            h = nn.max_pool2d(h, 2, 2, "VALID")
+            h = tf.reshape(h, [-1, 800])
+            h = nn.relu(tf.matmul(h, v["ip1_w"]) + v["ip1_b"])
+            logits = tf.matmul(h, v["ip2_w"]) + v["ip2_b"]
+        elif kind == "cifar":
+            x = v1.placeholder(tf.float32, [None, 32, 32, 3])
+            pad = [[0, 0], [2, 2], [2, 2], [0, 0]]
+            h = nn.bias_add(nn.conv2d(x, v["conv1_w"], 1, pad), v["conv1_b"])
+            h = nn.relu(nn.max_pool2d(h, 3, 2, "SAME"))
+            h = nn.relu(nn.bias_add(nn.conv2d(h, v["conv2_w"], 1, pad), v["conv2_b"]))
+            h = nn.avg_pool2d(h, 3, 2, "SAME")
+            h = nn.relu(nn.bias_add(nn.conv2d(h, v["conv3_w"], 1, pad), v["conv3_b"]))
+            h = nn.avg_pool2d(h, 3, 2, "SAME")
+            h = tf.reshape(h, [-1, 1024])
+            h = tf.matmul(h, v["ip1_w"]) + v["ip1_b"]
+            logits = tf.matmul(h, v["ip2_w"]) + v["ip2_b"]
+        elif kind == "mlp":
+            n = len(weights) // 2
+            x = v1.placeholder(tf.float32, [None, weights["fc0_w"].shape[0]])
+            h = x
+            for i in range(n):
+                h = tf.matmul(h, v[f"fc{i}_w"]) + v[f"fc{i}_b"]
+                if i < n - 1:
+                    h = nn.relu(h)
+            logits = h
+        else:  # lstm, unrolled like tfconf's layer: one input matmul for all steps, then T cells
+            T, N, H = s["steps"], s["batch"], s["hidden"]
+            x = v1.placeholder(tf.float32, [T, N, s["input"]])
+            seq = x
+            for k in range(s["layers"]):
+                hv = v1.Variable(np.zeros((N, H), np.float32), trainable=False, name=f"h{k}")
+                cv = v1.Variable(np.zeros((N, H), np.float32), trainable=False, name=f"c{k}")
+                d = seq.shape[-1]
+                gx = tf.reshape(tf.matmul(tf.reshape(seq, [-1, d]), v[f"l{k}_wx"], transpose_b=True)
+                                + v[f"l{k}_b"], [T, N, 4 * H])
+                hh, cc = hv.read_value(), cv.read_value()
+                outs = []
+                for t, gt in enumerate(tf.unstack(gx, axis=0)):
+                    i, f, o, gg = tf.split(gt + tf.matmul(hh, v[f"l{k}_wh"], transpose_b=True), 4, axis=1)
+                    cc = tf.sigmoid(f) * cc + tf.sigmoid(i) * tf.tanh(gg)
+                    hh = tf.sigmoid(o) * tf.tanh(cc)
+                    outs.append(hh)
+                extra += [hv.assign(hh), cv.assign(cc)]
+                seq = tf.stack(outs, axis=0)
+            logits = tf.reshape(tf.matmul(tf.reshape(seq, [-1, H]), v["out_w"], transpose_b=True) + v["out_b"],
+                                [-1, s["classes"]])
+        y = v1.placeholder(tf.int64, [None])
+        loss = tf.reduce_mean(nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        train = v1.train.MomentumOptimizer(lr, momentum).minimize(loss)
+        if extra:
+            train = tf.group(train, *extra)
+        threads = threads or os.cpu_count() or 1
+        sess = v1.Session(graph=g, config=v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                                         inter_op_parallelism_threads=1))
+        sess.run(v1.global_variables_initializer())
+    cache = {}
+
+    def step(xv, yv):
+        if kind in ("lenet", "cifar"):
+            key = id(xv)
+            if key not in cache:
+                cache.clear()
+                cache[key] = np.ascontiguousarray(xv.transpose(0, 2, 3, 1))
+            xv = cache[key]
+        return sess.run([train, loss], {x: xv, y: yv})[1]
+
+    return step, sess

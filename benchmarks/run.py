@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -42,20 +43,71 @@ def timeit(fn, warmup, reps, repeats=5):
     return statistics.median(means)
 
 
-def bench_train(name, tf_model, torch_model, weights, xshape, batch, reps, torch, rounds=7):
-    """Interleaved rounds; returns per framework (best block mean, median block mean) in s."""
-    rng = np.random.default_rng(0)
-    xv = rng.random((batch, *xshape), dtype=np.float32)
-    yv = rng.integers(0, 10, batch).astype(np.int64)
-    step, sess = models.tfconf_train_step(tf_model, weights, xshape)
-    fns = {"tfconf": lambda: step(xv, yv)}
-    if torch is not None:
+# ----------------------------------------------------------------------------- the models
+def _images(shape, classes=10):
+    def make(rng, batch):
+        return (rng.random((batch, *shape), dtype=np.float32),
+                rng.integers(0, classes, batch).astype(np.int64))
+    return make
+
+
+def _sequences(rng, batch):
+    s = models.LSTM_SHAPE
+    return (rng.standard_normal((s["steps"], batch, s["input"])).astype(np.float32),
+            rng.integers(0, s["classes"], s["steps"] * batch).astype(np.int64))
+
+
+# key, title, batch, weights, inputs, tfconf model, tfconf x shape, torch model
+MODELS = {
+    "lenet": ("LeNet, batch 64", 64, models.lenet_weights, _images((1, 28, 28)), models.tfconf_lenet,
+              (1, 28, 28), models.torch_lenet),
+    "mlp": ("MLP 784-512-512-10, batch 128", 128, models.mlp_weights, _images((784,)), models.tfconf_mlp,
+            (784,), models.torch_mlp),
+    "cifar": ("CIFAR-10 quick, batch 100", 100, models.cifar_weights, _images((3, 32, 32)),
+              models.tfconf_cifar, (3, 32, 32), models.torch_cifar),
+    "lstm": ("LSTM 2x256, seq 50, batch 32", 32, models.lstm_weights, _sequences, models.tfconf_lstm,
+             (models.LSTM_SHAPE["steps"], 32, models.LSTM_SHAPE["input"]), models.torch_lstm),
+}
+FRAMEWORKS = ("tfconf", "pytorch", "tensorflow")
+
+
+def lenet_train_flops(batch=64):
+    """Multiply-adds ×2 of one LeNet training step: forward, input gradients (not for conv1's
+    input) and weight gradients of the conv and inner-product layers."""
+    fwd = {"conv1": 20 * 24 * 24 * 25, "conv2": 50 * 8 * 8 * 500, "ip1": 800 * 500, "ip2": 500 * 10}
+    return 2 * batch * (3 * sum(fwd.values()) - fwd["conv1"])
+
+
+def make_step(framework, key, weights, peers):
+    """(step(x, y) → loss, close()) for one framework and model."""
+    _, _, _, _, tf_model, xshape, torch_model = MODELS[key]
+    if framework == "tfconf":
+        step, sess = models.tfconf_train_step(tf_model, weights, xshape)
+        return step, sess.close
+    if framework == "pytorch":
+        torch = peers["pytorch"]
         fwd, params = torch_model(torch, weights)
-        tstep = models.torch_train_step(torch, fwd, params)
-        fns["pytorch"] = lambda: tstep(xv, yv)
+        return models.torch_train_step(torch, fwd, params), lambda: None
+    step, sess = models.tf_train_step(peers["tensorflow"], key, weights)
+    return step, sess.close
+
+
+def bench_train(key, peers, reps, rounds):
+    """Interleaved rounds: per framework (best block mean, median block mean) in s, and the first
+    step's loss (the same model and inputs give the same loss in every framework)."""
+    title, batch, wfn, inputs = MODELS[key][:4]
+    weights = wfn(np.random.default_rng(0))
+    xv, yv = inputs(np.random.default_rng(1), batch)
+    fns, closers, first = {}, [], {}
+    for fw in FRAMEWORKS:
+        if fw == "tfconf" or peers.get(fw) is not None:
+            step, close = make_step(fw, key, weights, peers)
+            first[fw] = float(step(xv, yv))
+            fns[fw] = (lambda step=step: step(xv, yv))
+            closers.append(close)
     means = {k: [] for k in fns}
-    for k, fn in fns.items():
-        for _ in range(5):
+    for fn in fns.values():
+        for _ in range(4):
             fn()
     for _ in range(rounds):
         for k, fn in fns.items():
@@ -65,18 +117,97 @@ def bench_train(name, tf_model, torch_model, weights, xshape, batch, reps, torch
             for _ in range(reps):
                 fn()
             means[k].append((time.perf_counter() - t) / reps)
-    sess.close()
-    return name, {k: (min(v), statistics.median(v)) for k, v in means.items()}
+    for close in closers:
+        close()
+    return {k: (min(v), statistics.median(v)) for k, v in means.items()}, first
 
 
-def profile_step(tf_model, weights, xshape, batch, reps=30, top=25):
+def peak_memory(framework, key, steps=10):
+    """Peak RSS of a fresh process that imports ``framework``, builds ``key`` and runs ``steps``
+    training steps, and the part of it above the RSS right after the import (MiB)."""
+    code = (f"import sys; sys.argv=['x']; from benchmarks.run import _memory_child; "
+            f"_memory_child({framework!r}, {key!r}, {steps})")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        return None
+    base, peak = map(float, out.stdout.split()[-2:])
+    return peak, peak - base
+
+
+def _rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _memory_child(framework, key, steps):
+    import resource
+
+    peers = {}
+    if framework == "pytorch":
+        import torch
+
+        peers["pytorch"] = torch
+    elif framework == "tensorflow":
+        import tensorflow as tf
+
+        peers["tensorflow"] = tf
+    else:
+        import tfconf  # noqa: F401
+    title, batch, wfn, inputs = MODELS[key][:4]
+    weights = wfn(np.random.default_rng(0))
+    xv, yv = inputs(np.random.default_rng(1), batch)
+    base = _rss_mib()
+    step, close = make_step(framework, key, weights, peers)
+    for _ in range(steps):
+        step(xv, yv)
+    close()
+    print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def bench_scaling(sizes=(10, 100, 1000, 10000)):
+    """Graph build, gradient construction and first-run planning for a chain of ``n`` layers
+    (each y = tanh(x·w + b) on a [4, 4] tensor: 3 forward ops, about 10 with its gradient)."""
+    import tfconf as tc
+
+    rows = []
+    for n in sizes:
+        g = tc.Graph()
+        with g.as_default():
+            t0 = time.perf_counter()
+            x = tc.placeholder(tc.float32, [4, 4], name="x")
+            h, ws = x, []
+            for i in range(n):
+                w = tc.Variable(np.eye(4, dtype=np.float32) * 0.5, name=f"w{i}")
+                b = tc.Variable(np.zeros(4, np.float32), name=f"b{i}")
+                ws.append(w)
+                h = tc.tanh(tc.matmul(h, w) + b)
+            loss = tc.reduce_sum(h)
+            t1 = time.perf_counter()
+            grads = tc.gradients(loss, ws)
+            t2 = time.perf_counter()
+            init = tc.global_variables_initializer()
+            sess = tc.Session(graph=g)
+            sess.run(init)
+            feed = {x: np.ones((4, 4), np.float32)}
+            t3 = time.perf_counter()
+            sess.run(grads, feed)
+            t4 = time.perf_counter()
+            sess.run(grads, feed)
+            t5 = time.perf_counter()
+            ops = len(g.get_operations())
+            sess.close()
+        rows.append((n, ops, t1 - t0, t2 - t1, (t4 - t3) - (t5 - t4), t5 - t4))
+    return rows
+
+
+def profile_step(key, reps=30):
     """Per-op times of one tfconf training step: every kernel of the compiled plan is wrapped in
     a timer (which adds a few µs per op). Returns (rows, step seconds), rows = (op type, op name,
     best seconds, median seconds), slowest first."""
-    rng = np.random.default_rng(0)
-    xv = rng.random((batch, *xshape), dtype=np.float32)
-    yv = rng.integers(0, 10, batch).astype(np.int64)
-    step, sess = models.tfconf_train_step(tf_model, weights, xshape)
+    title, batch, wfn, inputs, tf_model, xshape, _ = MODELS[key]
+    xv, yv = inputs(np.random.default_rng(1), batch)
+    step, sess = models.tfconf_train_step(tf_model, wfn(np.random.default_rng(0)), xshape)
     step(xv, yv)
     # NOTE: reaches into the session's plan cache (the train step's plan is the last one
     # compiled); a benchmark-only shortcut, not an API.
@@ -170,54 +301,125 @@ def gemm_peak():
     return 2 * 1024**3 / t / 1e9
 
 
+def _peers(names):
+    peers = {}
+    if "pytorch" in names:
+        try:
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
+            peers["pytorch"] = torch
+        except ImportError:
+            print("torch is not installed: no PyTorch column (pip install torch==2.13.0)")
+    if "tensorflow" in names:
+        try:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            import tensorflow as tf
+
+            peers["tensorflow"] = tf
+        except ImportError:
+            print("tensorflow is not installed: no TensorFlow column (pip install tensorflow-cpu)")
+    return peers
+
+
+def _fmt(v, digits=2):
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    p.add_argument("--peers", default="pytorch,tensorflow", help="peers to run when installed ('' for none)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-scaling", action="store_true", help="skip the graph-size scaling table")
+    p.add_argument("--write", metavar="FILE", help="also write the tables (markdown) to FILE")
     p.add_argument("--profile", action="store_true",
-                   help="per-op time breakdown of the tfconf LeNet and MLP training steps, then exit")
+                   help="per-op time breakdown of the tfconf training steps of --models, then exit")
     args = p.parse_args(argv)
-    rng = np.random.default_rng(0)
+    keys = [k for k in args.models.split(",") if k]
+    unknown = [k for k in keys if k not in MODELS]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     if args.profile:
-        reps = 10 if args.quick else 40
         out = []
-        for title, model, w, xshape, batch in (
-                ("LeNet train step, batch 64", models.tfconf_lenet, models.lenet_weights(rng), (1, 28, 28), 64),
-                ("MLP 784-512-512-10 train step, batch 128", models.tfconf_mlp, models.mlp_weights(rng),
-                 (784,), 128)):
-            rows, step_s = profile_step(model, w, xshape, batch, reps)
-            print_profile(title, rows, step_s)
-            out.append((title, rows, step_s))
+        for key in keys:
+            rows, step_s = profile_step(key, 10 if args.quick else 40)
+            print_profile(f"{MODELS[key][0]} train step", rows, step_s)
+            out.append((key, rows, step_s))
         return out
-    try:
-        import torch
+    peers = _peers([n for n in args.peers.split(",") if n])
+    frameworks = ["tfconf"] + [f for f in FRAMEWORKS[1:] if f in peers]
+    reps = 3 if args.quick else 8
+    rounds = 4 if args.quick else 12
+    lines = []
 
-        torch.set_num_threads(os.cpu_count() or 1)
-    except ImportError:
-        torch = None
-        print("torch is not installed: tfconf only (pip install torch==2.13.0 for the comparison)")
-    reps = 5 if args.quick else 10
-    rounds = 5 if args.quick else 15
-    results = []
-    results.append(bench_train("LeNet train step, batch 64 [ms]", models.tfconf_lenet, models.torch_lenet,
-                               models.lenet_weights(rng), (1, 28, 28), 64, reps, torch, rounds))
-    results.append(bench_train("MLP 784-512-512-10 train step, batch 128 [ms]", models.tfconf_mlp,
-                               models.torch_mlp, models.mlp_weights(rng), (784,), 128, reps, torch, rounds))
-    results = [(n, {k: (v[0] * 1e3, v[1] * 1e3) for k, v in r.items()}) for n, r in results]
-    for n, r in bench_overhead(torch, 2000 if args.quick else 20000):
-        results.append((n, {k: (v, v) for k, v in r.items()}))
+    def say(line=""):
+        print(line, flush=True)
+        lines.append(line)
 
-    print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · "
-          f"{os.cpu_count()} cores · numpy {np.__version__}"
-          + (f" · torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "")
-          + f" · float32 GEMM peak {gemm_peak():.0f} GFLOP/s")
-    print("| benchmark | tfconf best (median) | pytorch best (median) | ratio tfconf/pytorch (best) |")
-    print("|---|---:|---:|---:|")
-    for name, r in results:
-        (tfc, tfm), pt = r["tfconf"], r.get("pytorch")
-        ratio = f"{tfc / pt[0]:.2f}" if pt else "—"
-        pts = f"{pt[0]:.2f} ({pt[1]:.2f})" if pt else "—"
-        print(f"| {name} | {tfc:.2f} ({tfm:.2f}) | {pts} | {ratio} |")
+    peak = gemm_peak()
+    head = (f"{time.strftime('%Y-%m-%d')} · {platform.machine()} · {os.cpu_count()} cores · "
+            f"numpy {np.__version__}"
+            + (f" · torch {peers['pytorch'].__version__} ({peers['pytorch'].get_num_threads()} threads)"
+               if "pytorch" in peers else "")
+            + (f" · tensorflow {peers['tensorflow'].__version__}" if "tensorflow" in peers else "")
+            + f" · float32 GEMM peak (numpy, 1024²) {peak:.0f} GFLOP/s")
+    say(f"### Training steps ({head})")
+    say()
+    say("ms per step: best block mean (median block mean), interleaved rounds. Ratio = tfconf / peer "
+        "(below 1.0: tfconf is faster). The first-step loss shows every framework ran the same model.")
+    say()
+    cols = " | ".join(f"{f} ms" for f in frameworks)
+    ratios = " | ".join(f"tfconf/{f}" for f in frameworks[1:])
+    say(f"| model | {cols} | {ratios} | first-step loss ({', '.join(frameworks)}) |")
+    say("|---|" + "---:|" * (len(frameworks) * 2 - 1) + "---|")
+    results = {}
+    for key in keys:
+        r, first = bench_train(key, peers, reps, rounds)
+        results[key] = r
+        tfc = r["tfconf"][0]
+        cells = " | ".join(f"{r[f][0] * 1e3:.2f} ({r[f][1] * 1e3:.2f})" for f in frameworks)
+        rat = " | ".join(f"{tfc / r[f][0]:.2f}" for f in frameworks[1:])
+        say(f"| {MODELS[key][0]} | {cells} | {rat} | {', '.join(f'{first[f]:.4f}' for f in frameworks)} |")
+    if "lenet" in results:
+        fl = lenet_train_flops()
+        say()
+        say(f"LeNet: {fl / 1e9:.2f} GFLOP per step; tfconf reaches "
+            f"{fl / results['lenet']['tfconf'][0] / 1e9:.0f} GFLOP/s = "
+            f"{fl / results['lenet']['tfconf'][0] / 1e9 / peak:.0%} of the measured GEMM peak "
+            f"(floor at peak: {fl / peak / 1e6:.1f} ms).")
+    if not args.no_memory:
+        say()
+        say("### Peak memory (RSS, MiB) of a fresh process that builds the model and runs 10 steps; "
+            "in brackets the part above the RSS right after importing the framework")
+        say()
+        say(f"| model | {' | '.join(frameworks)} |")
+        say("|---|" + "---:|" * len(frameworks))
+        for key in keys:
+            cells = []
+            for f in frameworks:
+                m = peak_memory(f, key)
+                cells.append("—" if m is None else f"{m[0]:.0f} ({m[1]:.0f})")
+            say(f"| {MODELS[key][0]} | {' | '.join(cells)} |")
+    say()
+    say("### Dispatch overhead")
+    say()
+    say("| benchmark | tfconf | pytorch |")
+    say("|---|---:|---:|")
+    for n, r in bench_overhead(peers.get("pytorch"), 2000 if args.quick else 20000):
+        say(f"| {n} | {r['tfconf']:.2f} | {_fmt(r.get('pytorch'))} |")
+    if not args.no_scaling:
+        say()
+        say("### Graph size: build, gradients and first run (planning) of a chain of n layers")
+        say()
+        say("| layers | ops | build s | gradients s | first-run planning s | later run s | µs per op (all three) |")
+        say("|---:|---:|---:|---:|---:|---:|---:|")
+        for n, ops, b, gr, plan, run in bench_scaling((10, 100, 1000) if args.quick else (10, 100, 1000, 10000)):
+            say(f"| {n} | {ops} | {b:.4f} | {gr:.4f} | {plan:.4f} | {run:.4f} | {(b + gr + plan) / ops * 1e6:.1f} |")
+    if args.write:
+        with open(args.write, "w") as f:
+            f.write("\n".join(lines) + "\n")
     return results
 
 

@@ -144,6 +144,28 @@ class Device:
         return f"<Device {self.name}>"
 
 
+def to_host(a):
+    """A numpy array of ``a`` (a GPU array is copied back)."""
+    import numpy as np
+
+    if a is not None and not isinstance(a, (np.ndarray, np.generic)) and hasattr(a, "get"):
+        return a.get()
+    return np.asarray(a)
+
+
+def like(existing, value):
+    """``value`` (numpy) on the device where ``existing`` lives: a variable keeps its device when
+    it is overwritten from the host (restore, fine-tuning, ``Variable.load``)."""
+    import numpy as np
+
+    if existing is None or isinstance(existing, (np.ndarray, np.generic)) or not hasattr(existing, "get"):
+        return value
+    import cupy
+
+    with existing.device:
+        return cupy.asarray(value)
+
+
 LOCAL = "/job:localhost/replica:0/task:0"
 _THROUGHPUT = {}
 

@@ -133,7 +133,10 @@ class Variable:
         arr = np.array(value, dtype=self.dtype.np)
         if not S.compatible(self._var_attrs["var_shape"], arr.shape):
             raise ValueError(f"Cannot load shape {list(arr.shape)} into {self.name} of shape {self.shape}")
-        session._ctx.variables[self._op.name] = session._ctx.xp.asarray(arr)
+        from .devices import like
+
+        store = session._ctx.variables
+        store[self._op.name] = like(store.get(self._op.name), arr)
 
     def __repr__(self):
         return f"<tc.Variable '{self.name}' shape={S.fmt(self._variable._shape)} dtype={self.dtype.name}>"

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 import tfconf as tc
+from tfconf.engine.devices import like, to_host
 from tfconf.engine.ops.updates import RULES
 
 from ..frontend.compiler import build_net
@@ -106,7 +107,7 @@ class Solver:
             if n > 1:
                 accs, adds = [], []
                 for k, v, gr in pairs:
-                    with tc.name_scope(None):
+                    with tc.name_scope(None), self.graph.colocate_with(v.op):
                         acc = tc.Variable(np.zeros(v.shape.as_list(), dtype=v.dtype.np), trainable=False,
                                           name=f"{k}/grad_accum")
                     accs.append(acc)
@@ -133,7 +134,8 @@ class Solver:
             for k, v, gr in pairs:
                 names = []
                 for sn in _slot_names(rule):
-                    with tc.name_scope(None):
+                    # a slot lives where its parameter lives (TF's slot_creator does the same)
+                    with tc.name_scope(None), self.graph.colocate_with(v.op):
                         sv = tc.Variable(np.zeros(v.shape.as_list(), dtype=v.dtype.np), trainable=False,
                                          name=f"{k}/{rule}_{sn}")
                     names.append(sv.op.name)
@@ -143,9 +145,10 @@ class Solver:
                 hp = dict(hyper)
                 if rule == "AdamW":
                     hp["decoupled_decay"] = (s.weight_decay or 0.0) * self.param_meta[k]["decay_mult"]
-                op = self.graph.create_op("ApplyUpdate", [lr, gr, self.t],
-                                          {"var": v.op.name, "slots": tuple(names), "rule": rule,
-                                           "hyper": hp}, "update")
+                with self.graph.colocate_with(v.op):  # the update reads and writes v's storage
+                    op = self.graph.create_op("ApplyUpdate", [lr, gr, self.t],
+                                              {"var": v.op.name, "slots": tuple(names), "rule": rule,
+                                               "hyper": hp}, "update")
                 updates.append(op)
             if n > 1:
                 with tc.control_dependencies(updates):
@@ -230,11 +233,11 @@ class Solver:
     # ------------------------------------------------------------------ snapshots
     def weights(self):
         store = self.sess._ctx.variables
-        return {k: np.asarray(store[v.op.name]) for k, v in self.params.items()}
+        return {k: to_host(store[v.op.name]) for k, v in self.params.items()}
 
     def save(self, prefix):
         store = self.sess._ctx.variables
-        slots = {k: np.asarray(store[v.op.name]) for k, v in self.slots.items()}
+        slots = {k: to_host(store[v.op.name]) for k, v in self.slots.items()}
         state = {
             "iteration": self.iteration,
             "data": self.train_data.state(),
@@ -249,7 +252,7 @@ class Solver:
         store = self.sess._ctx.variables
         for k, v in self.slots.items():
             if k in slots:
-                store[v.op.name] = slots[k].astype(v.dtype.np, copy=False)
+                store[v.op.name] = like(store.get(v.op.name), slots[k].astype(v.dtype.np, copy=False))
         self.iteration = int(state["iteration"])
         self.train_data.restore(state["data"])
         self.smoothed = list(state.get("smoothed", []))
@@ -277,7 +280,7 @@ class Solver:
                 raise ValueError(f"layer {layer!r}: parameter {k!r} has shape {list(a.shape)} in the weights "
                                  f"file but the net needs {list(want)}; list the layer in --reinit to "
                                  "initialize it afresh instead")
-            store[v.op.name] = np.array(a, dtype=v.dtype.np)
+            store[v.op.name] = like(store.get(v.op.name), np.array(a, dtype=v.dtype.np))
             loaded.append(k)
         return loaded
 

@@ -20,8 +20,9 @@ _SOLE_REFS = 4
 
 def _sole(a):
     """True when ``a`` (held by the store and one local name) is referenced nowhere else."""
+    # NOTE: cupy arrays have flags but no ``writeable`` (they always are)
     return sys.getrefcount(a) <= _SOLE_REFS and getattr(a, "flags", None) is not None \
-        and a.flags.writeable and a.flags.owndata
+        and getattr(a.flags, "writeable", True) and a.flags.owndata
 
 
 def _read(store, op, name):

@@ -1,0 +1,131 @@
+"""GPU training steps: tfconf (CuPy) against PyTorch on the same CUDA device, same weights and
+inputs, in the same process run. Needs CuPy and a CUDA device (and torch with CUDA for the peer).
+
+    python -m benchmarks.gpu_bench [--models lenet,cifar] [--steps 50]
+
+Each step's time includes the host→device copy of the batch and one scalar fetch (the loss), as
+a training loop pays them; both libraries are synchronised before the clock stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from .run import MODELS
+
+
+def tfconf_step(key, weights):
+    import tfconf as tc
+
+    title, batch, wfn, inputs, tf_model, xshape, _ = MODELS[key]
+    g = tc.Graph()
+    with g.as_default(), tc.device("/gpu:0"):
+        x = tc.placeholder(tc.float32, [None, *xshape], name="x")
+        y = tc.placeholder(tc.int64, [None], name="y")
+        logits = tf_model(tc, weights, x)
+        loss = tc.reduce_mean(tc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        train = tc.train.MomentumOptimizer(0.01, 0.9).minimize(loss)
+        init = tc.global_variables_initializer()
+    sess = tc.Session(graph=g)
+    sess.run(init)
+    placed = sess.placement([train, loss], {x: np.zeros((1, *xshape), np.float32), y: np.zeros(1, np.int64)})
+    on_gpu = sum("GPU" in d for d in placed.values())
+
+    def step(xv, yv):
+        return float(sess.run([train, loss], {x: xv, y: yv})[1])
+
+    return step, f"{on_gpu}/{len(placed)} ops on the GPU"
+
+
+def torch_step(torch, key, weights):
+    title, batch, wfn, inputs, tf_model, xshape, torch_model = MODELS[key]
+    dev = torch.device("cuda")
+    p = {k: torch.nn.Parameter(torch.from_numpy(a.copy()).to(dev)) for k, a in weights.items()}
+    F = torch.nn.functional
+
+    if key == "lenet":
+        def forward(x):
+            h = F.max_pool2d(F.conv2d(x, p["conv1_w"], p["conv1_b"]), 2, 2)
+            h = F.max_pool2d(F.conv2d(h, p["conv2_w"], p["conv2_b"]), 2, 2)
+            h = F.relu(h.reshape(-1, 800) @ p["ip1_w"] + p["ip1_b"])
+            return h @ p["ip2_w"] + p["ip2_b"]
+    elif key == "cifar":
+        def forward(x):
+            h = F.relu(F.max_pool2d(F.conv2d(x, p["conv1_w"], p["conv1_b"], padding=2), 3, 2, ceil_mode=True))
+            h = F.avg_pool2d(F.relu(F.conv2d(h, p["conv2_w"], p["conv2_b"], padding=2)), 3, 2, ceil_mode=True)
+            h = F.avg_pool2d(F.relu(F.conv2d(h, p["conv3_w"], p["conv3_b"], padding=2)), 3, 2, ceil_mode=True)
+            h = h.reshape(-1, 1024) @ p["ip1_w"] + p["ip1_b"]
+            return h @ p["ip2_w"] + p["ip2_b"]
+    else:
+        def forward(x):
+            h = x
+            n = len(p) // 2
+            for i in range(n):
+                h = h @ p[f"fc{i}_w"] + p[f"fc{i}_b"]
+                if i < n - 1:
+                    h = F.relu(h)
+            return h
+    opt = torch.optim.SGD(list(p.values()), lr=0.01, momentum=0.9)
+
+    def step(xv, yv):
+        xt = torch.from_numpy(xv).to(dev)
+        yt = torch.from_numpy(yv).to(dev)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(forward(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="lenet,mlp,cifar")
+    p.add_argument("--steps", type=int, default=50)
+    args = p.parse_args(argv)
+    try:
+        import torch
+
+        torch = torch if torch.cuda.is_available() else None
+    except ImportError:
+        torch = None
+    import cupy
+
+    print(f"# GPU: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()} · cupy {cupy.__version__}"
+          + (f" · torch {torch.__version__}" if torch else " · no torch with CUDA"))
+    print("| model | tfconf ms | pytorch ms | ratio | first loss tfconf / torch | placement |")
+    print("|---|---:|---:|---:|---|---|")
+    for key in args.models.split(","):
+        title, batch, wfn, inputs = MODELS[key][:4]
+        weights = wfn(np.random.default_rng(0))
+        xv, yv = inputs(np.random.default_rng(1), batch)
+        fns = {}
+        step, placed = tfconf_step(key, weights)
+        fns["tfconf"] = step
+        if torch is not None:
+            fns["torch"] = torch_step(torch, key, weights)
+        first = {k: fn(xv, yv) for k, fn in fns.items()}
+        times = {k: [] for k in fns}
+        for _ in range(5):
+            for k, fn in fns.items():
+                for _ in range(3):
+                    fn(xv, yv)
+                t = time.perf_counter()
+                for _ in range(args.steps // 5):
+                    fn(xv, yv)
+                times[k].append((time.perf_counter() - t) / (args.steps // 5) * 1e3)
+        tf_ms = min(times["tfconf"])
+        pt_ms = min(times["torch"]) if "torch" in times else None
+        ratio = f"{tf_ms / pt_ms:.2f}" if pt_ms else "—"
+        print(f"| {title} | {tf_ms:.2f} ({statistics.median(times['tfconf']):.2f}) | "
+              f"{'—' if pt_ms is None else f'{pt_ms:.2f}'} | {ratio} | "
+              f"{first['tfconf']:.4f} / {first.get('torch', float('nan')):.4f} | {placed} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
