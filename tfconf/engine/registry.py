@@ -29,6 +29,7 @@ class OpDef:
     stateful = False  # True: never pruned by CSE/constant folding, may have side effects
     grad = None  # function(op, *output_grads) -> list of input grads; None = not differentiable
     nondifferentiable = False  # True: outputs carry no gradient (integers, shapes, comparisons)
+    grad_accepts_none = False  # True: grad gets None for outputs no gradient reaches (else zeros)
 
     def infer(op):  # pragma: no cover - every op overrides
         raise NotImplementedError

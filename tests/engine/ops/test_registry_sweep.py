@@ -51,6 +51,8 @@ NOT_DIFFERENTIABLE = {
     # gradient helpers whose own derivative is not implemented (no second derivative through them)
     "MaxPoolGrad": "second derivative of max_pool not implemented (TF's MaxPoolGradGrad)",
     "LRNGrad": "second derivative of LRN not implemented",
+    "LSTMCellGrad": "second derivative of the fused LSTM cell not implemented (TF's LSTMBlockCellGrad has none)",
+    "LSTMSequenceGrad": "second derivative of the LSTM scan not implemented (cuDNN's RNN backward has none)",
     "ProdGrad": "second derivative of reduce_prod not implemented",
     "ConcatGradSlice": "gradient of concat when sizes along the axis are only known at run time; "
                        "second derivatives through such a concat are not implemented",

@@ -37,9 +37,11 @@ from t = T-1 down to 0 whose state resets where the *next* step starts a sequenc
 (cont_{t+1} = 0) and starts from zero at T-1 in every run (it cannot be carried: it would come from the
 future). The two hidden sequences are concatenated on axis 2.
 
-The input projection W_x x_t is one matmul over all T·N rows; the recurrence adds T small matmuls and
-the gates' elementwise ops per step, all ordinary engine ops, so autodiff gives the backward (the
-sequence length must be known when the net is built).
+The input projection W_x x_t is one matmul over all T·N rows. RNN and GRU unroll the recurrence into
+T small matmuls and the gates' elementwise ops per step, all ordinary engine ops, so autodiff gives
+the backward; LSTM runs each direction as one ``LSTMSequence`` op (a scan with its own gradient,
+which forms dW_h as one product over all T·N rows). The sequence length must be known when the net
+is built.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 import tfconf as tc
-from tfconf.engine.ops.rnn import carried_state
+from tfconf.engine.ops.rnn import carried_state, lstm_sequence
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, register_layer
@@ -219,13 +221,28 @@ class LSTM(_Recurrent):
     gates: ClassVar[int] = 4
     state_names: ClassVar[tuple] = ("h", "c")
 
-    def step(self, p, gx, prev):
-        pre = gx if prev is None else gx + _recurrent_matmul(prev[0], p["w_h"])
-        i, f, o, g = tc.split(pre, 4, axis=1)
-        ig = tc.sigmoid(i) * tc.tanh(g)
-        c = ig if prev is None else tc.sigmoid(f) * prev[1] + ig
-        h = tc.sigmoid(o) * tc.tanh(c)
-        return [h, c]
+    def _direction(self, ctx, x3, conts, static, steps, reverse):
+        """The whole direction as one LSTMSequence op (a scan with its own gradient): the same
+        recurrence as the unrolled steps, with T small weight-gradient products replaced by one."""
+        d = x3.shape.as_list()[2]
+        ds = static.shape.as_list()[1] if static is not None else None
+        p = self._params(ctx, d, ds, reverse)
+        with tc.name_scope("reverse" if reverse else "forward"):
+            gx_all = _matmul_rows(x3, p["w_x"], p["b"])
+            if static is not None:
+                gx_all = gx_all + tc.expand_dims(tc.matmul(static, p["w_s"], transpose_b=True), 0)
+            mask = tc.stack(conts, axis=0)  # [T, N, 1]
+            if reverse:
+                # step t's state comes from t+1 and resets where t+1 starts a sequence; T-1 starts at zero
+                hs, _, _ = lstm_sequence(gx_all, p["w_h"], tc.concat([mask[1:], tc.zeros_like(mask[:1])], 0)
+                                         if steps > 1 else tc.zeros_like(mask), reverse=True)
+                return hs
+            variables = [self._state_variable(ctx, n) for n in self.state_names]
+            h0, c0 = (carried_state(v.value(), conts[0]) for v in variables)
+            hs, h_last, c_last = lstm_sequence(gx_all, p["w_h"], mask, h0, c0)
+            for v, s in zip(variables, (h_last, c_last)):
+                ctx.updates.append(v.assign(s, name=f"{v.op.name.rsplit('/', 1)[-1]}_store"))
+            return hs
 
 
 @register_layer
