@@ -238,3 +238,12 @@ def test_loaded_config_error_helper():
     loaded = load_config_string(NET, "net.yaml")
     err = loaded.error(("layers", 2, "bottom"), "no earlier layer produces 'fc9'", "fc9")
     assert str(err) == "net.yaml:7:5: layers[2] (conv2).bottom: no earlier layer produces 'fc9'. Received: 'fc9'"
+
+
+def test_a_validator_message_that_names_the_value_is_not_told_twice():
+    from tfconf.frontend.errors import ConfigIssue
+
+    said = ConfigIssue(None, "local_size", "must be odd (the window is centred). Received: 4", received=4)
+    assert str(said) == "local_size: must be odd (the window is centred). Received: 4"
+    plain = ConfigIssue(None, "local_size", "must be odd", received=4)
+    assert str(plain) == "local_size: must be odd. Received: 4"

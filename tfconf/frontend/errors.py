@@ -86,7 +86,7 @@ class ConfigIssue:
         if self.path:
             parts.append(self.path)
         message = _one_line(self.message)
-        if self.received is not MISSING:
+        if self.received is not MISSING and "Received:" not in message:  # a validator may say it
             message = _end_sentence(message) + " Received: " + format_value(self.received)
         parts.append(message)
         return ": ".join(parts)
