@@ -93,14 +93,14 @@ def write(folder: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def run(args, cwd=None, timeout=120, **kw) -> subprocess.CompletedProcess:
-    """``tfconf ARGS`` as a real process."""
-    return subprocess.run([*TFCONF, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
+def run(args, cwd=None, timeout=120, env=None, **kw) -> subprocess.CompletedProcess:
+    """``tfconf ARGS`` as a real process (with ``env`` instead of ENV if given)."""
+    return subprocess.run([*TFCONF, *map(str, args)], cwd=cwd, env=env or ENV, capture_output=True, text=True,
                           timeout=timeout, **kw)
 
 
-def popen(args, cwd=None, stdout=None, stderr=None) -> subprocess.Popen:
-    return subprocess.Popen([*TFCONF, *map(str, args)], cwd=cwd, env=ENV, text=True,
+def popen(args, cwd=None, stdout=None, stderr=None, env=None) -> subprocess.Popen:
+    return subprocess.Popen([*TFCONF, *map(str, args)], cwd=cwd, env=env or ENV, text=True,
                             stdout=stdout or subprocess.DEVNULL, stderr=stderr or subprocess.PIPE)
 
 

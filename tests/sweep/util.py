@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.cli import util as cli
+from tests.cli.util import REPO, write  # noqa: F401 - part of this module's interface
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-TFCONF = [sys.executable, "-m", "tfconf.cli"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore::DeprecationWarning",
-       "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
+# trial processes import the test layers beside this file (sweep_crash_layer.py)
+ENV = {**cli.ENV, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])}
 
 NET = """\
 name: tiny
@@ -38,12 +38,6 @@ solver:
 """
 
 
-def write(folder, name: str, text: str) -> str:
-    path = Path(folder) / name
-    path.write_text(text)
-    return str(path)
-
-
 def sweep_config(folder, sweep: str, net: str = NET, name: str = "sweep.yaml") -> str:
     """``net`` plus a ``sweep:`` section (YAML text, indented by the caller's two spaces)."""
     return write(folder, name, net + "sweep:\n" + sweep)
@@ -51,13 +45,11 @@ def sweep_config(folder, sweep: str, net: str = NET, name: str = "sweep.yaml") -
 
 def run(args, cwd=None, timeout=120) -> subprocess.CompletedProcess:
     """``tfconf ARGS`` as a real process."""
-    return subprocess.run([*TFCONF, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return cli.run(args, cwd=cwd, timeout=timeout, env=ENV)
 
 
 def popen(args, cwd=None) -> subprocess.Popen:
-    return subprocess.Popen([*TFCONF, *map(str, args)], cwd=cwd, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return cli.popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
 
 
 def status(sweep_dir) -> dict:

@@ -34,11 +34,7 @@ def flip_byte(path: Path, offset: int = -100) -> None:
 
 def run_env(args, extra_env=None, **kw):
     """``tfconf ARGS`` as a real process with TFCONF_ZOO_PATH from ``extra_env`` only."""
-    import subprocess
+    from tests.cli.util import run
 
-    from tests.cli.util import TFCONF
-
-    env = {**env_without_user_zoo(), **(extra_env or {})}
-    return subprocess.run([*TFCONF, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 120), **kw)
+    return run(args, env={**env_without_user_zoo(), **(extra_env or {})}, **kw)
 
