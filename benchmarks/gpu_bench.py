@@ -38,7 +38,43 @@ def tfconf_step(key, weights):
     def step(xv, yv):
         return float(sess.run([train, loss], {x: xv, y: yv})[1])
 
+    step.session = sess
     return step, f"{on_gpu}/{len(placed)} ops on the GPU"
+
+
+def profile(key, steps=20, top=20):
+    """Per-op times of the tfconf GPU step, each op synchronised (launch + run), slowest first."""
+    import cupy
+
+    title, batch, wfn, inputs = MODELS[key][:4]
+    step, _ = tfconf_step(key, wfn(np.random.default_rng(0)))
+    xv, yv = inputs(np.random.default_rng(1), batch)
+    step(xv, yv)
+    sess = step.session
+    plan = list(sess._plans.values())[-1].plan  # NOTE: benchmark-only look into the plan cache
+    times = [[] for _ in plan.steps]
+    sync = cupy.cuda.Stream.null.synchronize
+
+    def timed(i, kernel):
+        def run(*args):
+            t = time.perf_counter()
+            r = kernel(*args)
+            sync()
+            times[i].append(time.perf_counter() - t)
+            return r
+        return run
+
+    plan.fast = tuple((timed(i, k), *rest) for i, (k, *rest) in enumerate(plan.fast))
+    for _ in range(steps):
+        step(xv, yv)
+    rows = sorted(((min(ts), st.op.type, st.op.name) for st, ts in zip(plan.steps, times) if ts), reverse=True)
+    total = sum(r[0] for r in rows)
+    print(f"## {title}: {len(rows)} ops, sum of per-op bests {total * 1e3:.2f} ms")
+    by_type = {}
+    for t, typ, _ in rows:
+        by_type[typ] = by_type.get(typ, 0) + t
+    for typ, t in sorted(by_type.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| {typ} | {t * 1e3:.3f} ms |")
 
 
 def torch_step(torch, key, weights):
@@ -87,7 +123,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="lenet,mlp,cifar")
     p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--profile", action="store_true", help="per-op-type GPU times of the tfconf steps")
     args = p.parse_args(argv)
+    if args.profile:
+        for key in args.models.split(","):
+            profile(key)
+        return
     try:
         import torch
 

@@ -14,7 +14,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import tfconf as tc; [print(d) for d in tc.list_devices()]"
 echo "== GPU tests"
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/engine/test_devices_gpu.py $(ls tests/engine/test_rewrite_gpu.py 2>/dev/null) ${GPU_TESTS:-} 2>&1 | tail -40
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/engine/test_devices_gpu.py $(ls tests/engine/test_rewrite_gpu.py 2>/dev/null) ${GPU_TESTS:-} 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
 echo "== GPU benchmark"
 timeout 200 python3 -m benchmarks.gpu_bench --steps ${STEPS:-50} 2>&1 | tail -20
 echo "== LeNet on the GPU from the CLI"

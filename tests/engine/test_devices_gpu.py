@@ -63,3 +63,22 @@ def test_training_a_variable_on_the_gpu_matches_the_cpu():
             return sess.run(w)
 
     np.testing.assert_allclose(train("/gpu:0"), train("/cpu:0"), rtol=1e-4, atol=1e-5)
+
+
+def test_a_plan_wholly_on_the_gpu_takes_numpy_feeds():
+    """Placeholders inside a GPU scope: the plan is not partitioned, so the feeds themselves
+    must move to the GPU (with no Send/Recv to carry them)."""
+    rng = np.random.default_rng(3)
+    with tc.device("/gpu:0"):
+        x = tc.placeholder(tc.float32, [None, 1, 8, 8], name="x")
+        w = tc.Variable(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), name="w")
+        y = tc.reduce_sum(tc.nn.max_pool(tc.nn.relu(tc.nn.conv2d(x, w)), 2, 2))
+        step = tc.train.GradientDescentOptimizer(0.1).minimize(y)
+    xv = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    with tc.Session() as sess:
+        sess.run(tc.global_variables_initializer())
+        assert set(sess.placement(y, {x: xv}).values()) == {GPU0}
+        before = sess.run(y, {x: xv})
+        sess.run(step, {x: xv})
+        assert sess.run(y, {x: xv}) < before
+        assert isinstance(sess.run(w), np.ndarray)

@@ -1,4 +1,4 @@
-"""The conv / pool kernels on a GPU (the same xp-generic code, run by CuPy)
+"""The conv / pool kernels on a GPU (one-launch CuPy kernels for im2col, col2im and pooling)
 agree with the numpy kernels. Skipped unless CuPy imports and CUDA reports a device."""
 
 from __future__ import annotations
@@ -62,3 +62,21 @@ def test_max_pool_gradient_goes_to_the_first_of_tied_maxima_as_on_the_cpu():
     dx = P.max_pool_grad(np, x, y, dy, 2, 2, (0, 0, 0, 0))
     dxg = P.max_pool_grad(cp, cp.asarray(x), cp.asarray(y), cp.asarray(dy), 2, 2, (0, 0, 0, 0))
     np.testing.assert_array_equal(cp.asnumpy(dxg), dx)
+
+
+@pytest.mark.parametrize("xs,k,s,pads,ceil,include", [
+    ((2, 3, 16, 16), 3, 2, (0, 0, 0, 0), True, True),     # CIFAR-10 quick's AVE pooling
+    ((2, 3, 9, 7), 3, 2, (1, 1, 1, 0), True, True),
+    ((2, 3, 9, 7), 3, 2, (1, 1, 1, 1), False, False),     # TF 'SAME'-style divisor
+    ((2, 3, 8, 8), 2, 2, (0, 0, 0, 0), False, True),
+])
+def test_avg_pool_and_its_gradient_match_numpy(xs, k, s, pads, ceil, include):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(xs).astype(np.float32)
+    y = P.avg_pool(np, x, k, s, pads, ceil, include)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yg = P.avg_pool(cp, cp.asarray(x), k, s, pads, ceil, include)
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=1e-5, atol=1e-6)
+    dx = P.avg_pool_grad(np, dy, xs, k, s, pads, ceil, include)
+    dxg = P.avg_pool_grad(cp, cp.asarray(dy), xs, k, s, pads, ceil, include)
+    np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=1e-6)

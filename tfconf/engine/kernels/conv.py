@@ -256,9 +256,22 @@ def _pad_chwn(xp, x, g, role):
     return buf
 
 
+def _on_gpu(xp, g):
+    """Whether ``xp`` is an accelerator's array module; its kernels use the "nchw" layout and the
+    one-launch im2col / col2im of cuda.py."""
+    if xp.__name__ == "numpy":
+        return False
+    g.layout = "nchw"
+    return True
+
+
 def _im2col(xp, x, g):
     """Column matrix in a scratch buffer: [G, K, OH*OW*N] (chwn) or
     [N, G, K, OH*OW] (nchw)."""
+    if _on_gpu(xp, g):
+        from . import cuda
+
+        return cuda.im2col(xp, x, g).reshape(g.N, g.G, g.K, g.P)
     if g.layout == "chwn":
         view = _window_view(xp, _pad_chwn(xp, x, g, "conv_pad"), g, True)
         cols = _scratch(xp, "conv_cols", view.shape, x.dtype)
@@ -336,6 +349,7 @@ def conv2d_backprop_input(xp, dy, w, input_hw, strides, pads, dilations, groups)
                          f"(expected output {(N, g.O, g.OH, g.OW)})")
     w = _check_w(w, dy.dtype)
     dtype = dy.dtype
+    gpu = _on_gpu(xp, g)
     wT = w.reshape(g.G, g.Og, g.K).transpose(0, 2, 1)
     hs = (OH - 1) * g.sh + 1
     ws = (OW - 1) * g.sw + 1
@@ -370,6 +384,10 @@ def conv2d_backprop_input(xp, dy, w, input_hw, strides, pads, dilations, groups)
         xp.matmul(wT[0], dyg[:, 0], out=dcols.reshape(N, g.K, g.P))
     else:
         xp.matmul(wT, dyg, out=dcols.reshape(N, g.G, g.K, g.P))
+    if gpu:
+        from . import cuda
+
+        return cuda.col2im(xp, dcols, g, H, W)
     if crop:
         acc = _scratch(xp, "conv_pad", (N, g.C, g.Hn, g.Wn), dtype)
     else:

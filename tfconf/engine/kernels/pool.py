@@ -169,6 +169,10 @@ def _crop_grad(xp, acc, g, dtype):
 def max_pool(xp, x, ksize, strides, pads, ceil_mode=False):
     """Max pooling; padding counts as -inf.  Returns [N, C, OH, OW]."""
     g = _PGeom(x.shape, ksize, strides, pads, ceil_mode)
+    if xp.__name__ != "numpy":
+        from . import cuda
+
+        return cuda.max_pool(xp, x, g)
     xpd = _pad_into(xp, x, g.pt, g.pl, g.Hn, g.Wn, float("-inf"), "pool_pad")
     return _reduce_windows(xp, xpd, g, xp.maximum, x.dtype)
 
@@ -187,6 +191,10 @@ def max_pool_grad(xp, x, y, dy, ksize, strides, pads, ceil_mode=False):
     dtype = x.dtype
     if dy.dtype != dtype:
         dy = dy.astype(dtype)
+    if xp.__name__ != "numpy":
+        from . import cuda
+
+        return cuda.max_pool_grad(xp, x, y, dy, g)
     xpd = _pad_into(xp, x, g.pt, g.pl, g.Hn, g.Wn, float("-inf"), "pool_pad")
     acc, is_dx = _grad_buffer(xp, g, dtype)
     overlapping = g.overlapping
@@ -255,6 +263,10 @@ def avg_pool(xp, x, ksize, strides, pads, ceil_mode=False, count_include_pad=Tru
     of real input elements in the window (TF ``SAME`` semantics).
     """
     g = _PGeom(x.shape, ksize, strides, pads, ceil_mode)
+    if xp.__name__ != "numpy":
+        from . import cuda
+
+        return cuda.avg_pool(xp, x, g, count_include_pad)
     xpd = _pad_into(xp, x, g.pt, g.pl, g.Hn, g.Wn, 0, "pool_pad")
     y = _reduce_windows(xp, xpd, g, xp.add, x.dtype)
     y /= _divisor(xp, g, count_include_pad, x.dtype)
@@ -269,6 +281,10 @@ def avg_pool_grad(xp, dy, input_shape, ksize, strides, pads, ceil_mode=False,
         raise ValueError(f"dy shape {tuple(dy.shape)} does not match the pooling output "
                          f"{g.out_shape}")
     dtype = dy.dtype
+    if xp.__name__ != "numpy":
+        from . import cuda
+
+        return cuda.avg_pool_grad(xp, dy, g, count_include_pad)
     gy = _scratch(xp, "pool_tmp", g.out_shape, dtype)
     xp.divide(dy, _divisor(xp, g, count_include_pad, dtype), out=gy)
     acc, is_dx = _grad_buffer(xp, g, dtype)
