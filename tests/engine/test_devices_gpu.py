@@ -82,3 +82,28 @@ def test_a_plan_wholly_on_the_gpu_takes_numpy_feeds():
         sess.run(step, {x: xv})
         assert sess.run(y, {x: xv}) < before
         assert isinstance(sess.run(w), np.ndarray)
+
+
+def test_the_lstm_scan_and_its_gradient_on_the_gpu_match_the_cpu():
+    from tfconf.engine.ops.rnn import lstm_sequence
+
+    rng = np.random.default_rng(4)
+    T, N, H = 6, 3, 5
+    vals = [rng.standard_normal((T, N, 4 * H)), rng.standard_normal((4 * H, H)) * 0.5,
+            (rng.random((T, N, 1)) > 0.2).astype(np.float32), rng.standard_normal((N, H)),
+            rng.standard_normal((N, H))]
+
+    def run(device):
+        g = tc.Graph()
+        with g.as_default(), tc.device(device):
+            ins = [tc.constant(v.astype(np.float32)) for v in vals]
+            hs, h, c = lstm_sequence(*ins)
+            loss = tc.reduce_sum(tc.square(hs)) + tc.reduce_sum(h * c)
+            grads = tc.gradients(loss, [ins[0], ins[1], ins[3], ins[4]])
+        with tc.Session(graph=g) as sess:
+            return sess.run([hs, grads])
+
+    (hg, gg), (hc, gc) = run("/gpu:0"), run("/cpu:0")
+    np.testing.assert_allclose(hg, hc, rtol=1e-4, atol=1e-5)
+    for a, b in zip(gg, gc):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
