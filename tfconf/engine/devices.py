@@ -166,6 +166,49 @@ def like(existing, value):
         return cupy.asarray(value)
 
 
+def const_on_host(op, consumers=None):
+    """Whether a Const on an accelerator keeps its value as numpy: every consumer reads it as a
+    host input (a shape, a size), so it never needs to be on the device. ``consumers``: {tensor:
+    [ops]} of the plan (default: the graph's own consumer lists)."""
+    uses = [(c, i) for t in op.outputs for c in (consumers.get(t, ()) if consumers is not None else t._consumers)
+            for i, u in enumerate(c.inputs) if u is t]
+    return bool(uses) and all(i in c.op_def.host_inputs for c, i in uses)
+
+
+def _host_produced(t, consumers):
+    p = t.op
+    return p.op_def.host_outputs or (p.type == "Const" and const_on_host(p, consumers))
+
+
+def accelerator_kernel(op, kernel, xp, consumers=None):
+    """``kernel`` of ``op`` placed on an accelerator (array module ``xp``), wrapped so that its
+    host inputs arrive as numpy (one device wait instead of one per element) and numpy values from
+    host-memory producers (Shape, Size, Rank, shape constants) move to the device where the op
+    reads them as data. Unwrapped when neither can happen. A shape constant itself stays numpy."""
+    import numpy as np
+
+    if op.type == "Const" and const_on_host(op, consumers):
+        value = op.attrs["value"]
+        return lambda: value
+    host = tuple(op.op_def.host_inputs)
+    to_device = tuple(i for i, t in enumerate(op.inputs) if i not in host and _host_produced(t, consumers))
+    if not host and not to_device:
+        return kernel
+
+    def run(*args):
+        args = list(args)
+        for i in host:
+            a = args[i]
+            if a is not None and not isinstance(a, (np.ndarray, np.generic)) and hasattr(a, "get"):
+                args[i] = a.get()
+        for i in to_device:
+            if isinstance(args[i], (np.ndarray, np.generic)):
+                args[i] = xp.asarray(args[i])
+        return kernel(*args)
+
+    return run
+
+
 LOCAL = "/job:localhost/replica:0/task:0"
 _THROUGHPUT = {}
 

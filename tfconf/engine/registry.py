@@ -30,6 +30,11 @@ class OpDef:
     grad = None  # function(op, *output_grads) -> list of input grads; None = not differentiable
     nondifferentiable = False  # True: outputs carry no gradient (integers, shapes, comparisons)
     grad_accepts_none = False  # True: grad gets None for outputs no gradient reaches (else zeros)
+    # Host memory (TensorFlow's HostMemory): on an accelerator, ``host_inputs`` (input indices) are
+    # read as numpy (shapes, sizes: the kernel turns them into Python ints, which on a GPU array
+    # would wait for the device), and ``host_outputs`` ops (Shape, Size, Rank) produce numpy.
+    host_inputs = ()
+    host_outputs = False
 
     def infer(op):  # pragma: no cover - every op overrides
         raise NotImplementedError

@@ -43,6 +43,8 @@ def _reshape_static(xs, target):
 class Reshape(OpDef):
     """y = x reshaped (row-major);  dx = reshape(dy, shape(x))"""
 
+    host_inputs = (1,)
+
     def infer(op):
         x, s = op.inputs
         v = static_value(s)
@@ -397,6 +399,8 @@ class GetItem(OpDef):
 class GetItemGrad(OpDef):
     """dx = zeros(shape) with dy written at x[key]; its own gradient is GetItem(ddx, key)."""
 
+    host_inputs = (1,)
+
     def infer(op):
         return [(_target_shape(op), op.inputs[0].dtype)]
 
@@ -451,6 +455,8 @@ class Gather(OpDef):
 class GatherGrad(OpDef):
     """dparams = zeros(shape); dparams[indices] += dy along axis (accumulating repeats).
     Linear in dy: its gradient is Gather(ddparams, indices)."""
+
+    host_inputs = (2,)
 
     def infer(op):
         return [(_target_shape(op, 2), op.inputs[0].dtype)]

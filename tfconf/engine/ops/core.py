@@ -242,13 +242,14 @@ class Shape(OpDef):
     """The runtime shape of a tensor as a 1-D int32 array."""
 
     nondifferentiable = True
+    host_outputs = True
 
     def infer(op):
         s = op.inputs[0]._shape
         return [((None,) if s is None else (len(s),), op.attrs.get("out_type", int32))]
 
     def forward(xp, x, out_type=int32):
-        return xp.asarray(x.shape, dtype=out_type.np)
+        return np.asarray(x.shape, dtype=out_type.np)
 
 
 def shape(x, out_type=int32, name=None):
@@ -259,11 +260,13 @@ def shape(x, out_type=int32, name=None):
 class Size(OpDef):
     nondifferentiable = True
 
+    host_outputs = True
+
     def infer(op):
         return [((), int32)]
 
     def forward(xp, x):
-        return xp.asarray(x.size, dtype=np.int32)
+        return np.asarray(x.size, dtype=np.int32)
 
 
 def size(x, name=None):
@@ -274,11 +277,13 @@ def size(x, name=None):
 class Rank(OpDef):
     nondifferentiable = True
 
+    host_outputs = True
+
     def infer(op):
         return [((), int32)]
 
     def forward(xp, x):
-        return xp.asarray(x.ndim, dtype=np.int32)
+        return np.asarray(x.ndim, dtype=np.int32)
 
 
 def rank(x, name=None):
@@ -314,6 +319,8 @@ class SumToShape(OpDef):
     """Sum ``g`` over the axes along which a tensor of ``shape`` was broadcast to ``g.shape``:
     the adjoint of BroadcastTo. Gradient: ``BroadcastTo(dy, shape(g))``."""
 
+    host_inputs = (1,)
+
     def infer(op):
         return [(_target_shape(op), op.inputs[0].dtype)]
 
@@ -327,6 +334,8 @@ class SumToShape(OpDef):
 @register
 class BroadcastTo(OpDef):
     """numpy broadcasting of ``x`` to ``shape``. Gradient: ``SumToShape(dy, shape(x))``."""
+
+    host_inputs = (1,)
 
     def infer(op):
         target = _target_shape(op)
@@ -464,6 +473,8 @@ def _cast(x, dtype):
 @register
 class Fill(OpDef):
     """A tensor of ``dims`` filled with the scalar ``value``. Gradient w.r.t. value: sum(dy)."""
+
+    host_inputs = (0,)
 
     def infer(op):
         return [(_target_shape(op, 0), op.inputs[1].dtype)]

@@ -151,6 +151,8 @@ class Conv2DBackpropInput(OpDef):
     """dx = adjoint of conv2d w.r.t. its input (also conv2d_transpose).
     Gradients: d/dw = Conv2DBackpropFilter(ddx, dy), d/d(dy) = Conv2D(ddx, w)."""
 
+    host_inputs = (0,)
+
     def infer(op):
         sizes, w, dy = op.inputs
         from .core import _target_shape
@@ -314,6 +316,8 @@ class AvgPool(OpDef):
 @register
 class AvgPoolGrad(OpDef):
     """The adjoint of avg_pool; linear in dy, so its gradient is AvgPool(ddx)."""
+
+    host_inputs = (0,)
 
     def infer(op):
         from .core import _target_shape

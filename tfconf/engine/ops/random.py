@@ -23,6 +23,8 @@ def _dims(shape):
 class RandomStandardNormal(OpDef):
     """Samples from N(0, 1)."""
 
+    host_inputs = (0,)
+
     stateful = True
     nondifferentiable = True
     infer = _infer_random
@@ -37,6 +39,8 @@ class RandomStandardNormal(OpDef):
 class RandomUniform(OpDef):
     """Samples from U[0, 1)."""
 
+    host_inputs = (0,)
+
     stateful = True
     nondifferentiable = True
     infer = _infer_random
@@ -50,6 +54,8 @@ class RandomUniform(OpDef):
 @register
 class TruncatedNormal(OpDef):
     """Samples from N(0, 1) re-drawn until within two standard deviations."""
+
+    host_inputs = (0,)
 
     stateful = True
     nondifferentiable = True
