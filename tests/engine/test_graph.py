@@ -329,3 +329,12 @@ def test_as_text_is_a_readable_dump(g):
     assert lines[1].startswith("y = Identity(")
     assert "x:0" in lines[1] and "^x" in lines[1]
     assert y.name == "y:0"
+
+
+def test_dtypes_survive_pickling_as_the_same_objects():
+    """Graph pieces travel to other processes (sweeps, Ray workers): a DType must come back as
+    itself, since DTypes compare by identity."""
+    import pickle
+
+    for dt in (tc.float32, tc.float64, tc.int64, tc.bool_):
+        assert pickle.loads(pickle.dumps(dt)) is dt

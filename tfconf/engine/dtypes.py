@@ -28,6 +28,10 @@ class DType:
     def __repr__(self) -> str:
         return f"tc.{self.name}"
 
+    def __reduce__(self):
+        # one object per type (equality is identity): unpickling gives back the same DType
+        return (as_dtype, (self.name,))
+
     def __eq__(self, other) -> bool:
         if isinstance(other, DType):
             return self is other
