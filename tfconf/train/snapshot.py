@@ -61,7 +61,9 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def save_tensors(path: str, tensors: dict, metadata: dict | None = None) -> None:
     from safetensors.numpy import save
 
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    # NOTE: np.require, not np.ascontiguousarray, which turns a 0-d array (BatchNorm's moving-average
+    # factor) into shape (1,)
+    arrays = {k: np.require(v, requirements="C") for k, v in tensors.items()}
     atomic_write_bytes(path, save(arrays, metadata=metadata))
 
 
