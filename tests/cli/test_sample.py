@@ -142,3 +142,13 @@ def test_shipped_char_lstm_config_validates():
     r = invoke(["validate", str(REPO / "configs" / "char_lstm.yaml")])
     assert r.exit_code == 0, r.output
     assert ": ok: char_lstm, 5 layers, 885,538 parameters" in r.stdout
+
+
+def test_sample_from_the_zoo_char_lstm():
+    """`tfconf sample zoo:char_lstm --weights zoo:char_lstm`: the shipped weights and vocab.json
+    write Python-looking text (the model learnt its keywords)."""
+    r = invoke(["sample", "zoo:char_lstm", "--weights", "zoo:char_lstm", "--prime", "def ", "--length", "300",
+                "--seed", "1", "--temperature", "0.8"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("def ")
+    assert "self" in r.stdout and "return" in r.stdout

@@ -15,7 +15,7 @@ from .util import BUILTIN, WITH_WEIGHTS, ZOO
 
 def test_the_built_in_zoo_has_the_promised_entries():
     assert {"lenet", "mlp", "mnist_autoencoder", "cifar10_quick", "resnet20_cifar", "vgg11_cifar",
-            "caffenet"} <= set(BUILTIN)
+            "caffenet", "char_lstm"} <= set(BUILTIN)
     assert registry.builtin_root() == ZOO
 
 
@@ -56,4 +56,4 @@ def test_config_only_entries_say_why_and_give_references():
 
 def test_weights_ship_small():
     total = sum(p.stat().st_size for p in ZOO.rglob("*") if p.is_file())
-    assert total < 10_000_000, total
+    assert total < 12_000_000, total  # four entries ship weights (two as float16)

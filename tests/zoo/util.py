@@ -9,7 +9,7 @@ from tests.cli.util import ENV, REPO
 
 ZOO = REPO / "model_zoo"
 BUILTIN = sorted(p.name for p in ZOO.iterdir() if (p / "card.yaml").is_file())
-WITH_WEIGHTS = ("lenet", "mlp", "mnist_autoencoder")
+WITH_WEIGHTS = ("lenet", "mlp", "mnist_autoencoder", "char_lstm")
 
 
 def env_without_user_zoo() -> dict:

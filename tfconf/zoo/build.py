@@ -65,6 +65,14 @@ def build(entry: Entry, echo=print, quiet=True) -> dict:
             raise ZooError(f"zoo:{entry.name}: training left no snapshot (set solver.snapshot_after_train)")
         wpath = spath[: -len(".solverstate.safetensors")] + ".safetensors"
         tensors, _ = snap.load_tensors(wpath)
+        # other shipped files the run writes (a character model's vocab.json) come from this run too
+        extra = {}
+        for f in entry.card.files:
+            made = os.path.join(tmp, f.file)
+            if os.path.isfile(made):
+                with open(made, "rb") as fh:
+                    snap.atomic_write_bytes(str(entry.dir / f.file), fh.read())
+                extra[f.file] = sha256_file(entry.dir / f.file)
     dtype = entry.card.weights.dtype
     if dtype is not None:
         tensors = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in tensors.items()}
@@ -73,7 +81,7 @@ def build(entry: Entry, echo=print, quiet=True) -> dict:
     # several keys the same weights could give different bytes (and sha256) from build to build.
     snap.save_tensors(str(target), tensors, {"format": "tfconf-weights"})
     metrics = runner.test(cfg, str(target))  # measured on exactly the file that ships
-    update_card(entry, metrics=metrics, sha256=sha256_file(target), size=os.path.getsize(target),
+    update_card(entry, metrics=metrics, sha256=sha256_file(target), size=os.path.getsize(target), files=extra,
                 build={"command": f"tfconf zoo build {entry.name}", "iterations": int(result["iterations"]),
                        "seconds": round(seconds, 1), "machine": _machine()})
     return {"metrics": metrics, "seconds": seconds, "iterations": result["iterations"],
@@ -84,7 +92,7 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}"
 
 
-def update_card(entry: Entry, *, metrics=None, sha256=None, size=None, build=None, counts=True):
+def update_card(entry: Entry, *, metrics=None, sha256=None, size=None, build=None, counts=True, files=None):
     """Rewrite the measured fields of card.yaml, keeping the others and their order."""
     import yaml
 
@@ -112,6 +120,9 @@ def update_card(entry: Entry, *, metrics=None, sha256=None, size=None, build=Non
         data["weights"] = {**data.get("weights", {}), "sha256": sha256, **({"size": size} if size else {})}
     if build is not None:
         data["build"] = build
+    for f in data.get("files") or []:
+        if files and f.get("file") in files:
+            f["sha256"] = files[f["file"]]
     text = dump_card(data)
     from tfconf.train.snapshot import atomic_write_bytes
 
