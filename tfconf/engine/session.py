@@ -16,6 +16,8 @@ import numpy as np
 from . import errors
 from .executor import ParallelExecutor, build_plan, run_checked, run_serial
 from .graph import Operation, Tensor, get_default_graph
+from .rewrite.ir import user_op
+from .rewrite.pipeline import RewriteConfig
 from .shapes import fmt
 
 
@@ -27,6 +29,13 @@ class SessionConfig:
     device_count: dict = dataclasses.field(default_factory=dict)
     log_device_placement: bool = False
     allow_soft_placement: bool = True
+    #: plan rewrites (TF's RewriterConfig): True (all), False (none), a dict of RewriteConfig
+    #: fields ({"fusion": False}) or a RewriteConfig
+    graph_rewrites: object = True
+    #: "default" or "recompute" (drop forward activations, recompute them in the backward pass)
+    memory: str = "default"
+    #: buffer reuse and in-place elementwise updates in the serial executor
+    memory_planning: bool = True
 
 
 @dataclasses.dataclass
@@ -149,16 +158,44 @@ def _rebuild(template, values):
     raise AssertionError(template)  # pragma: no cover
 
 
+@dataclasses.dataclass
+class PlanInfo:
+    """What compiling one run signature did (``Session.plan_info``): the ops the fetches need in
+    the user's graph (``ops_before``, by type in ``types_before``), the steps of the compiled plan
+    (``ops_after``, ``types_after``), per-pass counts (``passes``) and seconds (``seconds``, with
+    ``copy`` for copying the needed ops), and the executor's memory plan (``memory``: steps that may
+    update an input in place)."""
+
+    ops_before: int
+    ops_after: int
+    types_before: dict
+    types_after: dict
+    passes: dict
+    memory: dict
+    seconds: dict = dataclasses.field(default_factory=dict)
+
+    def __str__(self):
+        lines = [f"plan: {self.ops_before} ops needed -> {self.ops_after} steps"]
+        for name, counts in self.passes.items():
+            lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        if self.memory:
+            lines.append("  memory: " + ", ".join(f"{k}={v}" for k, v in self.memory.items()))
+        if self.seconds:
+            lines.append("  ms: " + ", ".join(f"{k}={v * 1e3:.1f}" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+
 class _Compiled:
     """A cached plan plus what run() needs to feed it and unpack its results."""
 
-    __slots__ = ("plan", "feeds", "fetch_slots", "copy", "partitioned", "placement")
+    __slots__ = ("plan", "feeds", "fetch_slots", "copy", "partitioned", "placement", "feed_xp", "info")
 
     def __init__(self, plan, feeds, fetch_slots, copy):
         self.plan = plan
         self.feeds = feeds          # list of (slot, tensor, numpy dtype, static shape)
         self.fetch_slots = fetch_slots
         self.copy = copy            # per fetch: True when the value aliases a Variable's storage
+        self.feed_xp = None         # the array module feeds move to (a GPU plan's), None: numpy
 
 
 _default_session_stack = []
@@ -172,6 +209,7 @@ class Session:
 
         self.graph = graph if graph is not None else get_default_graph()
         self.config = config if config is not None else SessionConfig()
+        self._rewrites = RewriteConfig.of(self.config.graph_rewrites, self.config.memory)
         self._devices = local_devices(self.config.device_count)
         if len(self._devices) > 1:  # the cost model needs throughputs: measured once per process
             self._devices = local_devices(self.config.device_count, measure=True)
@@ -248,28 +286,35 @@ class Session:
         if comp.feeds:
             for (slot, t, dt, shape), value in zip(comp.feeds, feed_dict.values()):
                 vals[slot] = _convert_feed(t, dt, shape, value)
-        if comp.partitioned is not None:
-            from .partition import run_partitioned
+            if comp.feed_xp is not None:
+                for slot, *_ in comp.feeds:
+                    vals[slot] = comp.feed_xp.asarray(vals[slot])
+        try:
+            if comp.partitioned is not None:
+                from .partition import run_partitioned
 
-            if self._device_pool is None:
-                from concurrent.futures import ThreadPoolExecutor
+                if self._device_pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
 
-                self._device_pool = ThreadPoolExecutor(len(self._devices), thread_name_prefix="tfconf-device")
-            stats = [] if options is not None and options.trace else None
-            run_partitioned(comp.partitioned, vals, self._device_pool, stats,
-                            numerics=options is not None and options.check_numerics)
-            if run_metadata is not None and stats is not None:
-                run_metadata.step_stats = stats
-        elif options is not None and (options.check_numerics or options.trace):
-            stats = [] if options.trace else None
-            run_checked(plan, vals, numerics=options.check_numerics, stats=stats,
-                        device=self._devices[0].name)
-            if run_metadata is not None and stats is not None:
-                run_metadata.step_stats = stats
-        elif self._parallel is None:
-            run_serial(plan, vals)
-        else:
-            self._parallel.run(plan, vals)
+                    self._device_pool = ThreadPoolExecutor(len(self._devices), thread_name_prefix="tfconf-device")
+                stats = [] if options is not None and options.trace else None
+                run_partitioned(comp.partitioned, vals, self._device_pool, stats,
+                                numerics=options is not None and options.check_numerics)
+                if run_metadata is not None and stats is not None:
+                    run_metadata.step_stats = stats
+            elif options is not None and (options.check_numerics or options.trace):
+                stats = [] if options.trace else None
+                run_checked(plan, vals, numerics=options.check_numerics, stats=stats,
+                            device=self._devices[0].name)
+                if run_metadata is not None and stats is not None:
+                    run_metadata.step_stats = stats
+            elif self._parallel is None:
+                run_serial(plan, vals)
+            else:
+                self._parallel.run(plan, vals)
+        except errors.OpError as e:
+            e.op = user_op(e.op)  # a plan op's error names the user's op
+            raise
         out = []
         variables = self._ctx.variables
         state = None
@@ -291,6 +336,22 @@ class Session:
         return out
 
     def _compile(self, elements, feed_keys):
+        import gc
+
+        # NOTE: compiling makes many small objects (plan ops, tensors, steps) that live as long as
+        # the plan; the cyclic GC would walk the whole graph several times meanwhile, for nothing.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._compile_plan(elements, feed_keys)
+        except errors.OpError as e:
+            e.op = user_op(e.op)
+            raise
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _compile_plan(self, elements, feed_keys):
         g = self.graph
         feed_tensors = []
         for k in feed_keys:
@@ -310,6 +371,15 @@ class Session:
         for t in fetch_tensors + feed_tensors:
             if t.graph is not g:
                 raise ValueError(f"Tensor {t.name} is not an element of this session's graph.")
+        pg = None
+        plan_fetches, plan_targets = fetch_tensors, targets
+        if self._rewrites.active:
+            from .rewrite import rewrite_plan
+
+            # NOTE: the rewrites work on a private copy of the needed ops (PlanOps); the user's
+            # graph is never changed, and errors from plan ops are mapped back to user ops.
+            pg = rewrite_plan(g, fetch_tensors, targets, feed_tensors, self._rewrites)
+            plan_fetches, plan_targets = pg.fetches, pg.targets
         placement = {}
 
         def place(order):
@@ -323,11 +393,32 @@ class Session:
             placement.update(place_ops(order, self._devices, log=log, fed=feed_tensors,
                                        allow_soft_placement=self.config.allow_soft_placement))
 
+        consumers = [] if len(self._devices) > 1 or self._devices[0].xp is not np else None
+
         def make_kernel(op):
             op._ran = True
-            return op.op_def.make_kernel(op, self._ctxs[placement[op].name])
+            ctx = self._ctxs[placement[op].name]
+            kernel = op.op_def.make_kernel(op, ctx)
+            if ctx.xp is np:
+                return kernel
+            from .devices import accelerator_kernel
 
-        plan = build_plan(fetch_tensors, targets, feed_tensors, make_kernel, _check_unfed, place)
+            if not consumers:  # once per plan: who reads each tensor (shape constants stay numpy)
+                consumers.append(pg.consumers() if pg is not None else None)
+            return accelerator_kernel(op, kernel, ctx.xp, consumers[0])
+
+        inplace = None
+        if self.config.memory_planning and self._parallel is None:
+            from .executor import inplace_kernel
+
+            def inplace(op, kernel, p):
+                return inplace_kernel(op, kernel, p, self._ctxs[placement[op].name])
+
+        plan = build_plan(plan_fetches, plan_targets, feed_tensors, make_kernel, _check_unfed, place,
+                          inplace=inplace)
+        if pg is not None:
+            for u in pg.user_needed:  # folded and merged ops count as run too
+                u._ran = True
         partitioned = None
         if len({d.name for d in placement.values()}) > 1:
             from .partition import PartitionedPlan
@@ -348,7 +439,27 @@ class Session:
         ]
         comp = _Compiled(plan, feeds, slots, copy)
         comp.partitioned = partitioned
-        comp.placement = {op.name: dev.name for op, dev in placement.items()}
+        used = set(placement.values())
+        if partitioned is None and len(used) == 1 and next(iter(used)).xp is not np:
+            # the whole plan runs on one accelerator: feeds go straight to it (a partitioned
+            # plan receives them on the host and moves them with Send/Recv)
+            comp.feed_xp = next(iter(used)).xp
+        where = {}
+        for op, dev in placement.items():
+            where[op.name] = dev.name
+            if pg is not None:
+                for u in op.user_ops():
+                    where.setdefault(u.name, dev.name)
+        if pg is not None:  # ops merged away by CSE run where the op that replaced them runs
+            todo = dict(pg.aliases)
+            while todo:
+                done = [n for n, op in todo.items() if op.name in where]
+                for n in done:
+                    where.setdefault(n, where[todo.pop(n).name])
+                if not done:
+                    break
+        comp.placement = where
+        comp.info = _plan_info(pg, plan)
         return comp
 
     # ----------------------------------------------------------------- helpers
@@ -365,6 +476,11 @@ class Session:
     def placement(self, fetches, feed_dict=None):
         """{op name: device name} for the plan that ``run(fetches, feed_dict)`` uses."""
         return self._compiled_for(fetches, feed_dict).placement
+
+    def plan_info(self, fetches, feed_dict=None):
+        """What compiling the plan of ``run(fetches, feed_dict)`` did: op counts before and after
+        the rewrites, what each pass did and the executor's memory plan (a PlanInfo)."""
+        return self._compiled_for(fetches, feed_dict).info
 
     def partitions(self, fetches, feed_dict=None):
         """The per-device partitions of that plan ({device name: Partition}), or {} on one device."""
@@ -395,7 +511,18 @@ class InteractiveSession(Session):
         super().close()
 
 
+def _plan_info(pg, plan):
+    after = collections.Counter(s.op.type for s in plan.steps)
+    if pg is None:
+        before, passes, seconds = dict(after), {}, {}
+    else:
+        before, passes, seconds = dict(pg.before), {k: dict(v) for k, v in pg.stats.items()}, dict(pg.seconds)
+    return PlanInfo(sum(before.values()), len(plan.steps), before, dict(after), passes, dict(plan.memory),
+                    seconds)
+
+
 def _check_unfed(op):
+    op = user_op(op)
     if op.op_def.type_name == "Placeholder":
         t = op.outputs[0]
         raise errors.InvalidArgumentError(

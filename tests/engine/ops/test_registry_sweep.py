@@ -56,6 +56,8 @@ NOT_DIFFERENTIABLE = {
     "ProdGrad": "second derivative of reduce_prod not implemented",
     "ConcatGradSlice": "gradient of concat when sizes along the axis are only known at run time; "
                        "second derivatives through such a concat are not implemented",
+    "FusedElementwise": "made by the plan rewriter after gradients exist (engine/rewrite/fusion.py); "
+                        "never differentiated",
 }
 
 

@@ -1,0 +1,61 @@
+"""Conv + bias (+ relu) fusion: one FusedConv2D whenever the intermediate values have no other
+reader; the backward ops that read the convolution's input or the block's output still work."""
+
+import numpy as np
+
+import tfconf as tc
+
+from .common import OFF, assert_same, run_both
+
+RNG = np.random.default_rng(5)
+
+
+def conv_graph(relu=True, fetch_conv=False, bias_shape=(3,)):
+    g = tc.Graph()
+    with g.as_default():
+        x = tc.placeholder(tc.float32, [None, 2, 6, 6], name="x")
+        w = tc.Variable(RNG.standard_normal((3, 2, 3, 3)).astype(np.float32), name="w")
+        b = tc.Variable(RNG.standard_normal(bias_shape).astype(np.float32), name="b")
+        conv = tc.nn.conv2d(x, w, padding="SAME", name="conv")
+        pre = conv + b if len(bias_shape) != 1 else tc.nn.bias_add(conv, b)
+        y = tc.nn.relu(pre) if relu else pre
+        loss = tc.reduce_sum(tc.square(y - 0.5))
+        gx, gw, gb = tc.gradients(loss, [x, w, b])
+        fetches = [loss, gx, gw, gb] + ([conv] if fetch_conv else [])
+    feed = {x: RNG.standard_normal((4, 2, 6, 6)).astype(np.float32)}
+    return g, fetches, feed
+
+
+def test_conv_bias_relu_fuses_and_gradients_match():
+    g, fetches, feed = conv_graph()
+    on, off, info = run_both(g, fetches, feed)
+    assert_same(on, off)
+    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 1}
+
+
+def test_conv_bias_without_relu_and_a_4d_bias():
+    g, fetches, feed = conv_graph(relu=False, bias_shape=(1, 3, 1, 1))
+    on, off, info = run_both(g, fetches, feed)
+    assert_same(on, off)
+    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 0}
+
+
+def test_a_conv_output_read_elsewhere_is_not_fused():
+    g, fetches, feed = conv_graph(fetch_conv=True)
+    on, off, info = run_both(g, fetches, feed)
+    assert_same(on, off)
+    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 0}
+
+
+def test_a_bias_that_is_not_per_channel_constant_shape_is_not_fused():
+    x = tc.placeholder(tc.float32, [None, 2, 5, 5], name="x")
+    other = tc.placeholder(tc.float32, [None, 3, 3, 3], name="other")  # a run-time shaped addend
+    w = tc.constant(RNG.standard_normal((3, 2, 3, 3)).astype(np.float32))
+    y = tc.nn.relu(tc.nn.conv2d(x, w) + other)
+    feed = {x: RNG.standard_normal((2, 2, 5, 5)).astype(np.float32),
+            other: RNG.standard_normal((2, 3, 3, 3)).astype(np.float32)}
+    with tc.Session() as sess:
+        got = sess.run(y, feed)
+        assert sess.plan_info(y, feed).passes["conv_fusion"]["conv_bias"] == 0
+    with tc.Session(config=tc.SessionConfig(**OFF)) as sess:
+        np.testing.assert_array_equal(got, sess.run(y, feed))
