@@ -310,11 +310,34 @@ def _mm(xp, a, b, out=None):
 # --------------------------------------------------------------------------
 
 
+#: Upper bound (bytes) of the im2col matrix on the CPU: a larger batch runs in chunks of images.
+#: Measured on CIFAR-10 quick's conv2 (batch 100: an 82 MB matrix): chunks of 8-20 images are as
+#: fast or faster (the matrix stays in cache) and the peak memory of a step drops by the rest.
+MAX_COLS_BYTES = 16 << 20
+
+
+def _chunks(xp, g, itemsize):
+    """Image ranges to run separately, or None for one pass."""
+    if xp.__name__ != "numpy" or g.N == 1:
+        return None
+    per_image = g.C * g.kh * g.kw * g.OH * g.OW * itemsize
+    n = max(1, MAX_COLS_BYTES // per_image)
+    if n >= g.N:
+        return None
+    return [(i, min(i + n, g.N)) for i in range(0, g.N, n)]
+
+
 def conv2d(xp, x, w, strides, pads, dilations, groups):
     """y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] *
     xpad[n, g(o)*C/G + c, i*sh + p*dh, j*sw + q*dw]; returns [N, O, OH, OW]."""
     g = _Geom(x.shape, w.shape, strides, pads, dilations, groups)
     w = _check_w(w, x.dtype)
+    parts = _chunks(xp, g, x.dtype.itemsize)
+    if parts is not None:
+        y = xp.empty((g.N, g.O, g.OH, g.OW), dtype=x.dtype)
+        for a, b in parts:
+            y[a:b] = conv2d(xp, x[a:b], w, strides, pads, dilations, groups)
+        return y
     cols = _im2col(xp, x, g)
     wg = w.reshape(g.G, g.Og, g.K)
     y = xp.empty((g.N, g.O, g.OH, g.OW), dtype=x.dtype)
@@ -349,6 +372,12 @@ def conv2d_backprop_input(xp, dy, w, input_hw, strides, pads, dilations, groups)
                          f"(expected output {(N, g.O, g.OH, g.OW)})")
     w = _check_w(w, dy.dtype)
     dtype = dy.dtype
+    parts = _chunks(xp, g, dtype.itemsize)
+    if parts is not None:
+        dx = xp.empty((N, g.C, H, W), dtype=dtype)
+        for a, b in parts:
+            dx[a:b] = conv2d_backprop_input(xp, dy[a:b], w, input_hw, strides, pads, dilations, groups)
+        return dx
     gpu = _on_gpu(xp, g)
     wT = w.reshape(g.G, g.Og, g.K).transpose(0, 2, 1)
     hs = (OH - 1) * g.sh + 1
@@ -426,6 +455,13 @@ def conv2d_backprop_filter(xp, x, dy, filter_hw, strides, pads, dilations, group
                          f"output {(N, O, g.OH, g.OW)}")
     if dy.dtype != x.dtype:
         dy = dy.astype(x.dtype)
+    parts = _chunks(xp, g, x.dtype.itemsize)
+    if parts is not None:
+        dw = None
+        for a, b in parts:
+            part = conv2d_backprop_filter(xp, x[a:b], dy[a:b], filter_hw, strides, pads, dilations, groups)
+            dw = part if dw is None else xp.add(dw, part, out=dw)
+        return dw
     cols = _im2col(xp, x, g)
     if g.layout == "chwn":
         # dw^T [G, K, Og] = cols @ dy^T (faster in OpenBLAS than dy @ cols^T)
