@@ -114,69 +114,12 @@ def read_mean_file(path: str) -> np.ndarray:
     raise DataError(f"mean_file must be .npy or .binaryproto. Received: {path}")
 
 
-def _varint(buf: bytes, i: int):
-    shift = result = 0
-    while True:
-        if i >= len(buf):
-            raise IndexError
-        b = buf[i]
-        result |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            return result, i
-        shift += 7
-
-
 def parse_blob_proto(buf: bytes, where: str = "binaryproto") -> np.ndarray:
-    """Decode caffe.BlobProto's fields num/channels/height/width (1-4), data (5, float, packed or not)
-    and shape (7, BlobShape with repeated int64 dim = 1); other fields are skipped."""
-    legacy = {1: 1, 2: 1, 3: 1, 4: 1}
-    seen_legacy, dims, data = False, None, []
-    i = 0
+    """Decode a caffe.BlobProto (the shape or the legacy num/channels/height/width fields, float or
+    double data) with the caffemodel reader of tfconf.interop."""
+    from tfconf.interop.caffemodel import CaffemodelError, read_blob
+
     try:
-        while i < len(buf):
-            key, i = _varint(buf, i)
-            field, wire = key >> 3, key & 7
-            if wire == 0:
-                value, i = _varint(buf, i)
-                if field in legacy:
-                    legacy[field], seen_legacy = value, True
-            elif wire == 1:
-                i += 8
-            elif wire == 5:
-                if field == 5:
-                    data.append(np.frombuffer(buf, "<f4", 1, i))
-                i += 4
-            elif wire == 2:
-                size, i = _varint(buf, i)
-                chunk = buf[i : i + size]
-                if len(chunk) != size:
-                    raise IndexError
-                if field == 5:
-                    data.append(np.frombuffer(chunk, "<f4"))
-                elif field == 7:
-                    dims, j = [], 0
-                    while j < len(chunk):
-                        k, j = _varint(chunk, j)
-                        if k >> 3 == 1 and k & 7 == 0:
-                            d, j = _varint(chunk, j)
-                            dims.append(d)
-                        elif k >> 3 == 1 and k & 7 == 2:
-                            n, j = _varint(chunk, j)
-                            end = j + n
-                            while j < end:
-                                d, j = _varint(chunk, j)
-                                dims.append(d)
-                        else:
-                            raise IndexError
-                i += size
-            else:
-                raise IndexError
-    except IndexError:
-        raise DataError(f"{where}: not a valid Caffe BlobProto") from None
-    values = np.concatenate(data) if data else np.zeros(0, np.float32)
-    if dims is None:
-        dims = [legacy[1], legacy[2], legacy[3], legacy[4]] if seen_legacy else [values.size]
-    if int(np.prod(dims)) != values.size:
-        raise DataError(f"{where}: BlobProto shape {dims} does not match its {values.size} values")
-    return values.reshape(dims).astype(np.float32)
+        return read_blob(buf, where)
+    except CaffemodelError as e:
+        raise DataError(f"{where}: not a valid Caffe BlobProto ({str(e).split(': ', 1)[-1]})") from None

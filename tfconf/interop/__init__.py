@@ -1,0 +1,1 @@
+"""Interoperability with other tools: Caffe import, ONNX export, TensorBoard and plots."""

@@ -1,0 +1,293 @@
+"""Caffe's binary ``.caffemodel`` (a serialized ``caffe.NetParameter``): read its layers' blobs, and
+write such a file (for tests, and for going back to Caffe).
+
+Only the fields that carry weights are read; everything else is skipped by its wire type:
+
+=====================  =========================================================================
+NetParameter           ``layer`` = 100 (LayerParameter), ``layers`` = 2 (legacy V1LayerParameter)
+LayerParameter         ``name`` = 1, ``type`` = 2 (string), ``blobs`` = 7
+V1LayerParameter       ``name`` = 4, ``type`` = 5 (the LayerType enum), ``blobs`` = 6
+BlobProto              ``shape`` = 7 (BlobShape: ``dim`` = 1, int64, packed), ``data`` = 5 (float,
+                       packed), ``double_data`` = 8 (double, packed); legacy 4-D shape ``num``,
+                       ``channels``, ``height``, ``width`` = 1..4
+=====================  =========================================================================
+
+The protobuf wire format is a sequence of (key, value) pairs, key = field_number << 3 | wire_type,
+with wire types 0 (varint), 1 (8 bytes), 2 (length-delimited: a varint length, then the bytes: a
+string, a nested message or a packed repeated field) and 5 (4 bytes). Repeated numbers may also be
+written one by one (unpacked); both forms are read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["Blob", "CaffeLayer", "CaffemodelError", "V1_LAYER_TYPES", "read_caffemodel", "write_caffemodel",
+           "encode_net"]
+
+#: caffe.V1LayerParameter.LayerType → today's layer type string.
+V1_LAYER_TYPES: dict[int, str] = {
+    0: "NONE", 1: "Accuracy", 2: "BNLL", 3: "Concat", 4: "Convolution", 5: "Data", 6: "Dropout",
+    7: "EuclideanLoss", 8: "Flatten", 9: "HDF5Data", 10: "HDF5Output", 11: "Im2col", 12: "ImageData",
+    13: "InfogainLoss", 14: "InnerProduct", 15: "LRN", 16: "MultinomialLogisticLoss", 17: "Pooling",
+    18: "ReLU", 19: "Sigmoid", 20: "Softmax", 21: "SoftmaxWithLoss", 22: "Split", 23: "TanH",
+    24: "WindowData", 25: "Eltwise", 26: "Power", 27: "SigmoidCrossEntropyLoss", 28: "HingeLoss",
+    29: "MemoryData", 30: "ArgMax", 31: "Threshold", 32: "DummyData", 33: "Slice", 34: "MVN",
+    35: "AbsVal", 36: "Silence", 37: "ContrastiveLoss", 38: "Exp", 39: "Deconvolution",
+}
+_V1_CODES = {v: k for k, v in V1_LAYER_TYPES.items()}
+
+VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+
+
+class CaffemodelError(ValueError):
+    """A file that is not a readable caffemodel; the message names the file and the byte offset."""
+
+
+@dataclasses.dataclass
+class Blob:
+    """One parameter blob: its values in Caffe's layout; ``legacy`` when its shape came from the
+    deprecated 4-D num/channels/height/width fields (always 4 axes, padded with leading 1s)."""
+
+    data: np.ndarray
+    legacy: bool = False
+
+
+@dataclasses.dataclass
+class CaffeLayer:
+    name: str
+    type: str
+    blobs: list[Blob]
+    v1: bool = False
+
+
+# ------------------------------------------------------------------------------------------ reading
+class _Reader:
+    def __init__(self, buf, path: str):
+        self.buf = memoryview(buf)
+        self.path = path
+
+    def fail(self, offset: int, message: str) -> CaffemodelError:
+        return CaffemodelError(f"{self.path}: byte {offset}: {message} (not a Caffe .caffemodel, or a truncated one)")
+
+    def varint(self, i: int, end: int) -> tuple[int, int]:
+        buf, shift, result, start = self.buf, 0, 0, i
+        while True:
+            if i >= end:
+                raise self.fail(start, "a number runs past the end of its message")
+            b = buf[i]
+            result |= (b & 0x7F) << shift
+            i += 1
+            if not b & 0x80:
+                return result, i
+            shift += 7
+            if shift > 63:
+                raise self.fail(start, "a number is longer than 10 bytes")
+
+    def fields(self, start: int, end: int) -> Iterator[tuple[int, int, object, int]]:
+        """(field number, wire type, value, offset): a varint's int, or (start, end) of the bytes."""
+        i = start
+        while i < end:
+            at = i
+            key, i = self.varint(i, end)
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise self.fail(at, "field number 0")
+            if wire == VARINT:
+                value, i = self.varint(i, end)
+            elif wire == LENGTH:
+                size, i = self.varint(i, end)
+                if i + size > end:
+                    raise self.fail(at, f"field {number} claims {size} bytes but its message has {end - i} left")
+                value = (i, i + size)
+                i += size
+            elif wire in (FIXED32, FIXED64):
+                size = 4 if wire == FIXED32 else 8
+                if i + size > end:
+                    raise self.fail(at, f"field {number} runs past the end of its message")
+                value = (i, i + size)
+                i += size
+            else:  # 3/4 are the long-deprecated groups, 6/7 do not exist
+                raise self.fail(at, f"unsupported wire type {wire} (field {number})")
+            yield number, wire, value, at
+
+    def string(self, span, at: int) -> str:
+        try:
+            return bytes(self.buf[span[0]:span[1]]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(at, "a layer name or type is not UTF-8") from None
+
+    def numbers(self, wire: int, value, dtype: str, chunks: list, at: int) -> None:
+        """A packed run (wire type 2) or one unpacked value of a float/double field."""
+        itemsize = np.dtype(dtype).itemsize
+        if wire not in (LENGTH, FIXED32 if itemsize == 4 else FIXED64):
+            raise self.fail(at, f"a {'float' if itemsize == 4 else 'double'} field has wire type {wire}")
+        start, end = value
+        if (end - start) % itemsize:
+            raise self.fail(at, f"{end - start} bytes of packed {dtype} values (not a multiple of {itemsize})")
+        chunks.append(np.frombuffer(self.buf[start:end], dtype=dtype))
+
+    def ints(self, wire: int, value, out: list, at: int) -> None:
+        if wire == VARINT:
+            out.append(_signed(value))
+        elif wire == LENGTH:
+            i, end = value
+            while i < end:
+                v, i = self.varint(i, end)
+                out.append(_signed(v))
+        else:
+            raise self.fail(at, f"an integer field has wire type {wire}")
+
+    def blob(self, span, where: str) -> Blob:
+        floats: list = []
+        doubles: list = []
+        dims: list | None = None
+        legacy = [0, 0, 0, 0]
+        seen_legacy = False
+        for number, wire, value, at in self.fields(*span):
+            if number == 5:
+                self.numbers(wire, value, "<f4", floats, at)
+            elif number == 8:
+                self.numbers(wire, value, "<f8", doubles, at)
+            elif number == 7 and wire == LENGTH:
+                dims = dims if dims is not None else []
+                for n2, w2, v2, at2 in self.fields(*value):
+                    if n2 == 1:
+                        self.ints(w2, v2, dims, at2)
+            elif number in (1, 2, 3, 4) and wire == VARINT:
+                legacy[number - 1] = _signed(value)
+                seen_legacy = True
+        if floats and doubles:
+            raise CaffemodelError(f"{self.path}: {where} has both float and double data")
+        values = np.concatenate(doubles or floats) if (doubles or floats) else np.zeros(0, np.float32)
+        is_legacy = dims is None and seen_legacy
+        shape = dims if dims is not None else (legacy if seen_legacy else [values.size])
+        if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != values.size:
+            raise CaffemodelError(f"{self.path}: {where} has shape {list(shape)} but {values.size} values")
+        return Blob(values.astype(np.float32).reshape(shape), legacy=is_legacy)
+
+    def layer(self, span, v1: bool, index: int) -> CaffeLayer:
+        name_field, type_field, blobs_field = (4, 5, 6) if v1 else (1, 2, 7)
+        name, kind, blob_spans = None, None, []
+        for number, wire, value, at in self.fields(*span):
+            if number == name_field and wire == LENGTH:
+                name = self.string(value, at)
+            elif number == type_field:
+                if v1 and wire == VARINT:
+                    kind = V1_LAYER_TYPES.get(value, f"V1 type {value}")
+                elif not v1 and wire == LENGTH:
+                    kind = self.string(value, at)
+            elif number == blobs_field and wire == LENGTH:
+                blob_spans.append(value)
+        label = f"{'layers' if v1 else 'layer'}[{index}] ({name or 'unnamed'})"
+        blobs = [self.blob(s, f"{label} blob {i}") for i, s in enumerate(blob_spans)]
+        return CaffeLayer(name or "", kind or "", blobs, v1)
+
+    def net(self) -> list[CaffeLayer]:
+        layers: list[CaffeLayer] = []
+        counts = {False: 0, True: 0}
+        for number, wire, value, _ in self.fields(0, len(self.buf)):
+            if wire == LENGTH and number in (100, 2):
+                v1 = number == 2
+                layers.append(self.layer(value, v1, counts[v1]))
+                counts[v1] += 1
+        return layers
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def read_caffemodel(path: str, display: str | None = None) -> list[CaffeLayer]:
+    """The layers of a ``.caffemodel`` in file order (layers without blobs included)."""
+    display = display or str(path)
+    try:
+        with open(path, "rb") as f:
+            buf = f.read()
+    except FileNotFoundError:
+        raise CaffemodelError(f"{display}: no such file") from None
+    except IsADirectoryError:
+        raise CaffemodelError(f"{display}: is a folder, not a .caffemodel") from None
+    layers = _Reader(buf, display).net()
+    if not layers:
+        raise CaffemodelError(f"{display}: holds no layers (not a Caffe .caffemodel?)")
+    return layers
+
+
+def read_blob(buf: bytes, where: str = "binaryproto") -> np.ndarray:
+    """One BlobProto (a Caffe mean file's ``.binaryproto``) as a float32 array in its shape."""
+    reader = _Reader(buf, where)
+    return reader.blob((0, len(reader.buf)), where).data
+
+
+# ------------------------------------------------------------------------------------------ writing
+def _varint(v: int) -> bytes:
+    if v < 0:
+        v += 1 << 64
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _key(number: int, wire: int) -> bytes:
+    return _varint(number << 3 | wire)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _key(number, LENGTH) + _varint(len(payload)) + payload
+
+
+def _encode_blob(array: np.ndarray, legacy: bool = False, double: bool = False, packed: bool = True) -> bytes:
+    a = np.asarray(array)
+    out = b""
+    if legacy:
+        if a.ndim > 4:
+            raise ValueError(f"a legacy blob has at most 4 axes; shape {list(a.shape)}")
+        dims = [1] * (4 - a.ndim) + list(a.shape)
+        for number, d in zip((1, 2, 3, 4), dims):
+            out += _key(number, VARINT) + _varint(int(d))
+    flat = a.astype("<f8" if double else "<f4").ravel()
+    number = 8 if double else 5
+    if packed:
+        out += _len_field(number, flat.tobytes())
+    else:
+        wire = FIXED64 if double else FIXED32
+        out += b"".join(_key(number, wire) + v.tobytes() for v in flat)
+    if not legacy:
+        out += _len_field(7, _len_field(1, b"".join(_varint(int(d)) for d in a.shape)))
+    return out
+
+
+def encode_net(layers, name: str = "", legacy: bool = False, double: bool = False, packed: bool = True) -> bytes:
+    """A serialized NetParameter. ``layers``: (name, type, [arrays]) in Caffe's layouts. ``legacy``
+    writes V1 ``layers`` entries (enum types, 4-D blob shapes), as Caffe did before 2015."""
+    out = _len_field(1, name.encode()) if name else b""
+    for layer_name, kind, arrays in layers:
+        blobs = [_encode_blob(a, legacy, double, packed) for a in arrays]
+        if legacy:
+            if kind not in _V1_CODES:
+                raise ValueError(f"layer type {kind!r} has no V1 enum value")
+            body = _len_field(4, layer_name.encode()) + _key(5, VARINT) + _varint(_V1_CODES[kind])
+            body += b"".join(_len_field(6, b) for b in blobs)
+            out += _len_field(2, body)
+        else:
+            body = _len_field(1, layer_name.encode()) + _len_field(2, kind.encode())
+            body += b"".join(_len_field(7, b) for b in blobs)
+            out += _len_field(100, body)
+    return out
+
+
+def write_caffemodel(path: str, layers, name: str = "", legacy: bool = False, double: bool = False) -> None:
+    """Write ``layers`` ((name, type, [arrays]) in Caffe's layouts) as a ``.caffemodel``."""
+    with open(path, "wb") as f:
+        f.write(encode_net(layers, name, legacy, double))
+
