@@ -4,7 +4,7 @@ The public API mirrors ``tf.compat.v1`` names: ``tc.placeholder``, ``tc.Variable
 ``tc.gradients``, ``tc.nn.conv2d``... Importing tfconf loads numpy and nothing heavier.
 """
 
-from . import nn, train  # noqa: F401
+from . import distributed, nn, train  # noqa: F401 - distributed imports Ray only when used
 from .engine import errors  # noqa: F401
 from .engine.autodiff import GradientError, gradients  # noqa: F401
 from .engine.devices import DeviceSpec, list_devices  # noqa: F401

@@ -185,10 +185,12 @@ class PartitionedPlan:
         return f"feed:{plan.feed_slots.index(slot)}" if slot in plan.feed_slots else f"slot{slot}"
 
 
-def run_partitioned(pplan, vals, pool, stats=None, numerics=False):
-    """Run every partition in its own thread; the first error is re-raised (others stop)."""
+def run_partitioned(pplan, vals, pool, stats=None, numerics=False, rendezvous=None):
+    """Run every partition in its own thread; the first error is re-raised (others stop).
+    ``rendezvous``: where Sends and Recvs meet (default: a fresh local one; distributed mode passes
+    one that routes Sends to other tasks)."""
     vals.extend([None] * (pplan.nslots - len(vals)))
-    rv = Rendezvous()
+    rv = rendezvous if rendezvous is not None else Rendezvous()
     failures = []
     t_origin = time.perf_counter()
 

@@ -17,14 +17,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+# The connection to Ray is shared with distributed training (`tfconf train --cluster`).
+from tfconf.distributed.cluster import RayUnavailable, connect, usable_cores
+
 __all__ = ["BLAS_VARS", "Job", "LocalExecutor", "RayExecutor", "RayUnavailable", "trial_env", "usable_cores"]
 
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-class RayUnavailable(RuntimeError):
-    """Ray is not installed or cannot start/connect (printed as a user error)."""
 
 
 @dataclass
@@ -39,14 +38,6 @@ class Job:
     def argv(self) -> list:
         argv = ["-m", "tfconf.sweep.worker", self.trial_dir, "--root", self.root]
         return argv + (["--stop-at", str(self.stop_at)] if self.stop_at is not None else [])
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (taskset/cgroup affinity), else os.cpu_count()."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def trial_env(threads: int, trial: str) -> dict:
@@ -141,23 +132,10 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, workers: int | None, threads: int | None, address: str | None = None, gpus: float = 0):
-        try:
-            import ray
-        except ImportError:
-            raise RayUnavailable("--backend ray needs Ray: pip install 'tfconf[ray]' (or pip install ray)") from None
+        self._started = connect(address, what="--backend ray")
+        import ray
+
         self.ray = ray
-        self._started = False
-        if not ray.is_initialized():
-            kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-            try:
-                if address:
-                    ray.init(address=address, **kw)
-                else:
-                    ray.init(num_cpus=usable_cores(), **kw)
-            except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError...
-                where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
-                raise RayUnavailable(f"could not {where}: {' '.join(str(e).split())}") from None
-            self._started = True
         cpus = int(ray.cluster_resources().get("CPU", usable_cores()))
         self.workers = workers or cpus
         self.threads = threads or max(1, cpus // self.workers)

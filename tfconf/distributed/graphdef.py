@@ -1,0 +1,111 @@
+"""What a task needs of the graph, as plain data, and its rebuilding on the task.
+
+The master sends each task the ops placed on it (name, type, id, attributes, inputs, output shapes
+and dtypes, device, creation line) and, for every input produced elsewhere, a *stub*: an op with the
+producer's name and output signature that never runs (its values arrive by Recv). The task rebuilds
+them as ordinary :class:`~tfconf.engine.graph.Operation` objects in a graph of its own, so the op
+library's ``make_kernel(op, ctx)`` builds the same kernels it builds in one process; ids and the
+graph seed are kept, so random ops draw the same numbers as in one process.
+
+An op is shipped to a task once; later plans that need it again only name it.
+"""
+
+from __future__ import annotations
+
+from tfconf.engine.dtypes import DType, as_dtype
+
+
+class _DT:
+    """A dtype in transit (DType compares by identity, so it travels by name)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        return (_DT, (self.name,))
+
+
+def _encode(value):
+    if isinstance(value, DType):
+        return _DT(value.name)
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_encode(v) for v in value)
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value):
+    if isinstance(value, _DT):
+        return as_dtype(value.name)
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_decode(v) for v in value)
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _signature(op):
+    return [(t._shape, t.dtype.name) for t in op.outputs]
+
+
+def op_record(op) -> dict:
+    return {"name": op.name, "type": op.type, "id": op._id, "attrs": _encode(op.attrs),
+            "inputs": [(t.op.name, t.value_index) for t in op.inputs], "device": op.device,
+            "location": op.location, "outputs": _signature(op)}
+
+
+def stub_record(op) -> dict:
+    return {"name": op.name, "id": op._id, "outputs": _signature(op)}
+
+
+def task_graph(ops, shipped: set) -> dict:
+    """The records a task needs to run ``ops`` (its ops of one plan, any order): the ops it has
+    not received before (``shipped`` holds the names it has; it is updated) and stubs for inputs
+    produced on other tasks (or fed)."""
+    ops = sorted(ops, key=lambda o: o._id)
+    mine = {op.name for op in ops}
+    new, stubs = [], {}
+    for op in ops:
+        for t in op.inputs:
+            p = t.op
+            if p.name not in mine and p.name not in shipped and p.name not in stubs:
+                stubs[p.name] = stub_record(p)
+        if op.name not in shipped:
+            new.append(op_record(op))
+            shipped.add(op.name)
+    return {"ops": new, "stubs": list(stubs.values())}
+
+
+def rebuild(graph, known: dict, records: dict) -> dict:
+    """Add ``records`` (from :func:`task_graph`) to ``graph``; ``known`` maps op names to the ops
+    rebuilt so far and is updated. Returns the stubs of this plan by name (kept apart: a producer
+    that is remote for one plan may be local for another)."""
+    from tfconf.engine.graph import Operation, Tensor
+    from tfconf.engine.registry import get_op_def
+
+    stubs = {}
+    for rec in records["stubs"]:
+        stub = Operation(graph, rec["name"], get_op_def("Placeholder"), (), {}, (), "", "<remote>")
+        stub.outputs = tuple(Tensor(stub, i, as_dtype(dt), shape) for i, (shape, dt) in enumerate(rec["outputs"]))
+        stub._id = rec["id"]
+        stubs[rec["name"]] = stub
+    for rec in records["ops"]:
+        inputs = []
+        for name, index in rec["inputs"]:
+            producer = known.get(name) or stubs.get(name)
+            if producer is None:  # pragma: no cover - the master always ships producers or stubs
+                raise KeyError(f"op {rec['name']}: input {name}:{index} was never sent to this task")
+            inputs.append(producer.outputs[index])
+        op = Operation(graph, rec["name"], get_op_def(rec["type"]), inputs, _decode(rec["attrs"]), (),
+                       rec["device"], rec["location"])
+        op.outputs = tuple(Tensor(op, i, as_dtype(dt), shape) for i, (shape, dt) in enumerate(rec["outputs"]))
+        op._id = rec["id"]
+        known[op.name] = op
+    return stubs
