@@ -39,13 +39,14 @@ def _fail(message: str, code: int = 2):
 def _user_errors():
     """The exception types that are the user's mistakes (imported lazily: they pull pydantic)."""
     from tfconf.data import DataError, DataUnavailableError
+    from tfconf.distributed.cluster import ClusterError
     from tfconf.frontend.errors import ConfigError
     from tfconf.train.runner import TrainError
     from tfconf.train.snapshot import SnapshotError
     from tfconf.zoo.registry import ZooError
 
     return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError, TrainError, SnapshotError,
-            ZooError)
+            ZooError, ClusterError)
 
 
 def _run(fn):
@@ -124,6 +125,13 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="End with one JSON line: run_dir, iterations, "
                                  "train_loss, test metrics, wall_time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or display lines."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write TensorBoard event files (losses, "
+                                     "test metrics, lr, the graph) into the run folder (needs tensorboardX)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Train on a Ray cluster: local (start one "
+                                          "here), auto (join `ray start --head`) or HOST:PORT; sets "
+                                          "cluster.address (see docs/distributed.md)."),
+    max_restarts: int = typer.Option(0, "--max-restarts", help="With a cluster: when a task dies, resume "
+                                     "from the last snapshot, at most this many times."),
 ):
     """Train a net. Example: tfconf train configs/lenet_mnist.yaml --set solver.max_iter=500"""
     overrides = list(set_ or [])
@@ -135,6 +143,8 @@ def train(
 
         if device is not None:
             overrides.append(f"device={device}")
+        if cluster is not None:
+            overrides.append(f"cluster.address={cluster}")
         cfg = _load(config, overrides)
         if print_config:
             typer.echo(cfg.loaded.dump())
@@ -143,8 +153,12 @@ def train(
             raise cfg.loaded.error(("solver",), "training needs a solver section")
         if device is not None:
             _check_device(device, cfg.net.device_count)
+        from tfconf.distributed.restarts import restarting
+        from tfconf.interop.cli_export import tensorboard_callbacks
+
+        run_train = restarting(run_train, max_restarts, echo=typer.echo)  # a no-op without a cluster
         return run_train(cfg, out=out, weights=_weights(weights), reinit=tuple(reinit or ()), resume=resume,
-                         quiet=quiet or as_json, echo=typer.echo)
+                         quiet=quiet or as_json, echo=typer.echo, callbacks=tensorboard_callbacks(tensorboard))
 
     result = _run(go)
     if result is not None and as_json:
@@ -204,8 +218,8 @@ def time_(
 @app.command()
 def sample(
     config: str = typer.Argument(..., help="The config of a character model (data source text or pystdlib)."),
-    weights: str = typer.Option(..., "--weights", help="Trained weights (.safetensors); vocab.json is "
-                                "read from its run folder."),
+    weights: str = typer.Option(..., "--weights", help="Trained weights (.safetensors or zoo:NAME); "
+                                "vocab.json is read from beside them or their run folder."),
     prime: str = typer.Option("", "--prime", help="Text to start from (fed before sampling)."),
     length: int = typer.Option(500, "--length", help="Characters to generate."),
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature: below 1 is more "
@@ -220,7 +234,7 @@ def sample(
     def go():
         from tfconf.train.sample import sample as run_sample
 
-        return run_sample(_load(config, set_), weights, prime=prime, length=length,
+        return run_sample(_load(config, set_), _weights(weights), prime=prime, length=length,
                           temperature=temperature, seed=seed, vocab=vocab)
 
     typer.echo(_run(go))
@@ -317,6 +331,15 @@ app.add_typer(_sweep_app, name="sweep")
 from tfconf.zoo.cli import app as _zoo_app  # noqa: E402
 
 app.add_typer(_zoo_app, name="zoo")
+
+from tfconf.interop.cli_export import export as _export_cmd, plot as _plot_cmd  # noqa: E402
+
+app.command("export")(_export_cmd)
+app.command("plot")(_plot_cmd)
+
+from tfconf.interop.cli import import_caffe as _import_caffe_cmd  # noqa: E402
+
+app.command("import-caffe")(_import_caffe_cmd)
 
 
 def main():

@@ -4,11 +4,12 @@ the sweep tools). Each layer type owns its schema; ``layers`` is their discrimin
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
 from tfconf.data.schema import DataSection
+from tfconf.distributed.schema import ClusterSection, DistributedSection
 
 from .layers import LAYERS
 from .schema_base import StrictModel
@@ -35,3 +36,10 @@ class NetConfig(StrictModel):
                         "model), cpu, gpu, gpu:1 or a full device name.")
     device_count: dict[str, int] | None = Field(None, description="Devices the session creates, e.g. "
                                                 "{CPU: 2} for two virtual CPU devices.")
+    memory: Literal["default", "recompute"] = Field(
+        "default", description="recompute: keep only every k-th forward activation (k = √n) for the "
+        "backward pass and recompute the others there: less memory for about one more forward pass.")
+    cluster: ClusterSection | None = Field(None, description="Train on a Ray cluster (tfconf train --cluster "
+                                           "ADDR sets cluster.address); see docs/distributed.md.")
+    distributed: DistributedSection | None = Field(None, description="Synchronous data-parallel training: "
+                                                   "workers, strategy (parameter_server or allreduce).")

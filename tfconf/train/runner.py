@@ -76,10 +76,28 @@ def _truncate_metrics(run_dir, upto):
         snap.atomic_write_bytes(path, buf.getvalue().encode())
 
 
-class _Metrics:
-    """metrics.jsonl (one object per event) and metrics.csv (iteration, phase, name, value)."""
+class Callback:
+    """Hooks into a training run (``train(cfg, callbacks=[...])``; e.g. TensorBoard). Override what
+    you need: ``on_train_begin`` once the solver is ready (its graph built, weights loaded or
+    resumed), ``on_metrics`` with every event metrics.jsonl records (phase ``train``: loss and lr
+    at each ``display``; ``test``: the test metrics), ``on_train_end`` when the run stops, however."""
 
-    def __init__(self, run_dir, append, upto=None):
+    def on_train_begin(self, solver, run_dir):
+        pass
+
+    def on_metrics(self, iteration, phase, values):
+        pass
+
+    def on_train_end(self):
+        pass
+
+
+class _Metrics:
+    """metrics.jsonl (one object per event) and metrics.csv (iteration, phase, name, value); each
+    event is passed on to the callbacks."""
+
+    def __init__(self, run_dir, append, upto=None, callbacks=()):
+        self.callbacks = list(callbacks)
         if append and upto is not None:
             _truncate_metrics(run_dir, upto)
         mode = "a" if append else "w"
@@ -96,6 +114,8 @@ class _Metrics:
             self.csv.writerow([iteration, phase, k, v])
         self.jsonl.flush()
         self.csvf.flush()
+        for cb in self.callbacks:
+            cb.on_metrics(iteration, phase, values)
 
     def close(self):
         self.jsonl.close()
@@ -147,6 +167,8 @@ _SOLVER_SETUP_ERRORS = {  # Solver() refusals that are the config's fault → wh
 def _new_solver(cfg, run_dir, **kw):
     from .solver import Solver
 
+    if getattr(cfg.net, "distributed", None) is not None or getattr(cfg.net, "cluster", None) is not None:
+        from tfconf.distributed.training import DistributedSolver as Solver  # noqa: F811 - on a cluster
     try:
         return Solver(cfg.net, run_dir, root=cfg.root, **kw)
     except ValueError as e:
@@ -206,9 +228,11 @@ def _op_errors_located(cfg):
         raise cfg.loaded.error(("layers", i), msg) from None
 
 
-def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print, stop_at=None):
+def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print, stop_at=None,
+          callbacks=()):
     """``stop_at``: pause at that iteration (with a snapshot and a test pass) instead of max_iter;
-    the lr policy still sees max_iter (sweeps' successive halving trains in rungs this way)."""
+    the lr policy still sees max_iter (sweeps' successive halving trains in rungs this way).
+    ``callbacks``: :class:`Callback` objects told of the run's start, metrics and end."""
     s = cfg.net.solver
     found = _find_snapshot(resume) if resume else None  # before anything is created
     _check_reinit(cfg, reinit)
@@ -240,11 +264,16 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
             os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
             snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
             _describe_text_data(solver, run_dir, say)
-            metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None)
+            metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None,
+                               callbacks=callbacks)
             try:
+                for cb in callbacks:
+                    cb.on_train_begin(solver, run_dir)
                 result = _loop(cfg, solver, s, metrics, prefix, say, quiet, found, stop_at)
             finally:
                 metrics.close()
+                for cb in callbacks:
+                    cb.on_train_end()
         finally:
             solver.close()
     result["run_dir"] = run_dir

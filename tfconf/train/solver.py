@@ -82,8 +82,7 @@ class Solver:
             for v in g.get_collection("recurrent_state"):  # carried RNN state resumes with a snapshot
                 self.slots[f"state:{v.op.name}"] = v
             self.init_op = tc.global_variables_initializer()
-        self.sess = tc.Session(graph=g, config=tc.SessionConfig(
-            device_count=dict(getattr(config, "device_count", None) or {})))
+        self.sess = self._make_session(g)
         self.sess.run(self.init_op)
         self.iteration = 0
         self.smoothed = []
@@ -96,7 +95,7 @@ class Solver:
                      if self.param_meta[k]["trainable"] and self.param_meta[k]["lr_mult"] != 0]
         if not trainable:
             raise ValueError("the net has no trainable parameters with lr_mult != 0")
-        grads = tc.gradients(self.train_net.loss, [v for _, v in trainable])
+        grads = self._gradients(self.train_net.loss, [v for _, v in trainable])
         pairs = [(k, v, gr) for (k, v), gr in zip(trainable, grads) if gr is not None]
         # (a parameter the loss does not depend on gets no update, as in Caffe)
         n = int(getattr(s, "iter_size", 1) or 1)
@@ -156,6 +155,15 @@ class Solver:
                 updates = updates + resets
             train_op = tc.group(*updates, *self.train_net.updates, name="train_step")
         return train_op, slots
+
+    # Hooks that data-parallel training (tfconf.distributed.training) overrides.
+    def _make_session(self, graph):
+        return tc.Session(graph=graph, config=tc.SessionConfig(
+            device_count=dict(getattr(self.cfg, "device_count", None) or {}),
+            memory=getattr(self.cfg, "memory", None) or "default"))
+
+    def _gradients(self, loss, variables):
+        return tc.gradients(loss, variables)
 
     # ------------------------------------------------------------------ running
     def learning_rate(self, iteration):
@@ -241,7 +249,10 @@ class Solver:
         state = {
             "iteration": self.iteration,
             "data": self.train_data.state(),
-            "rng": {name: gen.bit_generator.state for name, gen in self.sess._ctx.rngs.items()},
+            # NOTE: numpy generators only: CuPy's keep their state on the GPU with no portable
+            # form, so random ops on a GPU restart from their seeds after a resume
+            "rng": {name: gen.bit_generator.state for name, gen in self.sess._ctx.rngs.items()
+                    if isinstance(gen, np.random.Generator)},
             "smoothed": self.smoothed,
         }
         return snap.write_snapshot(prefix, self.iteration, self.weights(), slots, _jsonable(state))
