@@ -141,8 +141,6 @@ def _rss_mib():
 
 
 def _memory_child(framework, key, steps):
-    import resource
-
     peers = {}
     if framework == "pytorch":
         import torch
@@ -162,7 +160,17 @@ def _memory_child(framework, key, steps):
     for _ in range(steps):
         step(xv, yv)
     close()
-    print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # NOTE: VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over an exec, so a child of a
+    # large benchmark process would report its parent's peak
+    print(base, _status_mib("VmHWM"))
+
+
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def bench_scaling(sizes=(10, 100, 1000, 10000)):
