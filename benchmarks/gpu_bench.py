@@ -78,45 +78,11 @@ def profile(key, steps=20, top=20):
 
 
 def torch_step(torch, key, weights):
-    title, batch, wfn, inputs, tf_model, xshape, torch_model = MODELS[key]
-    dev = torch.device("cuda")
-    p = {k: torch.nn.Parameter(torch.from_numpy(a.copy()).to(dev)) for k, a in weights.items()}
-    F = torch.nn.functional
+    """The CPU benchmark's PyTorch model and step, with parameters and batches on the GPU."""
+    from . import models
 
-    if key == "lenet":
-        def forward(x):
-            h = F.max_pool2d(F.conv2d(x, p["conv1_w"], p["conv1_b"]), 2, 2)
-            h = F.max_pool2d(F.conv2d(h, p["conv2_w"], p["conv2_b"]), 2, 2)
-            h = F.relu(h.reshape(-1, 800) @ p["ip1_w"] + p["ip1_b"])
-            return h @ p["ip2_w"] + p["ip2_b"]
-    elif key == "cifar":
-        def forward(x):
-            h = F.relu(F.max_pool2d(F.conv2d(x, p["conv1_w"], p["conv1_b"], padding=2), 3, 2, ceil_mode=True))
-            h = F.avg_pool2d(F.relu(F.conv2d(h, p["conv2_w"], p["conv2_b"], padding=2)), 3, 2, ceil_mode=True)
-            h = F.avg_pool2d(F.relu(F.conv2d(h, p["conv3_w"], p["conv3_b"], padding=2)), 3, 2, ceil_mode=True)
-            h = h.reshape(-1, 1024) @ p["ip1_w"] + p["ip1_b"]
-            return h @ p["ip2_w"] + p["ip2_b"]
-    else:
-        def forward(x):
-            h = x
-            n = len(p) // 2
-            for i in range(n):
-                h = h @ p[f"fc{i}_w"] + p[f"fc{i}_b"]
-                if i < n - 1:
-                    h = F.relu(h)
-            return h
-    opt = torch.optim.SGD(list(p.values()), lr=0.01, momentum=0.9)
-
-    def step(xv, yv):
-        xt = torch.from_numpy(xv).to(dev)
-        yt = torch.from_numpy(yv).to(dev)
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(forward(xt), yt)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    fwd, params = MODELS[key][6](torch, weights, device="cuda")
+    return models.torch_train_step(torch, fwd, params, device="cuda")
 
 
 def main(argv=None):

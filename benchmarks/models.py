@@ -160,9 +160,13 @@ def tfconf_train_step(model, weights, xshape, lr=0.01, momentum=0.9):
 
 
 # ----------------------------------------------------------------------------- torch
-def torch_lenet(torch, weights):
+def _torch_params(torch, weights, device=None):
+    return {k: torch.nn.Parameter(torch.from_numpy(a.copy()).to(device or "cpu")) for k, a in weights.items()}
+
+
+def torch_lenet(torch, weights, device=None):
     F = torch.nn.functional
-    p = {k: torch.nn.Parameter(torch.from_numpy(a.copy())) for k, a in weights.items()}
+    p = _torch_params(torch, weights, device)
 
     def forward(x):
         h = F.conv2d(x, p["conv1_w"], p["conv1_b"])
@@ -176,9 +180,9 @@ def torch_lenet(torch, weights):
     return forward, list(p.values())
 
 
-def torch_cifar(torch, weights):
+def torch_cifar(torch, weights, device=None):
     F = torch.nn.functional
-    p = {k: torch.nn.Parameter(torch.from_numpy(a.copy())) for k, a in weights.items()}
+    p = _torch_params(torch, weights, device)
 
     def forward(x):
         h = F.conv2d(x, p["conv1_w"], p["conv1_b"], padding=2)
@@ -224,9 +228,9 @@ def torch_lstm(torch, weights):
     return forward, list(lstm.parameters()) + list(out.parameters())
 
 
-def torch_mlp(torch, weights):
+def torch_mlp(torch, weights, device=None):
     F = torch.nn.functional
-    p = {k: torch.nn.Parameter(torch.from_numpy(a.copy())) for k, a in weights.items()}
+    p = _torch_params(torch, weights, device)
     n = len(weights) // 2
 
     def forward(x):
@@ -240,13 +244,14 @@ def torch_mlp(torch, weights):
     return forward, list(p.values())
 
 
-def torch_train_step(torch, forward, params, lr=0.01, momentum=0.9):
+def torch_train_step(torch, forward, params, lr=0.01, momentum=0.9, device=None):
+    """One SGD-momentum step per call; with ``device`` the batch is copied there first."""
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     F = torch.nn.functional
 
     def step(xv, yv):
-        x = torch.from_numpy(xv)
-        y = torch.from_numpy(yv)
+        x = torch.from_numpy(xv).to(device or "cpu")
+        y = torch.from_numpy(yv).to(device or "cpu")
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(forward(x), y)
         loss.backward()

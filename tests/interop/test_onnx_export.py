@@ -16,7 +16,6 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from tfconf.frontend import config as cfgmod  # noqa: E402
-from tfconf.frontend.config import build_phase, data_tops, input_shapes  # noqa: E402
 from tfconf.frontend.errors import ConfigError  # noqa: E402
 from tfconf.interop.onnx_export import ExportError, export_onnx  # noqa: E402
 from tfconf.train.snapshot import load_tensors, save_tensors  # noqa: E402
@@ -26,21 +25,12 @@ ZOO = REPO / "model_zoo"
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def _net(cfg):
-    """tfconf's test phase of ``cfg``: (graph, net, params, placeholders by name)."""
-    g = tc.Graph()
-    inputs = {}
-    declared = data_tops(cfg)
-    if declared is not None:  # text data
-        with g.as_default():
-            inputs = {n: tc.placeholder(tc.as_dtype(dt), shape, name=n) for n, (shape, dt) in declared.items()}
-    elif cfg.net.data is not None:
-        sample = input_shapes(cfg)
-        with g.as_default():
-            inputs = {"data": tc.placeholder(tc.float32, [None, *sample], name="data"),
-                      "label": tc.placeholder(tc.int64, [None], name="label")}
-    params = {}
-    net = build_phase(cfg, "test", g, params, {}, inputs=inputs)
-    return g, net, params, inputs
+    """tfconf's test phase of ``cfg`` (the reference the ONNX outputs are compared with): (graph,
+    net, params, placeholders by name)."""
+    from tfconf.interop.onnx_export import _deploy_net
+
+    net, params, inputs, _ = _deploy_net(cfg)
+    return next(iter(net.tops.values())).graph, net, params, inputs
 
 
 def tfconf_forward(cfg, weights, feeds, outputs):

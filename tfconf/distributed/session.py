@@ -27,9 +27,9 @@ import uuid
 
 import numpy as np
 
-from tfconf.engine.graph import Operation, Tensor, get_default_graph
+from tfconf.engine.graph import Tensor, get_default_graph
 from tfconf.engine.session import (
-    RunOptions, SessionConfig, _check_unfed, _convert_feed, _default_session_stack, _flatten, _rebuild,
+    DefaultSessionMixin, RunOptions, SessionConfig, _check_unfed, _convert_feed, _flatten, _rebuild, resolve_run,
 )
 
 from .cluster import ClusterError, ClusterSpec, TaskFailedError, connect, short_task_name
@@ -65,7 +65,7 @@ class _Compiled:
         self.tasks = tasks                # tasks that have partitions
 
 
-class ClusterSession:
+class ClusterSession(DefaultSessionMixin):
     """``ClusterSession(cluster, graph=None, config=None)``: run a graph's ops on a cluster's tasks.
 
     ``cluster`` is a :class:`ClusterSpec` (or ``{"ps": 1, "worker": 2}``, or a Ray address for one
@@ -182,28 +182,6 @@ class ClusterSession:
     def closed(self):
         return self._closed
 
-    def __enter__(self):
-        _default_session_stack.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        if _default_session_stack and _default_session_stack[-1] is self:
-            _default_session_stack.pop()
-        self.close()
-
-    def as_default(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def scope():
-            _default_session_stack.append(self)
-            try:
-                yield self
-            finally:
-                _default_session_stack.remove(self)
-
-        return scope()
-
     # ------------------------------------------------------------------ run
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
         """Compute ``fetches`` on the cluster, feeding ``feed_dict``. A feed value may be a
@@ -238,19 +216,7 @@ class ClusterSession:
         from tfconf.engine.placement import place as place_ops
 
         g = self.graph
-        feed_tensors = []
-        for k in feed_keys:
-            el = g.as_graph_element(k)
-            if isinstance(el, Operation):
-                raise TypeError(f"Cannot feed an Operation ({el.name}); feed one of its output tensors.")
-            feed_tensors.append(el)
-        if len(set(feed_tensors)) != len(feed_tensors):
-            raise ValueError("feed_dict names the same tensor twice.")
-        fetch_tensors = [el for el in elements if isinstance(el, Tensor)]
-        targets = [el for el in elements if not isinstance(el, Tensor)]
-        for t in fetch_tensors + feed_tensors:
-            if t.graph is not g:
-                raise ValueError(f"Tensor {t.name} is not an element of this session's graph.")
+        feed_tensors, fetch_tensors, targets = resolve_run(g, elements, feed_keys)
         placement = {}
 
         def place(order):

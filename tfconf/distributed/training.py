@@ -247,20 +247,9 @@ class DistributedSolver(Solver):
 
     def load_weights(self, weights, strict=False, reinit=()):
         loaded, values = [], {}
-        for k, v in self.params.items():
-            layer = self.param_meta[k]["layer"]
-            if layer in reinit or k not in weights:
-                if strict and k not in weights:
-                    raise ValueError(f"the snapshot has no parameter {k!r}")
-                continue
-            a = weights[k]
-            want = tuple(v.shape.as_list())
-            if tuple(a.shape) != want:
-                raise ValueError(f"layer {layer!r}: parameter {k!r} has shape {list(a.shape)} in the weights "
-                                 f"file but the net needs {list(want)}; list the layer in --reinit to "
-                                 "initialize it afresh instead")
+        for k, v, a in self._weights_to_load(weights, strict, reinit):
             for replica in self._replicas:
-                values[replica[k].op.name] = np.array(a, dtype=v.dtype.np)
+                values[replica[k].op.name] = a
             loaded.append(k)
         if values:
             self.sess.load_variables(values)

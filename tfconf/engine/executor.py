@@ -54,14 +54,9 @@ class Plan:
 TRASH = 0  # slot that receives outputs nobody reads (e.g. an op output that was also fed)
 
 
-def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed, place=None,
-               inplace=None):
-    """Compile a plan. ``make_kernel(op)`` returns the op's kernel; ``check_unfed(op)`` raises for a
-    placeholder that is needed but not fed; ``place(order)``, if given, is called with the ops in
-    ready-queue order before any kernel is made (device placement); ``inplace(op, kernel, p)``, if
-    given, returns a kernel that may write its result into input ``p`` (or None)."""
-    fed = {t: i for i, t in enumerate(feed_tensors)}
-    # 1. Walk back from the fetches to find the needed ops (iteratively: graphs can be deep).
+def needed_ops(fetch_tensors, target_ops, fed) -> dict:
+    """The ops that computing ``fetch_tensors`` and running ``target_ops`` needs, given the ``fed``
+    tensors (a container), as an insertion-ordered dict (iteratively: graphs can be deep)."""
     needed = {}
     stack = [t.op for t in fetch_tensors if t not in fed] + list(target_ops)
     while stack:
@@ -75,6 +70,18 @@ def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed
         for c in op.control_inputs:
             if c not in needed:
                 stack.append(c)
+    return needed
+
+
+def build_plan(fetch_tensors, target_ops, feed_tensors, make_kernel, check_unfed, place=None,
+               inplace=None):
+    """Compile a plan. ``make_kernel(op)`` returns the op's kernel; ``check_unfed(op)`` raises for a
+    placeholder that is needed but not fed; ``place(order)``, if given, is called with the ops in
+    ready-queue order before any kernel is made (device placement); ``inplace(op, kernel, p)``, if
+    given, returns a kernel that may write its result into input ``p`` (or None)."""
+    fed = {t: i for i, t in enumerate(feed_tensors)}
+    # 1. Walk back from the fetches to find the needed ops.
+    needed = needed_ops(fetch_tensors, target_ops, fed)
     for op in needed:
         check_unfed(op)
     # 2. Pending counts and successor lists over the needed subgraph.

@@ -201,7 +201,52 @@ class _Compiled:
 _default_session_stack = []
 
 
-class Session:
+def resolve_run(graph, elements, feed_keys):
+    """(fed tensors, fetched tensors, target ops) of one run signature, checked against ``graph``."""
+    feed_tensors = []
+    for k in feed_keys:
+        el = graph.as_graph_element(k)
+        if isinstance(el, Operation):
+            raise TypeError(f"Cannot feed an Operation ({el.name}); feed one of its output tensors.")
+        feed_tensors.append(el)
+    if len(set(feed_tensors)) != len(feed_tensors):
+        raise ValueError("feed_dict names the same tensor twice.")
+    fetch_tensors = [el for el in elements if isinstance(el, Tensor)]
+    targets = [el for el in elements if not isinstance(el, Tensor)]
+    for t in fetch_tensors + feed_tensors:
+        if t.graph is not graph:
+            raise ValueError(f"Tensor {t.name} is not an element of this session's graph.")
+    return feed_tensors, fetch_tensors, targets
+
+
+class DefaultSessionMixin:
+    """``with sess:`` and ``sess.as_default()`` make a session (local or a cluster's) the default
+    one for ``Tensor.eval`` / ``Operation.run``; leaving ``with`` closes it."""
+
+    def __enter__(self):
+        _default_session_stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        if _default_session_stack and _default_session_stack[-1] is self:
+            _default_session_stack.pop()
+        self.close()
+
+    def as_default(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            _default_session_stack.append(self)
+            try:
+                yield self
+            finally:
+                _default_session_stack.remove(self)
+
+        return scope()
+
+
+class Session(DefaultSessionMixin):
     """``Session(graph=None, config=None)``; use as a context manager or call ``close()``."""
 
     def __init__(self, target="", graph=None, config=None):
@@ -234,28 +279,6 @@ class Session:
             self._ctx.variables.clear()
             self._plans.clear()
             self._fast.clear()
-
-    def __enter__(self):
-        _default_session_stack.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        if _default_session_stack and _default_session_stack[-1] is self:
-            _default_session_stack.pop()
-        self.close()
-
-    def as_default(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def scope():
-            _default_session_stack.append(self)
-            try:
-                yield self
-            finally:
-                _default_session_stack.remove(self)
-
-        return scope()
 
     # ----------------------------------------------------------------- run
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
@@ -353,24 +376,7 @@ class Session:
 
     def _compile_plan(self, elements, feed_keys):
         g = self.graph
-        feed_tensors = []
-        for k in feed_keys:
-            el = g.as_graph_element(k)
-            if isinstance(el, Operation):
-                raise TypeError(f"Cannot feed an Operation ({el.name}); feed one of its output tensors.")
-            feed_tensors.append(el)
-        if len(set(feed_tensors)) != len(feed_tensors):
-            raise ValueError("feed_dict names the same tensor twice.")
-        fetch_tensors = []
-        targets = []
-        for el in elements:
-            if isinstance(el, Tensor):
-                fetch_tensors.append(el)
-            else:
-                targets.append(el)
-        for t in fetch_tensors + feed_tensors:
-            if t.graph is not g:
-                raise ValueError(f"Tensor {t.name} is not an element of this session's graph.")
+        feed_tensors, fetch_tensors, targets = resolve_run(g, elements, feed_keys)
         pg = None
         plan_fetches, plan_targets = fetch_tensors, targets
         if self._rewrites.active:

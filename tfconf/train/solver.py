@@ -279,6 +279,13 @@ class Solver:
         the layer and both shapes unless the layer is listed in ``reinit``."""
         store = self.sess._ctx.variables
         loaded = []
+        for k, v, a in self._weights_to_load(weights, strict, reinit):
+            store[v.op.name] = like(store.get(v.op.name), a)
+            loaded.append(k)
+        return loaded
+
+    def _weights_to_load(self, weights, strict, reinit):
+        """(parameter key, variable, array in its dtype) for each parameter ``weights`` sets."""
         for k, v in self.params.items():
             layer = self.param_meta[k]["layer"]
             if layer in reinit or k not in weights:
@@ -291,9 +298,7 @@ class Solver:
                 raise ValueError(f"layer {layer!r}: parameter {k!r} has shape {list(a.shape)} in the weights "
                                  f"file but the net needs {list(want)}; list the layer in --reinit to "
                                  "initialize it afresh instead")
-            store[v.op.name] = like(store.get(v.op.name), np.array(a, dtype=v.dtype.np))
-            loaded.append(k)
-        return loaded
+            yield k, v, np.array(a, dtype=v.dtype.np)
 
     def close(self):
         self.sess.close()

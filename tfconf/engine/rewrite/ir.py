@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 
+from ..executor import needed_ops
 from ..graph import Operation, Tensor
 from ..registry import get_op_def
 
@@ -79,19 +80,7 @@ class PlanGraph:
     def from_graph(cls, graph, fetch_tensors, target_ops, feed_tensors):
         pg = cls(graph, feed_tensors)
         fed = pg.fed
-        needed = set()
-        stack = [t.op for t in fetch_tensors if t not in fed] + list(target_ops)
-        while stack:
-            op = stack.pop()
-            if op in needed:
-                continue
-            needed.add(op)
-            for t in op.inputs:
-                if t not in fed and t.op not in needed:
-                    stack.append(t.op)
-            for c in op.control_inputs:
-                if c not in needed:
-                    stack.append(c)
+        needed = needed_ops(fetch_tensors, target_ops, fed)
         tmap = {t: t for t in fed}
         omap = {}
         # NOTE: two phases: a control input added late (``_add_control_inputs``) may have a
@@ -260,17 +249,7 @@ class PlanGraph:
 
     def prune(self):
         """Keep only the ops the fetches and targets need; returns how many were dropped."""
-        needed = set()
-        stack = [t.op for t in self.fetches if t not in self.fed] + list(self.targets)
-        while stack:
-            op = stack.pop()
-            if op in needed:
-                continue
-            needed.add(op)
-            for t in op.inputs:
-                if t not in self.fed and t.op not in needed:
-                    stack.append(t.op)
-            stack.extend(c for c in op.control_inputs if c not in needed)
+        needed = needed_ops(self.fetches, self.targets, self.fed)
         dead = [op for op in self.ops if op not in needed]
         if dead:
             self.remove(dead)

@@ -163,15 +163,20 @@ class _Recurrent(LayerSpec):
             i += 1
         return p
 
-    def _direction(self, ctx, x3, conts, static, steps, reverse):
+    def _projected(self, ctx, x3, static, reverse):
+        """The direction's parameters and its input pre-activations [T, N, G·H] for all steps: one
+        matmul over the T·N rows (plus the static input's, broadcast over T)."""
         d = x3.shape.as_list()[2]
         ds = static.shape.as_list()[1] if static is not None else None
         p = self._params(ctx, d, ds, reverse)
+        gx_all = _matmul_rows(x3, p["w_x"], p["b"])
+        if static is not None:
+            gx_all = gx_all + tc.expand_dims(tc.matmul(static, p["w_s"], transpose_b=True), 0)
+        return p, gx_all
+
+    def _direction(self, ctx, x3, conts, static, steps, reverse):
         with tc.name_scope("reverse" if reverse else "forward"):
-            gx_all = _matmul_rows(x3, p["w_x"], p["b"])
-            if static is not None:
-                gs = tc.matmul(static, p["w_s"], transpose_b=True)
-                gx_all = gx_all + tc.expand_dims(gs, 0)
+            p, gx_all = self._projected(ctx, x3, static, reverse)
             gxs = _unstack_steps(gx_all, steps)
             if reverse:
                 states = None
@@ -224,13 +229,8 @@ class LSTM(_Recurrent):
     def _direction(self, ctx, x3, conts, static, steps, reverse):
         """The whole direction as one LSTMSequence op (a scan with its own gradient): the same
         recurrence as the unrolled steps, with T small weight-gradient products replaced by one."""
-        d = x3.shape.as_list()[2]
-        ds = static.shape.as_list()[1] if static is not None else None
-        p = self._params(ctx, d, ds, reverse)
         with tc.name_scope("reverse" if reverse else "forward"):
-            gx_all = _matmul_rows(x3, p["w_x"], p["b"])
-            if static is not None:
-                gx_all = gx_all + tc.expand_dims(tc.matmul(static, p["w_s"], transpose_b=True), 0)
+            p, gx_all = self._projected(ctx, x3, static, reverse)
             mask = tc.stack(conts, axis=0)  # [T, N, 1]
             if reverse:
                 # step t's state comes from t+1 and resets where t+1 starts a sequence; T-1 starts at zero
