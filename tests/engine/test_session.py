@@ -314,3 +314,8 @@ def test_parallel_executor_respects_dependencies_and_control_inputs(g):
             assert b == 11.0
             np.testing.assert_array_equal(c, [2.0, 2.0])
         assert sess.run(w) == 11.0
+
+
+def test_a_target_is_refused_with_a_pointer_to_cluster_sessions():
+    with pytest.raises(ValueError, match="ClusterSession"):
+        tc.Session("grpc://localhost:2222")

@@ -252,6 +252,10 @@ class Session(DefaultSessionMixin):
     def __init__(self, target="", graph=None, config=None):
         from .devices import local_devices
 
+        if target:
+            raise ValueError(f"Session(target={target!r}): this Session runs in this process; for a Ray "
+                             "cluster use tc.distributed.ClusterSession(tc.distributed.ClusterSpec(...)) "
+                             "(see docs/distributed.md)")
         self.graph = graph if graph is not None else get_default_graph()
         self.config = config if config is not None else SessionConfig()
         self._rewrites = RewriteConfig.of(self.config.graph_rewrites, self.config.memory)
