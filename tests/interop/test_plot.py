@@ -44,7 +44,8 @@ def test_figure_has_a_panel_per_curve_and_a_line_per_run(two_runs):
         assert [ln.get_label() for ln in lines] == ["lr0.1", "lr0.02"]
         for ln, run_dir in zip(lines, two_runs):
             want = [(e["iteration"], e[name]) for e in _events(run_dir) if e["phase"] == phase]
-            assert list(zip(ln.get_xdata(), ln.get_ydata())) == pytest.approx(want)
+            assert list(ln.get_xdata()) == [it for it, _ in want]
+            assert list(ln.get_ydata()) == pytest.approx([v for _, v in want])
         assert lines[0].get_color() != lines[1].get_color()
     assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["lr0.1", "lr0.02"]
     # the runs differ, so their curves do
