@@ -21,7 +21,6 @@ others are told to abort the step, so nothing hangs. An op that fails on a task 
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 import uuid
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from tfconf.engine.graph import Tensor, get_default_graph
 from tfconf.engine.session import (
-    DefaultSessionMixin, RunOptions, SessionConfig, _check_unfed, _convert_feed, _flatten, _rebuild, resolve_run,
+    DefaultSessionMixin, RunOptions, SessionConfig, _check_unfed, _convert_feed, _flatten, _rebuild, placer, resolve_run,
 )
 
 from .cluster import ClusterError, ClusterSpec, TaskFailedError, connect, short_task_name
@@ -213,18 +212,11 @@ class ClusterSession(DefaultSessionMixin):
     def _compile(self, elements, feed_keys):
         from tfconf.engine.executor import build_plan
         from tfconf.engine.partition import PartitionedPlan
-        from tfconf.engine.placement import place as place_ops
 
         g = self.graph
         feed_tensors, fetch_tensors, targets = resolve_run(g, elements, feed_keys)
         placement = {}
-
-        def place(order):
-            log = None
-            if self.config.log_device_placement:
-                log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-            placement.update(place_ops(order, self._devices, log=log, fed=feed_tensors,
-                                       allow_soft_placement=self.config.allow_soft_placement))
+        place = placer(self.config, self._devices, feed_tensors, placement)
 
         def no_kernel(op):  # kernels are made on the tasks
             op._ran = True

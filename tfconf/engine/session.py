@@ -219,6 +219,23 @@ def resolve_run(graph, elements, feed_keys):
     return feed_tensors, fetch_tensors, targets
 
 
+def placer(config, devices, feed_tensors, placement):
+    """The ``place(order)`` callback of build_plan: places the ops on ``devices`` into the dict
+    ``placement`` (logging each choice to stderr with ``config.log_device_placement``)."""
+    def place(order):
+        from .placement import place as place_ops
+
+        log = None
+        if config.log_device_placement:
+            import sys
+
+            log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        placement.update(place_ops(order, devices, log=log, fed=feed_tensors,
+                                   allow_soft_placement=config.allow_soft_placement))
+
+    return place
+
+
 class DefaultSessionMixin:
     """``with sess:`` and ``sess.as_default()`` make a session (local or a cluster's) the default
     one for ``Tensor.eval`` / ``Operation.run``; leaving ``with`` closes it."""
@@ -391,17 +408,7 @@ class Session(DefaultSessionMixin):
             pg = rewrite_plan(g, fetch_tensors, targets, feed_tensors, self._rewrites)
             plan_fetches, plan_targets = pg.fetches, pg.targets
         placement = {}
-
-        def place(order):
-            from .placement import place as place_ops
-
-            log = None
-            if self.config.log_device_placement:
-                import sys
-
-                log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-            placement.update(place_ops(order, self._devices, log=log, fed=feed_tensors,
-                                       allow_soft_placement=self.config.allow_soft_placement))
+        place = placer(self.config, self._devices, feed_tensors, placement)
 
         consumers = [] if len(self._devices) > 1 or self._devices[0].xp is not np else None
 
@@ -421,8 +428,10 @@ class Session(DefaultSessionMixin):
         if self.config.memory_planning and self._parallel is None:
             from .executor import inplace_kernel
 
-            def inplace(op, kernel, p):
+            def _inplace(op, kernel, p):
                 return inplace_kernel(op, kernel, p, self._ctxs[placement[op].name])
+
+            inplace = _inplace
 
         plan = build_plan(plan_fetches, plan_targets, feed_tensors, make_kernel, _check_unfed, place,
                           inplace=inplace)
