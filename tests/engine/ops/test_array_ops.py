@@ -93,6 +93,7 @@ def test_concat_errors():
 
 @pytest.mark.parametrize("spec,axis,np_idx", [
     (3, 1, [2, 4]), ([1, 2, 3], 1, [1, 3]), ([2, -1], 0, [2]), ([4, 2], -1, [4]),
+    (1, 1, []),  # one piece: the array itself at run time, not a 1-tuple
 ], ids=str)
 def test_split(spec, axis, np_idx):
     x = rand(4, 6) if axis in (1, -1) else rand(4, 6)

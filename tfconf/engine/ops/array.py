@@ -261,7 +261,10 @@ class Split(OpDef):
 
     def forward(xp, x, axis, sizes):
         idx = np.cumsum(sizes)[:-1].tolist()
-        return tuple(xp.split(x, idx, axis=axis))
+        parts = xp.split(x, idx, axis=axis)
+        # a single-output op returns its array itself (the executor stores a 1-output op's result
+        # as is), so a one-piece split must not return a 1-tuple
+        return parts[0] if len(parts) == 1 else tuple(parts)
 
     def grad(op, *dys):
         return [concat(list(dys), op.attrs["axis"])]

@@ -81,8 +81,7 @@ def _flatten_steps(x, name):
 def _unstack_steps(x, steps):
     """[T, ...] → T tensors [...] (one Split, whose gradient is one Concat)."""
     if steps == 1:
-        # NOTE: a one-piece Split returns its piece wrapped in a tuple at run time; squeeze instead
-        return [tc.squeeze(x, [0])]
+        return [tc.squeeze(x, [0])]  # (one op instead of a one-piece Split and a Squeeze)
     return tc.unstack(x, num=steps, axis=0)
 
 
