@@ -286,3 +286,24 @@ def test_pool_vs_torch(xs, ks, st, pad, ceil_mode):
         np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
         dx = P.avg_pool_grad(np, dy, xs, ks, st, pads, ceil_mode, include)
         np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_overlapping_strided_max_pool_grad_on_random_geometries_with_ties(seed):
+    """Overlapping windows with a stride > 1 (CIFAR-10 quick's kind) against the loop reference,
+    on random sizes, windows, strides, pads and ceil modes, with integer data full of ties."""
+    rng = np.random.default_rng(seed)
+    kh, kw = (int(v) for v in rng.integers(2, 5, 2))
+    sh, sw = int(rng.integers(2, kh + 1)), int(rng.integers(1, kw + 1))
+    if sh >= kh and sw >= kw:
+        sh = kh - 1
+    pads = tuple(int(v) for v in rng.integers(0, [kh, kh, kw, kw]))
+    H, W = int(rng.integers(kh + 1, 14)), int(rng.integers(kw + 1, 14))
+    ceil = bool(rng.integers(0, 2))
+    x = rng.integers(-2, 3, (2, 3, H, W)).astype(np.float64)
+    y = P.max_pool(np, x, (kh, kw), (sh, sw), pads, ceil)
+    dy = rng.standard_normal(y.shape)
+    ref_y, ref_dx = ref_pool(x, (kh, kw), (sh, sw), pads, ceil, "max", dy=dy)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_allclose(P.max_pool_grad(np, x, y, dy, (kh, kw), (sh, sw), pads, ceil), ref_dx,
+                               rtol=1e-12, atol=1e-12)
