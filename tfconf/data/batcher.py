@@ -27,6 +27,17 @@ from tfconf.data.transforms import Transform
 _SHUFFLE, _AUGMENT = 0, 1
 
 
+def resume_stream(stream, state: dict, what: str) -> None:
+    """Seek ``stream`` (a Batcher or a text stream) to a snapshot's ``state``; every other field
+    of its :meth:`state` must be what the snapshot recorded."""
+    mine = stream.state()
+    changed = [f"{k}: {state.get(k)!r} -> {mine[k]!r}" for k in mine if k != "iteration" and state.get(k) != mine[k]]
+    if changed:
+        raise DataError(f"cannot resume the {what} stream, the data changed since the snapshot ("
+                        + "; ".join(changed) + ")")
+    stream.seek(int(state["iteration"]))
+
+
 class Batcher:
     """An iterator of ``(x float32 [B, ...], y int64 [B])`` batches over ``(x, y)``.
 
@@ -159,11 +170,7 @@ class Batcher:
 
     def restore(self, state: dict) -> None:
         """Continue from a :meth:`state`; the data set and its settings must be the same."""
-        mine = self.state()
-        changed = [f"{k}: {state.get(k)!r} -> {mine[k]!r}" for k in mine if k != "iteration" and state.get(k) != mine[k]]
-        if changed:
-            raise DataError("cannot resume the data stream, the data changed since the snapshot (" + "; ".join(changed) + ")")
-        self.seek(int(state["iteration"]))
+        resume_stream(self, state, "data")
 
     # ------------------------------------------------------------------ prefetch thread
 

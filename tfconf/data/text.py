@@ -40,6 +40,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfconf.data.batcher import resume_stream
 from tfconf.data.errors import DataError
 
 TEXT_SOURCES = ("text", "pystdlib")
@@ -300,11 +301,7 @@ class TextStream:
                 "num_samples": self.num_samples, "batch_size": self.batch_size, "seq_len": self.seq_len}
 
     def restore(self, state: dict) -> None:
-        mine = self.state()
-        changed = [f"{k}: {state.get(k)!r} -> {mine[k]!r}" for k in mine if k != "iteration" and state.get(k) != mine[k]]
-        if changed:
-            raise DataError("cannot resume the text stream, the data changed since the snapshot (" + "; ".join(changed) + ")")
-        self.seek(int(state["iteration"]))
+        resume_stream(self, state, "text")
 
     def close(self) -> None:
         pass
