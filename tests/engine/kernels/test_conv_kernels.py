@@ -218,12 +218,11 @@ def test_conv_vs_torch(xs, ws, st, pads, dil, groups):
     np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-9)
 
 
-@pytest.mark.parametrize("pads,wide", [((2, 2, 2, 2), None), ((1, 0, 2, 1), False)])
-def test_threaded_split_gives_identical_results(monkeypatch, pads, wide):
+@pytest.mark.parametrize("pads", [(2, 2, 2, 2), (1, 0, 2, 1)])
+def test_threaded_split_gives_identical_results(monkeypatch, pads):
     rng = np.random.default_rng(12)
     x = rng.standard_normal((4, 8, 24, 24)).astype(np.float32)
     w = rng.standard_normal((8, 8, 5, 5)).astype(np.float32)
-    monkeypatch.setattr(K, "WIDE_IM2COL", wide)
     args = ((1, 1), pads, (1, 1), 1)
     monkeypatch.setattr(K, "NUM_THREADS", 1)
     y1 = K.conv2d(np, x, w, *args)

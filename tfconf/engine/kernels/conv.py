@@ -45,10 +45,6 @@ _local = threading.local()
 #: benchmarks and tests).  Results agree to rounding either way.
 LAYOUT = None
 
-#: Kept for compatibility with code that set it: the "wide" im2col variant was
-#: replaced by the "chwn" layout, which has longer runs still.  No effect.
-WIDE_IM2COL = None
-
 
 #: Number of CPU threads used for the memory-bound numpy parts (copies,
 #: col2im).  numpy releases the GIL inside these loops, so splitting them
