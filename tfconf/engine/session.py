@@ -410,7 +410,10 @@ class Session(DefaultSessionMixin):
         placement = {}
         place = placer(self.config, self._devices, feed_tensors, placement)
 
-        consumers = [] if len(self._devices) > 1 or self._devices[0].xp is not np else None
+        # with an accelerator: who reads each plan tensor (shape constants stay numpy; the user
+        # graph's own consumer lists serve when there is no plan graph)
+        on_accelerator = any(d.xp is not np for d in self._devices)
+        consumers = pg.consumers() if on_accelerator and pg is not None else None
 
         def make_kernel(op):
             op._ran = True
@@ -420,9 +423,7 @@ class Session(DefaultSessionMixin):
                 return kernel
             from .devices import accelerator_kernel
 
-            if not consumers:  # once per plan: who reads each tensor (shape constants stay numpy)
-                consumers.append(pg.consumers() if pg is not None else None)
-            return accelerator_kernel(op, kernel, ctx.xp, consumers[0])
+            return accelerator_kernel(op, kernel, ctx.xp, consumers)
 
         inplace = None
         if self.config.memory_planning and self._parallel is None:
