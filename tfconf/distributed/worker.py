@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from tfconf.engine.devices import host_value, to_host
 from tfconf.engine.partition import Rendezvous
 
 from .cluster import TaskFailedError, short_task_name, task_name
@@ -59,8 +60,7 @@ class TaskRendezvous(Rendezvous):
         if dest in self.worker.device_names:
             return super().send(key, value)
         task, actor = self.worker.routes[dest]
-        if hasattr(value, "get") and not isinstance(value, np.ndarray):
-            value = value.get()  # a GPU array travels as numpy
+        value = host_value(value)  # a GPU array travels as numpy
         self.deliveries.append((task, actor.deliver.remote(self.step_id, key, value)))
 
     def deliver(self, key, value):
@@ -229,7 +229,7 @@ class Worker:
             out = {}
             for s in fetch:
                 v = vals[s]
-                out[s] = v.get() if hasattr(v, "get") and not isinstance(v, (np.ndarray, np.generic)) else v
+                out[s] = host_value(v)
             return out, [tuple(x) for x in stats] if stats is not None else None
         finally:
             with self._lock:
@@ -263,7 +263,7 @@ class Worker:
         """{name: array} of this task's variables (all of them, or those of ``names`` it has)."""
         store = self.variables
         keys = store.keys() if names is None else [n for n in names if n in store]
-        return {k: np.asarray(store[k]) if not hasattr(store[k], "get") else store[k].get() for k in keys}
+        return {k: to_host(store[k]) for k in keys}
 
     def variable_names(self, names=None):
         """The names of ``names`` (or of all variables) that this task holds a value for."""

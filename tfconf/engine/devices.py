@@ -130,35 +130,39 @@ class Device:
             return False
         return True
 
-    def to_host(self, value):
-        """A numpy view/copy of an array of this device."""
-        return value.get() if self.device_type == "GPU" and hasattr(value, "get") else value
-
     def from_other(self, value):
         """Bring an array from another device (or the host) onto this one."""
         if self.device_type == "GPU":
             return self.xp.asarray(value)
-        return value.get() if hasattr(value, "get") and not isinstance(value, __import__("numpy").ndarray) else value
+        return host_value(value)
 
     def __repr__(self):
         return f"<Device {self.name}>"
+
+
+def on_device(a) -> bool:
+    """Whether ``a`` is an accelerator's array (CuPy's: it has ``get``), not a numpy one."""
+    import numpy as np
+
+    return hasattr(a, "get") and not isinstance(a, (np.ndarray, np.generic))
+
+
+def host_value(a):
+    """``a`` copied back to numpy if it lives on an accelerator, else ``a`` itself."""
+    return a.get() if on_device(a) else a
 
 
 def to_host(a):
     """A numpy array of ``a`` (a GPU array is copied back)."""
     import numpy as np
 
-    if a is not None and not isinstance(a, (np.ndarray, np.generic)) and hasattr(a, "get"):
-        return a.get()
-    return np.asarray(a)
+    return np.asarray(host_value(a))
 
 
 def like(existing, value):
     """``value`` (numpy) on the device where ``existing`` lives: a variable keeps its device when
     it is overwritten from the host (restore, fine-tuning, ``Variable.load``)."""
-    import numpy as np
-
-    if existing is None or isinstance(existing, (np.ndarray, np.generic)) or not hasattr(existing, "get"):
+    if not on_device(existing):
         return value
     import cupy
 
@@ -198,9 +202,7 @@ def accelerator_kernel(op, kernel, xp, consumers=None):
     def run(*args):
         args = list(args)
         for i in host:
-            a = args[i]
-            if a is not None and not isinstance(a, (np.ndarray, np.generic)) and hasattr(a, "get"):
-                args[i] = a.get()
+            args[i] = host_value(args[i])
         for i in to_device:
             if isinstance(args[i], (np.ndarray, np.generic)):
                 args[i] = xp.asarray(args[i])

@@ -367,8 +367,8 @@ class Session(DefaultSessionMixin):
                 out.append(None)
                 continue
             v = vals[s]
-            if hasattr(v, "get") and not isinstance(v, (np.ndarray, np.generic)):
-                v = v.get()  # a GPU array comes back as numpy
+            if hasattr(v, "get") and not isinstance(v, (np.ndarray, np.generic)):  # devices.on_device,
+                v = v.get()  # inlined on this per-fetch path: a GPU array comes back as numpy
             if not copy and variables and not isinstance(v, np.generic):  # scalars are immutable
                 # NOTE: a fetched value may be a Variable's stored array or a view of it (the
                 # output of Assign/AssignAdd, Identity, Reshape...). The caller gets a copy, or
