@@ -22,6 +22,7 @@ import numpy as np
 
 from tfconf.engine.devices import host_value, to_host
 from tfconf.engine.partition import Rendezvous
+from tfconf.engine.session import rng_states, set_rng_states
 
 from .cluster import TaskFailedError, short_task_name, task_name
 
@@ -285,14 +286,10 @@ class Worker:
         return np
 
     def get_rng_states(self):
-        return {name: gen.bit_generator.state for name, gen in self.rngs.items()
-                if hasattr(gen, "bit_generator")}
+        return rng_states(self.rngs)
 
     def set_rng_states(self, states):
-        for name, st in states.items():
-            gen = np.random.default_rng()
-            gen.bit_generator.state = st
-            self.rngs[name] = gen
+        set_rng_states(self.rngs, states)
         return True
 
     def close(self):

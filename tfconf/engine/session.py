@@ -219,6 +219,20 @@ def resolve_run(graph, elements, feed_keys):
     return feed_tensors, fetch_tensors, targets
 
 
+def rng_states(rngs):
+    """{op name: state} of the numpy generators in ``rngs``. CuPy's keep their state on the GPU
+    with no portable form: random ops on a GPU restart from their seeds after a resume."""
+    return {name: gen.bit_generator.state for name, gen in rngs.items() if isinstance(gen, np.random.Generator)}
+
+
+def set_rng_states(rngs, states):
+    """Put generators with the saved ``states`` (from :func:`rng_states`) into ``rngs``."""
+    for name, st in states.items():
+        gen = np.random.default_rng()
+        gen.bit_generator.state = st
+        rngs[name] = gen
+
+
 def placer(config, devices, feed_tensors, placement):
     """The ``place(order)`` callback of build_plan: places the ops on ``devices`` into the dict
     ``placement`` (logging each choice to stderr with ``config.log_device_placement``)."""
@@ -486,6 +500,14 @@ class Session(DefaultSessionMixin):
     @property
     def closed(self):
         return self._closed
+
+    def rng_states(self):
+        """The state of every random op's generator, by op name (for snapshots)."""
+        return rng_states(self._ctx.rngs)
+
+    def set_rng_states(self, states):
+        """Restore random generators saved by :meth:`rng_states`."""
+        set_rng_states(self._ctx.rngs, states)
 
     def list_devices(self):
         """The session's devices (TF's ``Session.list_devices``)."""

@@ -249,10 +249,7 @@ class Solver:
         state = {
             "iteration": self.iteration,
             "data": self.train_data.state(),
-            # NOTE: numpy generators only: CuPy's keep their state on the GPU with no portable
-            # form, so random ops on a GPU restart from their seeds after a resume
-            "rng": {name: gen.bit_generator.state for name, gen in self.sess._ctx.rngs.items()
-                    if isinstance(gen, np.random.Generator)},
+            "rng": self.sess.rng_states(),
             "smoothed": self.smoothed,
         }
         return snap.write_snapshot(prefix, self.iteration, self.weights(), slots, _jsonable(state))
@@ -267,12 +264,7 @@ class Solver:
         self.iteration = int(state["iteration"])
         self.train_data.restore(state["data"])
         self.smoothed = list(state.get("smoothed", []))
-        import numpy.random as npr
-
-        for name, st in state.get("rng", {}).items():
-            gen = npr.default_rng()
-            gen.bit_generator.state = st
-            self.sess._ctx.rngs[name] = gen
+        self.sess.set_rng_states(state.get("rng", {}))
 
     def load_weights(self, weights, strict=False, reinit=()):
         """Copy weights by parameter name (``layer/weights``). A shape mismatch is an error naming
