@@ -132,15 +132,15 @@ class _Recurrent(LayerSpec):
         cshape = cont.shape.as_list() if cont.shape.ndims is not None else None
         if cshape is not None and (len(cshape) != 2 or (cshape[0] is not None and cshape[0] != steps)):
             raise ValueError(f"cont must have shape [T, N] = [{steps}, N]. Received: {cshape}")
-        conts = [tc.reshape(c, [-1, 1]) for c in _unstack_steps(tc.cast(cont, x3.dtype), steps)]
+        mask = tc.reshape(tc.cast(cont, x3.dtype), [steps, -1, 1])  # [T, N, 1]
         if static is not None:
             sshape = static.shape.as_list()
             if static.shape.ndims is None or len(sshape) < 2 or None in sshape[1:]:
                 raise ValueError(f"the static input must have shape [N, ...] with known features. Received: {sshape}")
             static = tc.reshape(static, [-1, math.prod(sshape[1:])]) if len(sshape) > 2 else static
-        outs = [self._direction(ctx, x3, conts, static, steps, reverse=False)]
+        outs = [self._direction(ctx, x3, mask, static, steps, reverse=False)]
         if self.bidirectional:
-            outs.append(self._direction(ctx, x3, conts, static, steps, reverse=True))
+            outs.append(self._direction(ctx, x3, mask, static, steps, reverse=True))
         y = outs[0] if len(outs) == 1 else tc.concat(outs, axis=2)
         return [tc.identity(y, name=self.name)]
 
@@ -173,9 +173,10 @@ class _Recurrent(LayerSpec):
             gx_all = gx_all + tc.expand_dims(tc.matmul(static, p["w_s"], transpose_b=True), 0)
         return p, gx_all
 
-    def _direction(self, ctx, x3, conts, static, steps, reverse):
+    def _direction(self, ctx, x3, mask, static, steps, reverse):
         with tc.name_scope("reverse" if reverse else "forward"):
             p, gx_all = self._projected(ctx, x3, static, reverse)
+            conts = _unstack_steps(mask, steps)  # T tensors [N, 1]
             gxs = _unstack_steps(gx_all, steps)
             if reverse:
                 states = None
@@ -225,19 +226,18 @@ class LSTM(_Recurrent):
     gates: ClassVar[int] = 4
     state_names: ClassVar[tuple] = ("h", "c")
 
-    def _direction(self, ctx, x3, conts, static, steps, reverse):
+    def _direction(self, ctx, x3, mask, static, steps, reverse):
         """The whole direction as one LSTMSequence op (a scan with its own gradient): the same
         recurrence as the unrolled steps, with T small weight-gradient products replaced by one."""
         with tc.name_scope("reverse" if reverse else "forward"):
             p, gx_all = self._projected(ctx, x3, static, reverse)
-            mask = tc.stack(conts, axis=0)  # [T, N, 1]
             if reverse:
                 # step t's state comes from t+1 and resets where t+1 starts a sequence; T-1 starts at zero
                 hs, _, _ = lstm_sequence(gx_all, p["w_h"], tc.concat([mask[1:], tc.zeros_like(mask[:1])], 0)
                                          if steps > 1 else tc.zeros_like(mask), reverse=True)
                 return hs
             variables = [self._state_variable(ctx, n) for n in self.state_names]
-            h0, c0 = (carried_state(v.value(), conts[0]) for v in variables)
+            h0, c0 = (carried_state(v.value(), mask[0]) for v in variables)
             hs, h_last, c_last = lstm_sequence(gx_all, p["w_h"], mask, h0, c0)
             for v, s in zip(variables, (h_last, c_last)):
                 ctx.updates.append(v.assign(s, name=f"{v.op.name.rsplit('/', 1)[-1]}_store"))
