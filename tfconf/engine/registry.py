@@ -35,6 +35,9 @@ class OpDef:
     # would wait for the device), and ``host_outputs`` ops (Shape, Size, Rank) produce numpy.
     host_inputs = ()
     host_outputs = False
+    #: fast kernels beside the reference one: {provider name: kernels.providers.KernelHook}; the
+    #: compile pipeline's kernel-choice stage picks one per op and device (engine/kernel_choice.py)
+    kernels = {}
 
     def infer(op):  # pragma: no cover - every op overrides
         raise NotImplementedError

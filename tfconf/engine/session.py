@@ -36,6 +36,9 @@ class SessionConfig:
     memory: str = "default"
     #: buffer reuse and in-place elementwise updates in the serial executor
     memory_planning: bool = True
+    #: kernel providers (engine/kernel_choice.py): "auto" (every one whose library loads, or the
+    #: TFCONF_KERNELS environment variable), "numpy" (the reference kernels only), "onednn"
+    kernels: object = "auto"
 
 
 @dataclasses.dataclass
@@ -173,6 +176,9 @@ class PlanInfo:
     passes: dict
     memory: dict
     seconds: dict = dataclasses.field(default_factory=dict)
+    #: the kernel-choice and layout stages: providers enabled, kernels per provider, op types
+    #: each ran, op types left to the reference (and why), tensors kept in a provider's layout
+    kernels: dict = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         lines = [f"plan: {self.ops_before} ops needed -> {self.ops_after} steps"]
@@ -180,6 +186,13 @@ class PlanInfo:
             lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         if self.memory:
             lines.append("  memory: " + ", ".join(f"{k}={v}" for k, v in self.memory.items()))
+        k = self.kernels
+        if k:
+            ran = ", ".join(f"{p}={n}" for p, n in k["kernels"].items()) or "none"
+            lines.append(f"  kernels: providers={','.join(k['providers']) or 'numpy'}, provider kernels: {ran}, "
+                         f"blocked tensors={k['blocked_tensors']}")
+            for typ, why in k["declined"].items():
+                lines.append(f"    {typ} on the reference kernel: {why}")
         if self.seconds:
             lines.append("  ms: " + ", ".join(f"{k}={v * 1e3:.1f}" for k, v in self.seconds.items()))
         return "\n".join(lines)
@@ -188,7 +201,8 @@ class PlanInfo:
 class _Compiled:
     """A cached plan plus what run() needs to feed it and unpack its results."""
 
-    __slots__ = ("plan", "feeds", "fetch_slots", "copy", "partitioned", "placement", "feed_xp", "info")
+    __slots__ = ("plan", "feeds", "fetch_slots", "copy", "partitioned", "placement", "feed_xp", "info",
+                 "kernel_plan", "cores")
 
     def __init__(self, plan, feeds, fetch_slots, copy):
         self.plan = plan
@@ -196,6 +210,8 @@ class _Compiled:
         self.fetch_slots = fetch_slots
         self.copy = copy            # per fetch: True when the value aliases a Variable's storage
         self.feed_xp = None         # the array module feeds move to (a GPU plan's), None: numpy
+        self.kernel_plan = None     # the kernel-choice stage's KernelPlan
+        self.cores = None           # a context manager that gives oneDNN the cores (threads.py)
 
 
 _default_session_stack = []
@@ -290,6 +306,9 @@ class Session(DefaultSessionMixin):
         self.graph = graph if graph is not None else get_default_graph()
         self.config = config if config is not None else SessionConfig()
         self._rewrites = RewriteConfig.of(self.config.graph_rewrites, self.config.memory)
+        from .kernel_choice import resolve_providers
+
+        self._providers = resolve_providers(self.config.kernels)
         self._devices = local_devices(self.config.device_count)
         if len(self._devices) > 1:  # the cost model needs throughputs: measured once per process
             self._devices = local_devices(self.config.device_count, measure=True)
@@ -339,6 +358,12 @@ class Session(DefaultSessionMixin):
         return _rebuild(template, self._execute(comp, feed_dict, opts, run_metadata))
 
     def _execute(self, comp, feed_dict, options=None, run_metadata=None):
+        if comp.cores is not None:
+            with comp.cores():
+                return self._execute_plan(comp, feed_dict, options, run_metadata)
+        return self._execute_plan(comp, feed_dict, options, run_metadata)
+
+    def _execute_plan(self, comp, feed_dict, options=None, run_metadata=None):
         plan = comp.plan
         vals = [None] * plan.nslots
         if comp.feeds:
@@ -422,7 +447,14 @@ class Session(DefaultSessionMixin):
             pg = rewrite_plan(g, fetch_tensors, targets, feed_tensors, self._rewrites)
             plan_fetches, plan_targets = pg.fetches, pg.targets
         placement = {}
-        place = placer(self.config, self._devices, feed_tensors, placement)
+        place_ops = placer(self.config, self._devices, feed_tensors, placement)
+        from .kernel_choice import KernelPlan
+
+        kplan = KernelPlan(self._providers)
+
+        def place(order):
+            place_ops(order)
+            kplan.choose(order, placement, plan_fetches)
 
         # with an accelerator: who reads each plan tensor (shape constants stay numpy; the user
         # graph's own consumer lists serve when there is no plan graph)
@@ -432,7 +464,7 @@ class Session(DefaultSessionMixin):
         def make_kernel(op):
             op._ran = True
             ctx = self._ctxs[placement[op].name]
-            kernel = op.op_def.make_kernel(op, ctx)
+            kernel = kplan.make(op, ctx)
             if ctx.xp is np:
                 return kernel
             from .devices import accelerator_kernel
@@ -444,6 +476,8 @@ class Session(DefaultSessionMixin):
             from .executor import inplace_kernel
 
             def _inplace(op, kernel, p):
+                if kplan.provider_of(op) is not None:  # a provider's kernel allocates its own output
+                    return None
                 return inplace_kernel(op, kernel, p, self._ctxs[placement[op].name])
 
             inplace = _inplace
@@ -493,7 +527,12 @@ class Session(DefaultSessionMixin):
                 if not done:
                     break
         comp.placement = where
-        comp.info = _plan_info(pg, plan)
+        comp.info = _plan_info(pg, plan, kplan.info())
+        comp.kernel_plan = kplan
+        if kplan.uses("onednn"):
+            from .threads import onednn_owns_cores
+
+            comp.cores = onednn_owns_cores
         return comp
 
     # ----------------------------------------------------------------- helpers
@@ -522,7 +561,9 @@ class Session(DefaultSessionMixin):
     def plan_info(self, fetches, feed_dict=None):
         """What compiling the plan of ``run(fetches, feed_dict)`` did: op counts before and after
         the rewrites, what each pass did and the executor's memory plan (a PlanInfo)."""
-        return self._compiled_for(fetches, feed_dict).info
+        comp = self._compiled_for(fetches, feed_dict)
+        comp.info.kernels["fallbacks"] = comp.kernel_plan.fallbacks()
+        return comp.info
 
     def partitions(self, fetches, feed_dict=None):
         """The per-device partitions of that plan ({device name: Partition}), or {} on one device."""
@@ -553,14 +594,14 @@ class InteractiveSession(Session):
         super().close()
 
 
-def _plan_info(pg, plan):
+def _plan_info(pg, plan, kernels):
     after = collections.Counter(s.op.type for s in plan.steps)
     if pg is None:
         before, passes, seconds = dict(after), {}, {}
     else:
         before, passes, seconds = dict(pg.before), {k: dict(v) for k, v in pg.stats.items()}, dict(pg.seconds)
     return PlanInfo(sum(before.values()), len(plan.steps), before, dict(after), passes, dict(plan.memory),
-                    seconds)
+                    seconds, kernels)
 
 
 def _check_unfed(op):

@@ -19,6 +19,7 @@ import types
 import numpy as np
 
 from .. import shapes as S
+from ..kernels.providers import onednn
 from ..registry import OpDef, get_op_def, register
 from .core import convert_to_tensor, graph_of, make, reduce_to_like, shape
 
@@ -116,6 +117,8 @@ class FusedConv2D(OpDef):
 
     Gradients: dz = ReluGrad(dy, y) (or dy), dx = Conv2DBackpropInput(shape(x), w, dz),
     dw = Conv2DBackpropFilter(x, dz), db = dz summed to b's shape."""
+
+    kernels = {"onednn": onednn("fused_conv2d", blocked_inputs=(0,), blocked_output=True)}
 
     def infer(op):
         from .nn import _conv_infer_shape

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import shapes as S
 from ..graph import Tensor
+from ..kernels.providers import onednn
 from ..registry import OpDef, register
 from .array import expand_dims, reshape
 from .core import constant, convert_to_tensor, graph_of, make, shape, zeros_like
@@ -123,6 +124,8 @@ class Conv2D(OpDef):
     """y = x ⋆ w (cross-correlation).  dx = Conv2DBackpropInput(shape(x), w, dy),
     dw = Conv2DBackpropFilter(x, dy)."""
 
+    kernels = {"onednn": onednn("conv2d", blocked_inputs=(0,), blocked_output=True)}
+
     def infer(op):
         x, w = op.inputs
         if x.dtype != w.dtype:
@@ -150,6 +153,8 @@ class Conv2D(OpDef):
 class Conv2DBackpropInput(OpDef):
     """dx = adjoint of conv2d w.r.t. its input (also conv2d_transpose).
     Gradients: d/dw = Conv2DBackpropFilter(ddx, dy), d/d(dy) = Conv2D(ddx, w)."""
+
+    kernels = {"onednn": onednn("conv2d_backprop_input", blocked_inputs=(2,), blocked_output=True)}
 
     host_inputs = (0,)
 
@@ -182,6 +187,8 @@ class Conv2DBackpropInput(OpDef):
 class Conv2DBackpropFilter(OpDef):
     """dw = adjoint of conv2d w.r.t. its filter.
     Gradients: d/dx = Conv2DBackpropInput(shape(x), ddw, dy), d/d(dy) = Conv2D(x, ddw)."""
+
+    kernels = {"onednn": onednn("conv2d_backprop_filter", blocked_inputs=(0, 1))}
 
     def infer(op):
         x, dy = op.inputs
@@ -270,6 +277,8 @@ class MaxPool(OpDef):
     """y = max over each window (padding counts as -inf).  dx = MaxPoolGrad(x, y, dy): each
     window's gradient goes to its first maximal element."""
 
+    kernels = {"onednn": onednn("max_pool", blocked_inputs=(0,), blocked_output=True)}
+
     infer = _pool_infer
 
     def make_kernel(op, ctx):
@@ -286,6 +295,8 @@ class MaxPool(OpDef):
 class MaxPoolGrad(OpDef):
     """Routes each window's dy to the window's first maximal input element."""
 
+    kernels = {"onednn": onednn("max_pool_grad", blocked_inputs=(0, 1, 2), blocked_output=True)}
+
     def infer(op):
         return [(op.inputs[0]._shape, op.inputs[0].dtype)]
 
@@ -299,6 +310,8 @@ class MaxPoolGrad(OpDef):
 @register
 class AvgPool(OpDef):
     """y = mean over each window.  dx = AvgPoolGrad(shape(x), dy)."""
+
+    kernels = {"onednn": onednn("avg_pool", blocked_inputs=(0,), blocked_output=True)}
 
     infer = _pool_infer
 
@@ -316,6 +329,8 @@ class AvgPool(OpDef):
 @register
 class AvgPoolGrad(OpDef):
     """The adjoint of avg_pool; linear in dy, so its gradient is AvgPool(ddx)."""
+
+    kernels = {"onednn": onednn("avg_pool_grad", blocked_inputs=(1,), blocked_output=True)}
 
     host_inputs = (0,)
 

@@ -1,0 +1,149 @@
+"""The oneDNN provider's hooks: for each op type it serves, ``accepts_<name>(op)`` (None, or why
+the reference kernel runs the op instead) and ``make_<name>(op, ctx, plan)`` (the kernel).
+
+The op declarations name these through ``kernels = {"onednn": onednn("<name>", ...)}``. A kernel
+made here keeps the op's reference kernel as its fallback for shapes oneDNN cannot take.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels as K
+
+
+def _float32(op):
+    for t in list(op.inputs) + list(op.outputs):
+        if t.dtype.is_floating and t.dtype.np != np.float32:
+            return f"{t.dtype.name} (oneDNN serves float32)"
+    return None
+
+
+def _rank4(t, what):
+    if t._shape is not None and len(t._shape) != 4:
+        return f"{what} of rank {len(t._shape)}"
+    return None
+
+
+def _reference(op, ctx):
+    return op.op_def.make_kernel(op, ctx)
+
+
+# ---------------------------------------------------------------------------- convolution
+def _conv_pads(attrs):
+    from ...ops.nn import resolve_pads
+
+    padding, strides, dilations = attrs["padding"], attrs["strides"], attrs["dilations"]
+    if padding != "SAME":
+        pads = tuple(padding)
+        return lambda hw, khw: pads
+    return lambda hw, khw: tuple(resolve_pads(padding, hw, khw, strides, dilations))
+
+
+def _conv_accepts(op, x):
+    return _float32(op) or _rank4(x, "input")
+
+
+def accepts_conv2d(op):
+    return _conv_accepts(op, op.inputs[0])
+
+
+def make_conv2d(op, ctx, plan):
+    a = op.attrs
+    return K.ConvForward(_reference(op, ctx), a["strides"], _conv_pads(a), a["dilations"], a["groups"],
+                         bias=False, relu=False, blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_fused_conv2d(op):
+    return _conv_accepts(op, op.inputs[0])
+
+
+def make_fused_conv2d(op, ctx, plan):
+    a = op.attrs
+    return K.ConvForward(_reference(op, ctx), a["strides"], _conv_pads(a), a["dilations"], a["groups"],
+                         bias=True, relu=a.get("activation") == "Relu", blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_conv2d_backprop_input(op):
+    return _conv_accepts(op, op.inputs[2])
+
+
+def make_conv2d_backprop_input(op, ctx, plan):
+    a = op.attrs
+    return K.ConvBackwardData(_reference(op, ctx), a["strides"], _conv_pads(a), a["dilations"], a["groups"],
+                              blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_conv2d_backprop_filter(op):
+    return _conv_accepts(op, op.inputs[0])
+
+
+def make_conv2d_backprop_filter(op, ctx, plan):
+    a = op.attrs
+    return K.ConvBackwardWeights(_reference(op, ctx), a["filter_shape"], a["strides"], _conv_pads(a),
+                                 a["dilations"], a["groups"])
+
+
+# ---------------------------------------------------------------------------- pooling
+def _pool_pads(attrs):
+    from ...ops.nn import resolve_pads
+
+    padding, ksize, strides = attrs["padding"], attrs["ksize"], attrs["strides"]
+    if padding != "SAME":
+        pads = tuple(padding)
+        return lambda hw: pads
+    return lambda hw: tuple(resolve_pads(padding, hw, ksize, strides))
+
+
+def _pool_args(op):
+    a = op.attrs
+    return a["ksize"], a["strides"], _pool_pads(a), a["ceil_mode"]
+
+
+def accepts_max_pool(op):
+    return _float32(op) or _rank4(op.inputs[0], "input")
+
+
+def make_max_pool(op, ctx, plan):
+    # training: keep the workspace only when the plan also runs this pool's gradient
+    training = any(c.type == "MaxPoolGrad" and c.inputs[1] is op.outputs[0] for c in plan.consumers(op.outputs[0]))
+    return K.PoolForward(_reference(op, ctx), "max", *_pool_args(op), training=training,
+                         blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_max_pool_grad(op):
+    return _float32(op) or _rank4(op.inputs[0], "input")
+
+
+def make_max_pool_grad(op, ctx, plan):
+    fwd = plan.kernel_of(op.inputs[1].op)
+    fwd = fwd if isinstance(fwd, K.PoolForward) else None
+    return K.PoolBackward(_reference(op, ctx), "max", *_pool_args(op), forward=fwd,
+                          blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_avg_pool(op):
+    return _float32(op) or _rank4(op.inputs[0], "input")
+
+
+def make_avg_pool(op, ctx, plan):
+    return K.PoolForward(_reference(op, ctx), "avg", *_pool_args(op), op.attrs["count_include_pad"],
+                         training=False, blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_avg_pool_grad(op):
+    return _float32(op) or _rank4(op.inputs[1], "gradient")
+
+
+def make_avg_pool_grad(op, ctx, plan):
+    # dx in the layout its forward pooled in: the AvgPool of the same input, when the plan has it
+    fwd = None
+    sizes = op.inputs[0]
+    if sizes.op.type == "Shape":
+        for c in plan.consumers(sizes.op.inputs[0]):
+            k = plan.kernel_of(c) if c.type == "AvgPool" and c.attrs == op.attrs else None
+            if isinstance(k, K.PoolForward):
+                fwd = k
+                break
+    return K.PoolBackward(_reference(op, ctx), "avg", *_pool_args(op), op.attrs["count_include_pad"],
+                          forward=fwd, blocked_out=plan.blocked(op.outputs[0]))
