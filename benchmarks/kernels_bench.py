@@ -1,9 +1,12 @@
-"""Micro-benchmark: tfconf conv / pool kernels vs PyTorch CPU eager.
+"""Micro-benchmark: tfconf conv / pool kernels (oneDNN provider and numpy reference) vs PyTorch
+CPU eager.
 
 Times every conv / pool shape of Caffe's MNIST LeNet (batch 64) and
 CIFAR-10 quick (batch 100), float32, forward and each backward kernel, for
-tfconf (numpy) and for torch (the matching aten ops, plus forward + autograd
-backward per layer).  The two libraries are timed in separate phases: an
+tfconf's oneDNN kernels (plain NCHW arrays in and out, so each time includes
+the reorders an isolated op needs; inside a plan, tensors between oneDNN ops
+skip them), tfconf's numpy reference kernels, and torch (the matching aten
+ops, plus forward + autograd backward per layer).  The two libraries are timed in separate phases: an
 OpenMP / OpenBLAS thread pool that is still spinning from the other library
 would otherwise steal a core.
 
@@ -102,6 +105,49 @@ def bench_tfconf(repeat):
     return res
 
 
+def bench_onednn(repeat):
+    """The oneDNN provider's kernels on plain arrays (BLAS at one thread, as in a plan)."""
+    from tfconf.engine.kernels.onednn import kernels as D
+    from tfconf.engine.threads import onednn_owns_cores
+
+    rng = np.random.default_rng(0)
+    res = {}
+    with onednn_owns_cores():
+        for name, xs, ws, p in CONVS:
+            x = rng.standard_normal(xs, dtype=np.float32)
+            w = rng.standard_normal(ws, dtype=np.float32)
+            pads = lambda hw, khw, p=p: (p, p, p, p)  # noqa: E731
+            fwd = D.ConvForward(None, (1, 1), pads, (1, 1), 1, bias=False, relu=False)
+            bwd_in = D.ConvBackwardData(None, (1, 1), pads, (1, 1), 1)
+            bwd_w = D.ConvBackwardWeights(None, ws, (1, 1), pads, (1, 1), 1)
+            y = fwd(x, w)
+            dy = rng.standard_normal(y.shape, dtype=np.float32)
+            sizes = np.array(xs)
+            res[name + " fwd"] = timeit(lambda: fwd(x, w), repeat)
+            res[name + " bwd_input"] = timeit(lambda: bwd_in(sizes, w, dy), repeat)
+            res[name + " bwd_filter"] = timeit(lambda: bwd_w(x, dy), repeat)
+
+            def layer():
+                fwd(x, w)
+                bwd_in(sizes, w, dy)
+                bwd_w(x, dy)
+            res[name + " fwd+bwd"] = timeit(layer, repeat)
+        for name, kind, xs, k, s, ceil in POOLS:
+            x = rng.standard_normal(xs, dtype=np.float32)
+            geo = ((k, k), (s, s), lambda hw: (0, 0, 0, 0), ceil)
+            fwd = D.PoolForward(None, kind, *geo, training=kind == "max")
+            y = fwd(x)
+            dy = rng.standard_normal(y.shape, dtype=np.float32)
+            bwd = D.PoolBackward(None, kind, *geo, forward=fwd)
+            res[name + " fwd"] = timeit(lambda: fwd(x), repeat)
+            if kind == "max":
+                res[name + " bwd"] = timeit(lambda: bwd(x, y, dy), repeat)
+            else:
+                sizes = np.array(xs)
+                res[name + " bwd"] = timeit(lambda: bwd(sizes, dy), repeat)
+    return res
+
+
 def bench_torch(repeat):
     import torch
     F = torch.nn.functional
@@ -154,6 +200,11 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
     ours = bench_tfconf(a.repeat)
+    try:
+        dnnl = bench_onednn(a.repeat)
+    except Exception as e:  # noqa: BLE001 - a machine without the library still gets the rest
+        print(f"oneDNN provider unavailable: {e}")
+        dnnl = {}
     theirs = {}
     if not a.no_torch:
         try:
@@ -165,20 +216,24 @@ def main():
     else:
         tinfo = "torch skipped"
     print(f"numpy {np.__version__}; {tinfo}; float32; min (median) ms over {a.repeat} runs")
-    print(f"{'kernel':32s} {'tfconf ms':>16s} {'torch ms':>16s} {'tfconf/torch':>12s}")
-    for key, (mn, med) in ours.items():
-        if key in theirs:
-            tmn, tmed = theirs[key]
-            print(f"{key:32s} {mn:7.2f} ({med:6.2f}) {tmn:7.2f} ({tmed:6.2f}) {mn / tmn:12.2f}")
-        else:
-            print(f"{key:32s} {mn:7.2f} ({med:6.2f})")
+    print()
+    print("| kernel | tfconf oneDNN ms | tfconf numpy ms | torch ms | oneDNN/torch | numpy/torch |")
+    print("|---|---:|---:|---:|---:|---:|")
+
+    def cell(r, key):
+        return f"{r[key][0]:.2f} ({r[key][1]:.2f})" if key in r else "—"
+
+    def ratio(r, key):
+        return f"{r[key][0] / theirs[key][0]:.2f}" if key in r and key in theirs else "—"
+
+    for key in ours:
+        print(f"| {key} | {cell(dnnl, key)} | {cell(ours, key)} | {cell(theirs, key)} | {ratio(dnnl, key)} | "
+              f"{ratio(ours, key)} |")
     for net, keys in STEP.items():
-        o = sum(ours[k][0] for k in keys)
-        line = f"{net + ' step (conv+pool kernels)':32s} {o:7.2f}          "
-        if theirs:
-            t = sum(theirs[k][0] for k in keys)
-            line += f" {t:7.2f}          {o / t:12.2f}"
-        print(line)
+        sums = [sum(r[k][0] for k in keys) if all(k in r for k in keys) else None for r in (dnnl, ours, theirs)]
+        cells = " | ".join("—" if v is None else f"{v:.2f}" for v in sums)
+        rats = " | ".join("—" if v is None or sums[2] is None else f"{v / sums[2]:.2f}" for v in sums[:2])
+        print(f"| **{net} step (conv+pool kernels)** | {cells} | {rats} |")
 
 
 if __name__ == "__main__":

@@ -303,6 +303,10 @@ def devices(
     for d in _run(go):
         typer.echo(f"{d['name']}  {d['type']}  memory {d['memory_gb']:.1f} GiB  "
                    f"float32 matmul {d['gflops']:.0f} GFLOP/s")
+    from tfconf.engine.kernel_choice import describe_providers
+
+    for line in describe_providers():
+        typer.echo(line)
 
 
 @app.command()

@@ -260,8 +260,13 @@ def test_devices_lists_the_cpu():
     r = invoke(["devices"])
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    cpu = [ln for ln in lines if "CPU" in ln]
+    cpu = [ln for ln in lines if "device:CPU" in ln]
     assert len(cpu) == 1
+    from tfconf.engine.kernels.onednn.lib import available
+
+    kernels = [ln for ln in lines if ln.startswith("CPU kernels: ")]
+    assert len(kernels) == 1
+    assert ("oneDNN 3." in kernels[0]) == available(), kernels
     assert "/device:CPU:0" in cpu[0]
     import re
 

@@ -32,6 +32,22 @@ def provider_available(name):
     return f"unknown kernel provider {name!r}"
 
 
+def describe_providers():
+    """One line per provider for ``tfconf devices``: what runs the CPU kernels here."""
+    lines = []
+    for name in PROVIDERS:
+        why = provider_available(name)
+        if why is None and name == "onednn":
+            from .kernels.onednn.lib import library
+
+            lib = library()
+            lines.append(f"CPU kernels: oneDNN {lib.version_string} ({lib.path}) for convolution, pooling and "
+                         f"ReLU; numpy for the rest (TFCONF_KERNELS=numpy for the reference only)")
+        elif why is not None:
+            lines.append(f"CPU kernels: numpy reference kernels only ({name} unavailable: {why})")
+    return lines
+
+
 def resolve_providers(setting="auto"):
     """The enabled providers (a tuple, in preference order) for a ``kernels`` setting."""
     explicit = True

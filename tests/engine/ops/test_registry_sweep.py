@@ -56,6 +56,8 @@ NOT_DIFFERENTIABLE = {
     "ProdGrad": "second derivative of reduce_prod not implemented",
     "ConcatGradSlice": "gradient of concat when sizes along the axis are only known at run time; "
                        "second derivatives through such a concat are not implemented",
+    "Conv2DBackpropFilterBias": "made by the plan rewriter after gradients exist (engine/rewrite/fusion.py) "
+                                "from two gradient ops; a second derivative differentiates those",
     "FusedElementwise": "made by the plan rewriter after gradients exist (engine/rewrite/fusion.py); "
                         "never differentiated",
 }

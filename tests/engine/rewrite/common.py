@@ -10,6 +10,9 @@ OFF = {"graph_rewrites": False, "memory_planning": False}
 
 
 def session(graph, **config):
+    # NOTE: rewrites must not change a single bit, which is a property of the plan, checked on the
+    # reference kernels; provider kernels agree with those to rounding (kernels/test_onednn.py)
+    config.setdefault("kernels", "numpy")
     return tc.Session(graph=graph, config=tc.SessionConfig(**config))
 
 

@@ -30,21 +30,21 @@ def test_conv_bias_relu_fuses_and_gradients_match():
     g, fetches, feed = conv_graph()
     on, off, info = run_both(g, fetches, feed)
     assert_same(on, off)
-    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 1}
+    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 1, "filter_bias_grad": 1}
 
 
 def test_conv_bias_without_relu_and_a_4d_bias():
     g, fetches, feed = conv_graph(relu=False, bias_shape=(1, 3, 1, 1))
     on, off, info = run_both(g, fetches, feed)
     assert_same(on, off)
-    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 0}
+    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 0, "filter_bias_grad": 1}
 
 
 def test_a_conv_output_read_elsewhere_is_not_fused():
     g, fetches, feed = conv_graph(fetch_conv=True)
     on, off, info = run_both(g, fetches, feed)
     assert_same(on, off)
-    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 0}
+    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 0, "filter_bias_grad": 1}
 
 
 def test_a_bias_that_is_not_per_channel_constant_shape_is_not_fused():
@@ -59,3 +59,21 @@ def test_a_bias_that_is_not_per_channel_constant_shape_is_not_fused():
         assert sess.plan_info(y, feed).passes["conv_fusion"]["conv_bias"] == 0
     with tc.Session(config=tc.SessionConfig(**OFF)) as sess:
         np.testing.assert_array_equal(got, sess.run(y, feed))
+
+
+def test_filter_and_bias_gradients_share_one_op_only_for_a_per_channel_bias():
+    # conv + b with b of shape [W] broadcasts along the width: its gradient sums over N, C, H,
+    # which is not what the fused filter+bias gradient computes, so it stays a SumToShape
+    for bias_shape, fused in (((3, 1, 1), 1), ((1, 3, 1, 1), 1), ((6,), 0)):
+        g = tc.Graph()
+        with g.as_default():
+            x = tc.placeholder(tc.float32, [4, 2, 6, 6], name="x")
+            w = tc.Variable(RNG.standard_normal((3, 2, 3, 3)).astype(np.float32), name="w")
+            b = tc.Variable(RNG.standard_normal(bias_shape).astype(np.float32), name="b")
+            y = tc.nn.conv2d(x, w, padding="SAME") + b
+            grads = tc.gradients(tc.reduce_sum(tc.square(y)), [w, b])
+        feed = {x: RNG.standard_normal((4, 2, 6, 6)).astype(np.float32)}
+        on, off, info = run_both(g, grads, feed)
+        assert_same(on, off)
+        assert info.passes["conv_fusion"]["filter_bias_grad"] == fused, bias_shape
+        assert ("Conv2DBackpropFilterBias" in info.types_after) == bool(fused)

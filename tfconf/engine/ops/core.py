@@ -9,6 +9,7 @@ import numpy as np
 from .. import shapes as S
 from ..dtypes import as_dtype, dtype_of_value, float32, int32
 from ..graph import Operation, Tensor, get_default_graph
+from ..kernels.providers import onednn
 from ..registry import OpDef, register
 
 
@@ -320,6 +321,7 @@ class SumToShape(OpDef):
     the adjoint of BroadcastTo. Gradient: ``BroadcastTo(dy, shape(g))``."""
 
     host_inputs = (1,)
+    kernels = {"onednn": onednn("sum_to_shape", blocked_inputs=(0,))}
 
     def infer(op):
         return [(_target_shape(op), op.inputs[0].dtype)]

@@ -173,6 +173,35 @@ class FusedConv2D(OpDef):
         return [dx, dw, reduce_to_like(dz, b)]
 
 
+@register
+class Conv2DBackpropFilterBias(OpDef):
+    """(dw, db) = (Conv2DBackpropFilter(x, dy), dy summed over N, H, W to ``bias_shape``): a
+    convolution's filter and bias gradients from one pass over dy. Made only by the conv_fusion
+    rewrite, inside compiled plans (after autodiff), from the two ops it replaces; it has no
+    gradient of its own (a second derivative differentiates the user graph's ops)."""
+
+    kernels = {"onednn": onednn("conv2d_backprop_filter_bias", blocked_inputs=(0, 1))}
+
+    def infer(op):
+        x, dy = op.inputs
+        return [(tuple(op.attrs["filter_shape"]), x.dtype), (tuple(op.attrs["bias_shape"]), dy.dtype)]
+
+    def make_kernel(op, ctx):
+        from ..kernels.conv import conv2d_backprop_filter as k
+        from .core import _sum_to
+
+        xp, attrs = ctx.xp, op.attrs
+        khw = tuple(attrs["filter_shape"][2:])
+        conv = {a: attrs[a] for a in CONV_ATTRS}
+        bias_shape = tuple(attrs["bias_shape"])
+
+        def run(x, dy):
+            dw = k(xp, x, dy, khw, **_conv_kw(conv, x.shape[2:], khw))
+            return dw, _sum_to(xp, dy, bias_shape)  # SumToShape's own kernel: the same numbers
+
+        return run
+
+
 def fused_conv2d(input, filters, bias, strides=1, padding="VALID", dilations=1, groups=1,
                  activation="Relu", name=None):
     """``act(conv2d(input, filters) + bias)`` as one op; ``bias`` of shape [O] is reshaped to

@@ -9,6 +9,7 @@ import numpy as np
 from .. import shapes as S
 from ..dtypes import as_dtype, bool_
 from ..graph import Tensor
+from ..kernels.providers import onednn
 from ..registry import OpDef, register
 from .core import binary_inputs, convert_to_tensor, make, reduce_to_like, same_as_input, zeros_like
 
@@ -95,6 +96,8 @@ LogicalNot = _unary("LogicalNot", "logical_not", None, "y = not x", False, False
 class Relu(OpDef):
     """y = max(x, 0);  dx = ReluGrad(dy, y) = dy·[y > 0]"""
 
+    kernels = {"onednn": onednn("relu", blocked_inputs=(0,), blocked_output=True)}
+
     def infer(op):
         return same_as_input(op)
 
@@ -108,6 +111,8 @@ class Relu(OpDef):
 @register
 class ReluGrad(OpDef):
     """dx = dy·[y > 0] (fused: one pass). Linear in dy: d/d(dy) = ReluGrad(ddx, y); y is a mask."""
+
+    kernels = {"onednn": onednn("relu_grad", blocked_inputs=(0, 1), blocked_output=True)}
 
     def infer(op):
         return same_as_input(op)

@@ -91,7 +91,52 @@ def fuse_conv_bias_relu(pg):
         dead.extend(members)
         counts["conv_bias_relu" if act else "conv_bias"] += 1
     pg.remove(dead)
+    counts["filter_bias_grad"] = fuse_filter_bias_gradients(pg)
     return counts
+
+
+def bias_gradient_axes(g_shape, b_shape):
+    """True when summing ``g_shape`` (NCHW) to ``b_shape`` is a per-channel bias gradient:
+    [C, 1, 1] or [1, C, 1, 1] for C = g_shape[1] (a [C] bias broadcasts along W, not C)."""
+    if g_shape is None or len(g_shape) != 4 or g_shape[1] is None or b_shape is None or None in b_shape:
+        return False
+    c = g_shape[1]
+    return tuple(b_shape) in ((c, 1, 1), (1, c, 1, 1))
+
+
+def fuse_filter_bias_gradients(pg):
+    """Conv2DBackpropFilter(x, dy) and the bias gradient SumToShape(dy, [C, 1, 1]) of the same dy
+    → one Conv2DBackpropFilterBias (oneDNN computes both in one pass over dy)."""
+    fetched, targets = pg.protected()
+    cons = pg.consumers()
+    couts = pg.control_outputs()
+    dead, n = [], 0
+    for f in list(pg.ops):
+        if f.type != "Conv2DBackpropFilter" or f in targets or f in dead or couts.get(f):
+            continue
+        dy = f.inputs[1]
+        sums = [s for s in cons.get(dy, ()) if s.type == "SumToShape" and s.inputs[0] is dy and s not in dead
+                and s not in targets and not couts.get(s) and _same_place(s, f)
+                and bias_gradient_axes(dy._shape, s.outputs[0]._shape)]
+        if not sums:
+            continue
+        s = sums[0]
+        attrs = dict(f.attrs, bias_shape=tuple(s.outputs[0]._shape))
+        fused = pg.new_op("Conv2DBackpropFilterBias", [f.inputs[0], dy], attrs, like=f,
+                          absorbed=[f.orig, s.orig], orig=f.orig, control_inputs=_union_control([f, s]))
+        pg.replace_uses(f.outputs[0], fused.outputs[0], cons)
+        pg.replace_uses(s.outputs[0], fused.outputs[1], cons)
+        for t in (f.inputs[0], dy, s.inputs[1]):
+            readers = cons.get(t)
+            if readers is not None:
+                readers.pop(f, None)
+                readers.pop(s, None)
+                if t is not s.inputs[1]:
+                    readers[fused] = None
+        dead.extend([f, s])
+        n += 1
+    pg.remove(dead)
+    return n
 
 
 # ---------------------------------------------------------------------------- elementwise chains

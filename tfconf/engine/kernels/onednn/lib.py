@@ -39,7 +39,6 @@ BACKWARD_WEIGHTS = 192
 CONVOLUTION_DIRECT = 0x1
 ELTWISE_RELU = 0x20
 ELTWISE_RELU_USE_DST_FOR_BWD = 0x100
-REDUCTION_SUM = 0x2FFF4
 POOLING_MAX = 0x1FF
 POOLING_AVG_INCLUDE_PADDING = 0x2FF
 POOLING_AVG_EXCLUDE_PADDING = 0x3FF
@@ -131,6 +130,11 @@ _SIGNATURES = {
         ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int, _vp, _vp, Dims, Dims, Dims, Dims, Dims, _vp),
     "dnnl_pooling_backward_primitive_desc_create": (
         ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, Dims, Dims, Dims, Dims, Dims, _vp, _vp),
+    "dnnl_eltwise_forward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int, _vp, _vp, ctypes.c_float, ctypes.c_float, _vp),
+    "dnnl_eltwise_backward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, _vp, ctypes.c_float, ctypes.c_float, _vp, _vp),
+
     "dnnl_version": (),
 }
 _RETURNS = {

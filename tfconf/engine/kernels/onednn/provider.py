@@ -84,6 +84,16 @@ def make_conv2d_backprop_filter(op, ctx, plan):
                                  a["dilations"], a["groups"])
 
 
+def accepts_conv2d_backprop_filter_bias(op):
+    return _conv_accepts(op, op.inputs[0])
+
+
+def make_conv2d_backprop_filter_bias(op, ctx, plan):
+    a = op.attrs
+    return K.ConvBackwardWeights(_reference(op, ctx), a["filter_shape"], a["strides"], _conv_pads(a),
+                                 a["dilations"], a["groups"], bias_shape=a["bias_shape"])
+
+
 # ---------------------------------------------------------------------------- pooling
 def _pool_pads(attrs):
     from ...ops.nn import resolve_pads
@@ -122,8 +132,21 @@ def make_max_pool_grad(op, ctx, plan):
                           blocked_out=plan.blocked(op.outputs[0]))
 
 
+def _avg_exact(op, xs):
+    """With a fully known input shape, whether a oneDNN average computes tfconf's numbers."""
+    if xs is None or None in xs or len(xs) != 4:
+        return None  # known at run time: the kernel decides per shape
+    a = op.attrs
+    pads = tuple(_pool_pads(a)(xs[2:]))
+    _, far = K.pool_geometry(xs, a["ksize"], a["strides"], pads, a["ceil_mode"])
+    if K.pool_algorithm("avg", pads, far, a["count_include_pad"]) is None:
+        return ("Caffe's clipped average (pads with ceil rounding past them) has no oneDNN algorithm "
+                "with the same divisors")
+    return None
+
+
 def accepts_avg_pool(op):
-    return _float32(op) or _rank4(op.inputs[0], "input")
+    return _float32(op) or _rank4(op.inputs[0], "input") or _avg_exact(op, op.inputs[0]._shape)
 
 
 def make_avg_pool(op, ctx, plan):
@@ -132,7 +155,7 @@ def make_avg_pool(op, ctx, plan):
 
 
 def accepts_avg_pool_grad(op):
-    return _float32(op) or _rank4(op.inputs[1], "gradient")
+    return _float32(op) or _rank4(op.inputs[1], "gradient") or _avg_exact(op, op.outputs[0]._shape)
 
 
 def make_avg_pool_grad(op, ctx, plan):
@@ -147,3 +170,35 @@ def make_avg_pool_grad(op, ctx, plan):
                 break
     return K.PoolBackward(_reference(op, ctx), "avg", *_pool_args(op), op.attrs["count_include_pad"],
                           forward=fwd, blocked_out=plan.blocked(op.outputs[0]))
+
+
+# ---------------------------------------------------------------------------- ReLU, bias gradient
+def accepts_relu(op):
+    return _float32(op) or _rank4(op.inputs[0], "input") or (None if op.inputs[0]._shape is not None
+                                                                else "input of unknown rank")
+
+
+def make_relu(op, ctx, plan):
+    return K.ReluForward(_reference(op, ctx), blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_relu_grad(op):
+    return accepts_relu(op)
+
+
+def make_relu_grad(op, ctx, plan):
+    return K.ReluBackward(_reference(op, ctx), blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_sum_to_shape(op):
+    """Only the bias gradient of an NCHW tensor ([N, C, H, W] summed to [C, 1, 1] or
+    [1, C, 1, 1]), which the convolution gradients reading the same tensor take blocked."""
+    from ...rewrite.fusion import bias_gradient_axes
+
+    if _float32(op) or not bias_gradient_axes(op.inputs[0]._shape, op.outputs[0]._shape):
+        return "not the bias gradient of a known NCHW shape"
+    return None
+
+
+def make_sum_to_shape(op, ctx, plan):
+    return K.channel_sum(_reference(op, ctx))
