@@ -147,6 +147,26 @@ class ConvForward(_PerShape):
         return yout.finish(y)
 
 
+def _conv_backward_pd(name, xs, ws, ys, pads, k, handles):
+    """A backward convolution primitive descriptor (``name``: the oneDNN function without its
+    ``dnnl_`` prefix and ``_primitive_desc_create`` suffix), hinted by the forward one; ``handles``
+    turns the (src, weights, dst) descriptors into that function's descriptor arguments."""
+    lib = L.library()
+    hint = _conv_fwd_pd(xs, ws, ys, False, k.strides, pads, k.dilations, k.groups, None)
+    try:
+        pl, pr = _geometry_pads(pads)
+        pd = ctypes.c_void_p()
+        attr = L.Attr()
+        create = getattr(lib, f"{name}_primitive_desc_create")
+        mds = _conv_mds(xs, ws, ys, k.groups)  # NOTE: kept alive until the call returns
+        lib.check(name.replace("_", " "), create(
+            ctypes.byref(pd), lib.engine, L.CONVOLUTION_DIRECT, *handles(*mds),
+            L.dims(k.strides), L.dims([d - 1 for d in k.dilations]), L.dims(pl), L.dims(pr), hint, attr.handle))
+    finally:
+        lib.primitive_desc_destroy(hint)
+    return pd
+
+
 class ConvBackwardData(_PerShape):
     """dx = conv2d's adjoint w.r.t. its input, for an input of spatial size ``hw``."""
 
@@ -155,19 +175,8 @@ class ConvBackwardData(_PerShape):
         self.strides, self.pads_of, self.dilations, self.groups = strides, pads_of, dilations, groups
 
     def _make(self, xs, ws, ys, pads):
-        lib = L.library()
-        hint = _conv_fwd_pd(xs, ws, ys, False, self.strides, pads, self.dilations, self.groups, None)
-        try:
-            dsrc, wei, ddst = _conv_mds(xs, ws, ys, self.groups)
-            pl, pr = _geometry_pads(pads)
-            pd = ctypes.c_void_p()
-            attr = L.Attr()
-            lib.check("convolution backward data", lib.convolution_backward_data_primitive_desc_create(
-                ctypes.byref(pd), lib.engine, L.CONVOLUTION_DIRECT, dsrc.handle, wei.handle, ddst.handle,
-                L.dims(self.strides), L.dims([d - 1 for d in self.dilations]), L.dims(pl), L.dims(pr),
-                hint, attr.handle))
-        finally:
-            lib.primitive_desc_destroy(hint)
+        pd = _conv_backward_pd("convolution_backward_data", xs, ws, ys, pads, self, lambda src, wei, dst: (
+            src.handle, wei.handle, dst.handle))
         prim = L.Primitive(pd, (L.ARG_DIFF_SRC, L.ARG_WEIGHTS, L.ARG_DIFF_DST), "convolution backward data")
         wshape = _wshape(ws, self.groups)
         return (prim, Input(prim.mds[L.ARG_WEIGHTS], wshape), Input(prim.mds[L.ARG_DIFF_DST], ys),
@@ -200,22 +209,10 @@ class ConvBackwardWeights(_PerShape):
         self.strides, self.pads_of, self.dilations, self.groups = strides, pads_of, dilations, groups
 
     def _make(self, xs, ys, pads):
-        lib = L.library()
         ws = self.ws
-        hint = _conv_fwd_pd(xs, ws, ys, False, self.strides, pads, self.dilations, self.groups, None)
-        try:
-            src, dwei, ddst = _conv_mds(xs, ws, ys, self.groups)
-            pl, pr = _geometry_pads(pads)
-            pd = ctypes.c_void_p()
-            attr = L.Attr()
-            dbias = L.MemoryDesc.plain((ws[0],)) if self.bias_shape is not None else None
-            lib.check("convolution backward weights", lib.convolution_backward_weights_primitive_desc_create(
-                ctypes.byref(pd), lib.engine, L.CONVOLUTION_DIRECT, src.handle, dwei.handle,
-                dbias.handle if dbias is not None else None, ddst.handle,
-                L.dims(self.strides), L.dims([d - 1 for d in self.dilations]), L.dims(pl), L.dims(pr),
-                hint, attr.handle))
-        finally:
-            lib.primitive_desc_destroy(hint)
+        dbias = L.MemoryDesc.plain((ws[0],)) if self.bias_shape is not None else None
+        pd = _conv_backward_pd("convolution_backward_weights", xs, ws, ys, pads, self, lambda src, wei, dst: (
+            src.handle, wei.handle, dbias.handle if dbias is not None else None, dst.handle))
         args = (L.ARG_SRC, L.ARG_DIFF_WEIGHTS, L.ARG_DIFF_DST) + (() if self.bias_shape is None else (L.ARG_DIFF_BIAS,))
         prim = L.Primitive(pd, args, "convolution backward weights")
         return (prim, Input(prim.mds[L.ARG_SRC], xs), Input(prim.mds[L.ARG_DIFF_DST], ys),
