@@ -109,6 +109,11 @@ class KernelPlan:
                     self.hooks[op] = hook
                     break
                 self.declined.setdefault(op.type, why)
+        for name in self.providers:  # companions only where the provider runs something else too
+            mine = [op for op, h in self.hooks.items() if h.provider == name]
+            if mine and all(self.hooks[op].companion for op in mine):
+                for op in mine:
+                    del self.hooks[op]
         devices = {d.name for d in placement.values()} if placement else set()
         if self.hooks and len(devices) <= 1:
             self._blocked = plan_layouts(order, self.hooks, self._consumers, fetches)

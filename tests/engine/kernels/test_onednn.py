@@ -289,3 +289,40 @@ def test_blas_threads_are_restored_after_a_run(g):
     with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
         s.run(tc.nn.max_pool(x, 2, 2), {x: np.ones((1, 2, 6, 6), np.float32)})
     assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m,k,n", [(64, 800, 500), (8, 300, 2000), (3, 5, 7)])
+def test_matmul_split_over_the_cores(g, ta, tb, m, k, n):
+    # inside a plan that holds the cores (a convolution is there), products run split over threads
+    rng = np.random.default_rng(4)
+    a = tc.placeholder(tc.float32, (k, m) if ta else (m, k))
+    b = tc.constant(rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32))
+    z = tc.matmul(a, b, transpose_a=ta, transpose_b=tb)
+    x = tc.placeholder(tc.float32, (1, 2, 6, 6))
+    pooled = tc.nn.max_pool(x, 2, 2)
+    av = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    feeds = {a: av, x: np.ones((1, 2, 6, 6), np.float32)}
+    (zg, _), (zw, _), info = _run_both(g, [z, pooled], feeds)
+    np.testing.assert_allclose(zg, zw, rtol=2e-5, atol=2e-5 * np.abs(zw).max())
+    assert info.kernels["types"]["onednn"].get("MatMul") == 1
+
+
+def test_a_plan_of_products_alone_keeps_blas_threads(g):
+    a = tc.placeholder(tc.float32, (4, 3))
+    z = tc.matmul(a, tc.constant(np.ones((3, 2), np.float32)))
+    with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
+        assert s.plan_info(z, {a: np.ones((4, 3), np.float32)}).kernels["kernels"] == {}
+
+
+def test_split_matmul_directly(monkeypatch):
+    from tfconf.engine import threads
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(threads, "SPLIT_MIN_MACS", 1)
+    with threads.onednn_owns_cores():
+        monkeypatch.setattr(threads, "_parts", 3)
+        for shape_a, shape_b in (((10, 7), (7, 40)), ((40, 7), (7, 10)), ((5, 2), (2, 5))):
+            x, y = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+            np.testing.assert_allclose(threads.matmul(x, y), x @ y, rtol=1e-12)
+            np.testing.assert_allclose(threads.matmul(x.T.copy().T, y), x @ y, rtol=1e-12)
