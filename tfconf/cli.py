@@ -200,7 +200,8 @@ def time_(
     iterations: int = typer.Option(10, "--iterations", help="Timed iterations (after one warm-up)."),
     set_: Optional[List[str]] = SetOpt,
 ):
-    """Caffe's `time`: per-layer forward and backward milliseconds of a training iteration."""
+    """Caffe's `time`: per-layer forward and backward milliseconds of a training iteration, and
+    which kernels ran each layer (onednn, reference; TFCONF_KERNELS=numpy for the reference only)."""
 
     def go():
         from tfconf.train.runner import time_layers
@@ -208,9 +209,9 @@ def time_(
         return time_layers(_load(config, set_), iterations)
 
     rows, total = _run(go)
-    typer.echo(f"{'layer':<20} {'forward ms':>11} {'backward ms':>12}")
-    for name, f, b in rows:
-        typer.echo(f"{name:<20} {f:>11.3f} {b:>12.3f}")
+    typer.echo(f"{'layer':<20} {'forward ms':>11} {'backward ms':>12}  kernels")
+    for name, f, b, k in rows:
+        typer.echo(f"{name:<20} {f:>11.3f} {b:>12.3f}  {k}")
     typer.echo(f"{'total':<20} {total:>11.3f} ms per iteration")
 
 

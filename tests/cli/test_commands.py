@@ -193,18 +193,33 @@ def test_test_command_errors(trained, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- time
+@pytest.mark.parametrize("kernels", ["auto", "numpy"])
+def test_time_names_the_kernels_of_each_layer(tmp_path, monkeypatch, kernels):
+    from tfconf.engine.kernels.onednn.lib import available
+
+    monkeypatch.setenv("TFCONF_KERNELS", kernels)
+    cfg = os.path.join(REPO, "configs", "lenet_mnist.yaml")
+    r = invoke(["time", cfg, "--iterations", "1", "--set", "data.train.batch_size=8"])
+    assert r.exit_code == 0, r.output
+    rows = {ln.split()[0]: ln.split()[3:] for ln in r.stdout.strip().splitlines()[1:-1]}
+    onednn = kernels == "auto" and available()
+    for layer in ("conv1", "pool1", "conv2", "pool2"):
+        assert rows[layer] == (["onednn"] if onednn else ["reference"]), (layer, r.stdout)
+
+
 def test_time_lists_every_layer_and_a_total(tmp_path):
     cfg = write(tmp_path, "tiny.yaml", SPIRALS)
     r = invoke(["time", cfg, "--iterations", "3"])
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    assert lines[0].split() == ["layer", "forward", "ms", "backward", "ms"]
+    assert lines[0].split() == ["layer", "forward", "ms", "backward", "ms", "kernels"]
     rows = {ln.split()[0]: ln.split()[1:] for ln in lines[1:-1]}
     # every layer of the train net (Accuracy is test-only)
     assert ["ip1", "relu1", "drop1", "ip2", "loss"] == [n for n in rows if not n.startswith("(")]
     for name in ("ip1", "relu1", "drop1", "ip2", "loss"):
-        fwd, bwd = map(float, rows[name])
+        fwd, bwd = map(float, rows[name][:2])
         assert fwd >= 0 and bwd >= 0
+        assert rows[name][2] == "reference"  # no convolution: no oneDNN plan
     total = lines[-1].split()
     assert total[0] == "total" and float(total[1]) > 0 and lines[-1].endswith("ms per iteration")
 

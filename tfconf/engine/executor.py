@@ -398,26 +398,28 @@ def input_shapes_text(op):
 
 
 class NodeStats(tuple):
-    """One op's timing in a traced run: (name, type, seconds, device, start)."""
+    """One op's timing in a traced run: (name, type, seconds, device, start, kernel), kernel the
+    provider that ran it ("onednn") or "reference"."""
 
     __slots__ = ()
-    _fields = ("name", "type", "seconds", "device", "start")
+    _fields = ("name", "type", "seconds", "device", "start", "kernel")
 
-    def __new__(cls, name, type, seconds, device, start):  # noqa: A002 - TF's field name
-        return tuple.__new__(cls, (name, type, seconds, device, start))
+    def __new__(cls, name, type, seconds, device, start, kernel="reference"):  # noqa: A002 - TF's name
+        return tuple.__new__(cls, (name, type, seconds, device, start, kernel))
 
     name = property(lambda self: self[0])
     type = property(lambda self: self[1])
     seconds = property(lambda self: self[2])
     device = property(lambda self: self[3])
     start = property(lambda self: self[4])
+    kernel = property(lambda self: self[5])
 
     @property
     def end(self):
         return self[4] + self[2]
 
 
-def run_checked(plan, vals, numerics=True, stats=None, device=""):
+def run_checked(plan, vals, numerics=True, stats=None, device="", kernel_of=None):
     """Like run_serial, with per-op instrumentation: with ``numerics``, check every op's floating
     outputs for NaN/Inf and raise InvalidArgumentError naming the first op that produced one (TF's
     check_numerics); with a ``stats`` list, append a NodeStats per op."""
@@ -434,7 +436,8 @@ def run_checked(plan, vals, numerics=True, stats=None, device=""):
         except Exception as e:
             raise _fail(step, vals, e) from e
         if stats is not None:
-            stats.append(NodeStats(step.op.name, step.op.type, clock() - t0, device, t0 - origin))
+            stats.append(NodeStats(step.op.name, step.op.type, clock() - t0, device, t0 - origin,
+                                   (kernel_of(step.op) if kernel_of is not None else None) or "reference"))
         outs = step.outs if isinstance(step.outs, tuple) else (step.outs,)
         results = out if isinstance(step.outs, tuple) else (out,)
         for t, s, v in zip(step.op.outputs, outs, results):

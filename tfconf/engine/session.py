@@ -61,7 +61,8 @@ class RunOptions:
 @dataclasses.dataclass
 class RunMetadata:
     """Filled by a traced run: ``step_stats`` is a list of NodeStats (name, type, seconds, device,
-    start), start in seconds from the beginning of the run."""
+    start, kernel), start in seconds from the beginning of the run, kernel the provider that ran
+    the op ("onednn", or "reference" for the op's own kernel)."""
 
     step_stats: list = dataclasses.field(default_factory=list)
 
@@ -388,7 +389,7 @@ class Session(DefaultSessionMixin):
             elif options is not None and (options.check_numerics or options.trace):
                 stats = [] if options.trace else None
                 run_checked(plan, vals, numerics=options.check_numerics, stats=stats,
-                            device=self._devices[0].name)
+                            device=self._devices[0].name, kernel_of=comp.kernel_plan.provider_of)
                 if run_metadata is not None and stats is not None:
                     run_metadata.step_stats = stats
             elif self._parallel is None:

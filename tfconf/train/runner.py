@@ -501,6 +501,11 @@ def test(cfg, weights, iterations=None):
         ds.close()
 
 
+#: ops that move no data worth naming a kernel for in `tfconf time`
+_BOOKKEEPING = frozenset({"Const", "VariableV2", "Placeholder", "Identity", "NoOp", "Shape", "Size", "Rank",
+                          "Reshape", "ExpandDims", "Squeeze"})
+
+
 def time_layers(cfg, iterations):
     """Per-layer forward/backward ms of a training iteration, from a traced Session.run."""
     import collections
@@ -516,6 +521,7 @@ def time_layers(cfg, iterations):
             solver.step()  # warm-up: plans compiled, caches filled
         fwd = collections.defaultdict(float)
         bwd = collections.defaultdict(float)
+        kernels = collections.defaultdict(set)  # layer -> the providers that ran its ops
         total = 0.0
         names = [layer.name for layer in solver.train_net.layers]
         for _ in range(iterations):
@@ -526,16 +532,22 @@ def time_layers(cfg, iterations):
             solver.sess.run([solver.train_op, solver.train_net.loss], feed,
                             options=tc.RunOptions(trace=True), run_metadata=md)
             total += time.perf_counter() - t
-            for op_name, _, sec, _, _ in md.step_stats:
-                parts = op_name.split("/")
+            for s in md.step_stats:
+                parts = s.name.split("/")
                 if parts[0] == "train" and len(parts) > 1:
-                    fwd[parts[1]] += sec
+                    fwd[parts[1]] += s.seconds
+                    layer = parts[1]
                 elif parts[0] == "gradients" and len(parts) > 2 and parts[1] == "train":
-                    bwd[parts[2]] += sec
+                    bwd[parts[2]] += s.seconds
+                    layer = parts[2]
                 else:
-                    fwd["(other)"] += sec
-        rows = [(n, fwd.get(n, 0.0) / iterations * 1e3, bwd.get(n, 0.0) / iterations * 1e3) for n in names]
-        rows.append(("(updates, other)", fwd.get("(other)", 0.0) / iterations * 1e3, 0.0))
+                    fwd["(other)"] += s.seconds
+                    layer = "(other)"
+                if s.type not in _BOOKKEEPING:
+                    kernels[layer].add(s.kernel)
+        ms = lambda d, n: d.get(n, 0.0) / iterations * 1e3  # noqa: E731
+        rows = [(n, ms(fwd, n), ms(bwd, n), "+".join(sorted(kernels[n])) or "-") for n in names]
+        rows.append(("(updates, other)", ms(fwd, "(other)"), 0.0, "+".join(sorted(kernels["(other)"])) or "-"))
         return rows, total / iterations * 1e3
     finally:
         solver.close()
