@@ -381,6 +381,8 @@ def avg_pool(value, ksize, strides, padding="VALID", ceil_mode=False, count_incl
 class LRN(OpDef):
     """y = x / (bias + alpha·Σ_{|c'-c|≤r} x_c'²)^beta across channels (axis 1).  dx = LRNGrad."""
 
+    kernels = {"onednn": onednn("lrn", blocked_inputs=(0,), blocked_output=True)}
+
     def infer(op):
         x = op.inputs[0]
         if x._shape is not None and len(x._shape) != 4:
@@ -400,6 +402,8 @@ class LRN(OpDef):
 @register
 class LRNGrad(OpDef):
     """Exact gradient of LRN."""
+
+    kernels = {"onednn": onednn("lrn_grad", blocked_inputs=(0, 1, 2), blocked_output=True)}
 
     def infer(op):
         return [(op.inputs[0]._shape, op.inputs[0].dtype)]
@@ -437,6 +441,8 @@ def _norm_axis(x, axis):
 @register
 class Softmax(OpDef):
     """y = exp(x - max) / Σ exp(x - max) along axis.  dx = (dy - Σ dy·y) · y"""
+
+    kernels = {"onednn": onednn("softmax")}
 
     def infer(op):
         return [(op.inputs[0]._shape, op.inputs[0].dtype)]

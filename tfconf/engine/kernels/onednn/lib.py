@@ -42,6 +42,9 @@ ELTWISE_RELU_USE_DST_FOR_BWD = 0x100
 POOLING_MAX = 0x1FF
 POOLING_AVG_INCLUDE_PADDING = 0x2FF
 POOLING_AVG_EXCLUDE_PADDING = 0x3FF
+LRN_ACROSS_CHANNELS = 0xAFF  # dnnl_alg_kind_t (oneDNN 3.x dnnl_types.h)
+SOFTMAX_ACCURATE = 0x30000
+QUERY_IMPL_INFO_STR = 8  # dnnl_query_t: the implementation's name ("jit:avx2", "ref:any", ...)
 
 ARG_SRC = 1
 ARG_DST = 17
@@ -136,6 +139,15 @@ _SIGNATURES = {
         ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, _vp, ctypes.c_float, ctypes.c_float, _vp, _vp),
 
     "dnnl_version": (),
+    "dnnl_lrn_forward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int, _vp, _vp, ctypes.c_int64, ctypes.c_float,
+        ctypes.c_float, ctypes.c_float, _vp),
+    "dnnl_lrn_backward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, _vp, ctypes.c_int64, ctypes.c_float, ctypes.c_float,
+        ctypes.c_float, _vp, _vp),
+    "dnnl_softmax_forward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int, _vp, _vp, ctypes.c_int, _vp),
+    "dnnl_primitive_desc_query": (_vp, ctypes.c_int, ctypes.c_int, _vp),
 }
 _RETURNS = {
     "dnnl_memory_desc_get_size": ctypes.c_size_t,

@@ -223,3 +223,87 @@ def make_matmul(op, ctx, plan):
     if not ta and not tb:
         return matmul
     return lambda a, b: matmul(a.T if ta else a, b.T if tb else b)
+
+
+# ---------------------------------------------------------------------------- LRN, softmax (norm.py)
+def _lrn_args(op):
+    a = op.attrs
+    return a["depth_radius"], a["bias"], a["alpha"], a["beta"]
+
+
+def _lrn_accepts(op, x):
+    """float32 NCHW, local_size 3 or 5 (depth_radius 1 or 2) and a beta oneDNN has optimised
+    kernels for (0.75). Beyond that oneDNN 3.2 measured wrong or slow here: its NHWC LRN gradient
+    for local_size 7 and up, on channel counts above 16 that are not a multiple of 16, is off by
+    the gradient's own size; building an LRN backward of local_size 1 crashes the process; and its
+    reference implementation (every other beta) is several times slower than numpy ([8, 64, 16, 16]
+    beta 0.5: 0.98 ms forward and 5.1 backward against numpy's 0.18 and 0.38)."""
+    why = _float32(op) or _rank4(x, "input")
+    if why:
+        return why
+    from .norm import lrn_parameters, lrn_supported
+
+    r, bias, alpha, beta = _lrn_args(op)
+    if int(r) not in (1, 2):
+        return (f"depth_radius {r} (local_size {2 * int(r) + 1}): oneDNN 3.2's LRN is exact only for local_size "
+                "3 and 5")
+    if not lrn_supported(x._shape, lrn_parameters(r, bias, alpha, beta)):
+        return f"beta {beta}: oneDNN has only its reference LRN (slower than numpy)"
+    return None
+
+
+def accepts_lrn(op):
+    """See _lrn_accepts. Measured on this project's 2-core machine, one call, batch 8, beta 0.75,
+    oneDNN against numpy (forward; backward from the forward's workspace): CaffeNet's norm1
+    [8, 96, 27, 27] from a blocked pool 0.32 ms against 1.73, 0.21 against 3.3; norm2
+    [8, 256, 13, 13] 0.20 against 0.87, 0.12 against 1.74; norm1 from a plain array (NHWC and two
+    reorders) 0.56 and 0.75; [8, 64, 16, 16] local_size 3, 0.10 against 0.17, 0.13 against 0.35."""
+    return _lrn_accepts(op, op.inputs[0])
+
+
+def make_lrn(op, ctx, plan):
+    from .norm import LRNForward
+
+    # training: keep the workspace only when the plan also runs this LRN's gradient
+    training = any(c.type == "LRNGrad" and c.inputs[1] is op.outputs[0] for c in plan.consumers(op.outputs[0]))
+    return LRNForward(_reference(op, ctx), *_lrn_args(op), training=training, blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_lrn_grad(op):
+    return _lrn_accepts(op, op.inputs[0])
+
+
+def make_lrn_grad(op, ctx, plan):
+    from .norm import LRNBackward, LRNForward
+
+    fwd = plan.kernel_of(op.inputs[1].op)
+    fwd = fwd if isinstance(fwd, LRNForward) else None
+    return LRNBackward(_reference(op, ctx), *_lrn_args(op), forward=fwd, blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_softmax(op):
+    """float32 of known rank along the innermost axis (dims after it may be 1), where oneDNN's
+    softmax is vectorised. Measured on this project's 2-core machine, one call, oneDNN against
+    numpy: [64, 10] 6.4 µs against 8.6, [100, 10] 6.8 against 11.5, [1600, 98] 50 against 270,
+    [32, 1000] 14 against 41. Along an outer axis oneDNN has only its reference kernel ([64, 10]
+    axis 0: 45 µs against numpy's 6.3), so numpy runs it. (A plan of one [64, 10] softmax gains
+    nothing, 11.2 µs a run against 11.1: handing the cores to oneDNN costs what the kernel saves.)
+    LogSoftmax stays on numpy: oneDNN's is less accurate in float32 (norm.SoftmaxForward)."""
+    why = _float32(op)
+    if why:
+        return why
+    shape = op.inputs[0]._shape
+    if shape is None or len(shape) == 0:
+        return "input of unknown rank" if shape is None else "a scalar"
+    a = op.attrs["axis"] % len(shape)
+    from .norm import softmax_inner
+
+    if not softmax_inner(shape, a):
+        return f"axis {a} of a rank-{len(shape)} input: oneDNN's softmax along an outer axis is its reference one"
+    return None
+
+
+def make_softmax(op, ctx, plan):
+    from .norm import SoftmaxForward
+
+    return SoftmaxForward(_reference(op, ctx), op.attrs["axis"])
