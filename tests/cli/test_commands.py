@@ -216,10 +216,15 @@ def test_time_lists_every_layer_and_a_total(tmp_path):
     rows = {ln.split()[0]: ln.split()[1:] for ln in lines[1:-1]}
     # every layer of the train net (Accuracy is test-only)
     assert ["ip1", "relu1", "drop1", "ip2", "loss"] == [n for n in rows if not n.startswith("(")]
+    from tfconf.engine.kernels.onednn.lib import available
+
+    onednn = available() and os.environ.get("TFCONF_KERNELS", "auto") in ("auto", "onednn")
     for name in ("ip1", "relu1", "drop1", "ip2", "loss"):
         fwd, bwd = map(float, rows[name][:2])
         assert fwd >= 0 and bwd >= 0
-        assert rows[name][2] == "reference"  # no convolution: no oneDNN plan
+        assert set(rows[name][2].split("+")) <= {"onednn", "reference"}
+    # the inner products run on oneDNN's GEMM where it loads, on the reference otherwise
+    assert ("onednn" in rows["ip1"][2].split("+")) == onednn, r.stdout
     total = lines[-1].split()
     assert total[0] == "total" and float(total[1]) > 0 and lines[-1].endswith("ms per iteration")
 

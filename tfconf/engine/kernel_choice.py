@@ -41,8 +41,9 @@ def describe_providers():
             from .kernels.onednn.lib import library
 
             lib = library()
-            lines.append(f"CPU kernels: oneDNN {lib.version_string} ({lib.path}) for convolution, pooling and "
-                         f"ReLU; numpy for the rest (TFCONF_KERNELS=numpy for the reference only)")
+            lines.append(f"CPU kernels: oneDNN {lib.version_string} ({lib.path}) for convolution, pooling, "
+                         f"matrix products, LRN, softmax, ReLU and parameter updates; numpy for the rest "
+                         f"(TFCONF_KERNELS=numpy for the reference only)")
         elif why is not None:
             lines.append(f"CPU kernels: numpy reference kernels only ({name} unavailable: {why})")
     return lines
@@ -109,11 +110,6 @@ class KernelPlan:
                     self.hooks[op] = hook
                     break
                 self.declined.setdefault(op.type, why)
-        for name in self.providers:  # companions only where the provider runs something else too
-            mine = [op for op, h in self.hooks.items() if h.provider == name]
-            if mine and all(self.hooks[op].companion for op in mine):
-                for op in mine:
-                    del self.hooks[op]
         devices = {d.name for d in placement.values()} if placement else set()
         if self.hooks and len(devices) <= 1:
             self._blocked = plan_layouts(order, self.hooks, self._consumers, fetches)

@@ -122,3 +122,47 @@ def test_fused_conv2d_rejects_a_bias_that_broadcasts_the_output():
         tc.get_default_graph().create_op(
             "FusedConv2D", [x, w, tc.constant(np.ones((2, 3, 1, 1), np.float32))],
             {"strides": (1, 1), "padding": (0, 0, 0, 0), "dilations": (1, 1), "groups": 1, "activation": None})
+
+
+# ---------------------------------------------------------------------------- matmul + bias + relu
+@pytest.mark.parametrize("act", ["Relu", None])
+@pytest.mark.parametrize("bias_shape", [(5,), (1, 5)])
+def test_fused_matmul(act, bias_shape):
+    a, b = RNG.standard_normal((4, 3)), RNG.standard_normal((3, 5))
+    bias = RNG.standard_normal(bias_shape)
+    for seed in range(50):  # keep pre-activations away from the ReLU's kink
+        if not act or np.abs(a @ b + bias).min() > 0.05:
+            break
+        bias = np.random.default_rng(seed).standard_normal(bias_shape)
+
+    def ref(a, b, c):
+        z = a @ b + c
+        return np.maximum(z, 0) if act else z
+
+    check_op(lambda x, y, c: fused.fused_matmul(x, y, c, activation=act), [a, b, bias], ref,
+             rtol32=1e-5, atol32=1e-6, second_order=act is None)
+
+
+def test_fused_matmul_matches_the_composite_with_a_run_time_batch():
+    w, bias = RNG.standard_normal((3, 4)), RNG.standard_normal(4)
+    g = tc.Graph()
+    with g.as_default():
+        x = tc.placeholder(tc.float64, [None, 3])
+        y = fused.fused_matmul(x, w, bias)
+        comp = tc.nn.relu(tc.matmul(x, w) + bias)
+        with tc.Session(config=tc.SessionConfig(graph_rewrites=False)) as s:
+            got, want = s.run([y, comp], {x: RNG.standard_normal((6, 3))})
+    np.testing.assert_array_equal(got, want)
+
+
+def test_fused_matmul_shape_and_type_errors():
+    x = tc.placeholder(tc.float32, [2, 3])
+    w = tc.constant(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="broadcast"):
+        fused.fused_matmul(x, w, np.ones((3, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        fused.fused_matmul(tc.placeholder(tc.float32, [2, 2, 3]), w, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="activation"):
+        fused.fused_matmul(x, w, np.ones(4, np.float32), activation="Tanh")
+    with pytest.raises(TypeError, match="dtypes differ"):
+        tc.get_default_graph().create_op("FusedMatMul", [x, w, tc.constant(np.ones(4))], {"activation": None})

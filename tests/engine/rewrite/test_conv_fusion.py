@@ -1,4 +1,4 @@
-"""Conv + bias (+ relu) fusion: one FusedConv2D whenever the intermediate values have no other
+"""Conv or matmul + bias (+ relu) fusion: one FusedConv2D (FusedMatMul) whenever the intermediate values have no other
 reader; the backward ops that read the convolution's input or the block's output still work."""
 
 import numpy as np
@@ -30,21 +30,21 @@ def test_conv_bias_relu_fuses_and_gradients_match():
     g, fetches, feed = conv_graph()
     on, off, info = run_both(g, fetches, feed)
     assert_same(on, off)
-    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 1, "filter_bias_grad": 1}
+    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 1, "filter_bias_grad": 1, "matmul_bias": 0, "matmul_bias_relu": 0}
 
 
 def test_conv_bias_without_relu_and_a_4d_bias():
     g, fetches, feed = conv_graph(relu=False, bias_shape=(1, 3, 1, 1))
     on, off, info = run_both(g, fetches, feed)
     assert_same(on, off)
-    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 0, "filter_bias_grad": 1}
+    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 0, "filter_bias_grad": 1, "matmul_bias": 0, "matmul_bias_relu": 0}
 
 
 def test_a_conv_output_read_elsewhere_is_not_fused():
     g, fetches, feed = conv_graph(fetch_conv=True)
     on, off, info = run_both(g, fetches, feed)
     assert_same(on, off)
-    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 0, "filter_bias_grad": 1}
+    assert info.passes["conv_fusion"] == {"conv_bias": 0, "conv_bias_relu": 0, "filter_bias_grad": 1, "matmul_bias": 0, "matmul_bias_relu": 0}
 
 
 def test_a_bias_that_is_not_per_channel_constant_shape_is_not_fused():
@@ -77,3 +77,52 @@ def test_filter_and_bias_gradients_share_one_op_only_for_a_per_channel_bias():
         assert_same(on, off)
         assert info.passes["conv_fusion"]["filter_bias_grad"] == fused, bias_shape
         assert ("Conv2DBackpropFilterBias" in info.types_after) == bool(fused)
+
+
+# ---------------------------------------------------------------------------- matmul + bias + relu
+def mlp_graph(relu=True, bias_shape=(4,), transpose_b=False, fetch_product=False):
+    g = tc.Graph()
+    with g.as_default():
+        x = tc.placeholder(tc.float32, [None, 3], name="x")
+        w = tc.Variable(RNG.standard_normal((4, 3) if transpose_b else (3, 4)).astype(np.float32), name="w")
+        b = tc.Variable(RNG.standard_normal(bias_shape).astype(np.float32), name="b")
+        z = tc.matmul(x, w, transpose_b=transpose_b)
+        pre = z + b
+        y = tc.nn.relu(pre) if relu else pre
+        loss = tc.reduce_sum(tc.square(y - 0.5))
+        fetches = [loss] + tc.gradients(loss, [x, w, b]) + ([z] if fetch_product else [])
+    feed = {x: RNG.standard_normal((5, 3)).astype(np.float32)}
+    return g, fetches, feed
+
+
+def _mm(info):
+    c = info.passes["conv_fusion"]
+    return c["matmul_bias"], c["matmul_bias_relu"]
+
+
+def test_matmul_bias_relu_fuses_and_gradients_match():
+    g, fetches, feed = mlp_graph()
+    on, off, info = run_both(g, fetches, feed)
+    assert_same(on, off)
+    assert _mm(info) == (0, 1)
+    assert info.types_after.get("FusedMatMul") == 1 and "Relu" not in info.types_after
+
+
+def test_matmul_bias_without_relu_and_a_row_bias():
+    g, fetches, feed = mlp_graph(relu=False, bias_shape=(1, 4))
+    on, off, info = run_both(g, fetches, feed)
+    assert_same(on, off)
+    assert _mm(info) == (1, 0)
+
+
+def test_matmuls_that_do_not_fit_the_epilogue_are_left_alone():
+    for kw in ({"transpose_b": True}, {"fetch_product": True}):
+        g, fetches, feed = mlp_graph(**kw)
+        on, off, info = run_both(g, fetches, feed)
+        assert_same(on, off)
+        assert _mm(info) == (0, 0), kw
+    # a per-row (not per-column) addend is no bias of the product's epilogue
+    x = tc.placeholder(tc.float32, [5, 3])
+    y = tc.nn.relu(tc.matmul(x, tc.constant(np.ones((3, 4), np.float32))) + tc.constant(np.ones((5, 1), np.float32)))
+    with tc.Session() as sess:
+        assert _mm(sess.plan_info(y, {x: np.ones((5, 3), np.float32)})) == (0, 0)

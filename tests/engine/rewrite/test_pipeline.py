@@ -15,7 +15,8 @@ def test_training_with_every_rewrite_matches_training_without_bit_for_bit():
     with_rw, without, info = run_both(g, [train, loss, params], feed, steps=4)
     assert_same(with_rw, without)  # losses and every variable after each of 4 momentum steps
     assert info.ops_after < info.ops_before
-    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 1, "filter_bias_grad": 2}
+    assert info.passes["conv_fusion"] == {"conv_bias": 1, "conv_bias_relu": 1, "filter_bias_grad": 2,
+                                          "matmul_bias": 1, "matmul_bias_relu": 0}
     assert info.passes["cse"]["merged"] > 0
     assert info.types_after.get("Conv2D", 0) == 0 and info.types_after["FusedConv2D"] == 2
 

@@ -23,19 +23,16 @@ class KernelHook:
 
     ``blocked_inputs``: input positions that accept a value in the provider's own layout (so the
     layout stage may leave the producer's output in it); ``blocked_output``: whether the kernel
-    can leave its output in the provider's layout; ``companion``: the kernel only pays inside a plan
-    that runs other kernels of the provider (it is dropped from a plan with none). The factory
-    module defines
+    can leave its output in the provider's layout. The factory module defines
     ``accepts_<name>(op) -> str | None`` (None: accepted, else the reason the reference runs it)
     and ``make_<name>(op, ctx, plan) -> kernel``."""
 
-    __slots__ = ("provider", "module", "name", "blocked_inputs", "blocked_output", "companion")
+    __slots__ = ("provider", "module", "name", "blocked_inputs", "blocked_output")
 
-    def __init__(self, provider, module, name, blocked_inputs=(), blocked_output=False, companion=False):
+    def __init__(self, provider, module, name, blocked_inputs=(), blocked_output=False):
         self.provider, self.module, self.name = provider, module, name
         self.blocked_inputs = tuple(blocked_inputs)
         self.blocked_output = bool(blocked_output)
-        self.companion = bool(companion)
 
     def _fn(self, prefix):
         return getattr(importlib.import_module(self.module), f"{prefix}_{self.name}")
@@ -48,7 +45,6 @@ class KernelHook:
         return self._fn("make")(op, ctx, plan)
 
 
-def onednn(name, blocked_inputs=(), blocked_output=False, companion=False):
+def onednn(name, blocked_inputs=(), blocked_output=False):
     """A hook into ``tfconf.engine.kernels.onednn.provider``."""
-    return KernelHook("onednn", "tfconf.engine.kernels.onednn.provider", name, blocked_inputs, blocked_output,
-                      companion)
+    return KernelHook("onednn", "tfconf.engine.kernels.onednn.provider", name, blocked_inputs, blocked_output)

@@ -6,6 +6,7 @@
 - ``FusedConv2D``: convolution, bias and (optionally) ReLU; the bias is added and the ReLU
   applied in place on the convolution's output, so the composite's two extra full-size
   temporaries are never allocated.
+- ``FusedMatMul``: a 2-D matrix product, bias and (optionally) ReLU, the same way.
 - ``FusedElementwise``: a chain (a tree) of elementwise ops as one op. On the CPU its kernel
   replays the chain with numpy, writing each step into a temporary of the chain that is dead
   after it (one buffer for a whole chain when shapes and dtypes agree); on a GPU it is one
@@ -174,6 +175,66 @@ class FusedConv2D(OpDef):
 
 
 @register
+class FusedMatMul(OpDef):
+    """z = act(a @ b + bias) for 2-D ``a`` [M, K], ``b`` [K, N] and a bias that broadcasts against
+    [M, N] without changing it ([N] or [1, N]); ``activation`` is "Relu" or None (TF grappler's
+    _FusedMatMul). Made by the conv_fusion rewrite from MatMul → Add (→ Relu); the bias is added
+    and the ReLU applied in place on the product's fresh output.
+
+    Gradients: dz = ReluGrad(dy, z) (or dy), da = dz @ bᵀ, db = aᵀ @ dz, dbias = dz summed to
+    the bias's shape."""
+
+    kernels = {"onednn": onednn("fused_matmul")}
+
+    def infer(op):
+        a, b, bias = op.inputs
+        if not a.dtype == b.dtype == bias.dtype:
+            raise TypeError(f"fused matmul: dtypes differ: {a.dtype.name}, {b.dtype.name}, {bias.dtype.name}")
+        act = op.attrs.get("activation")
+        if act not in (None, "Relu"):
+            raise ValueError(f"fused matmul: activation must be 'Relu' or None, received {act!r}")
+        for t, what in ((a, "a"), (b, "b")):
+            if t._shape is not None and len(t._shape) != 2:
+                raise ValueError(f"fused matmul: {what} must be 2-D, received {S.fmt(t._shape)}")
+        from .math import _mm_shape
+
+        zs = _mm_shape(a._shape, b._shape, False, False)
+        if zs is not None and bias._shape is not None and S.broadcast(zs, bias._shape, "fused matmul bias: ") != zs:
+            raise ValueError(f"fused matmul: bias of shape {S.fmt(bias._shape)} would broadcast the output {S.fmt(zs)}")
+        return [(zs, a.dtype)]
+
+    def cost(op):
+        from ..placement import _dims, _numel
+
+        a = _dims(op.inputs[0]._shape)
+        return 2 * _numel(op.outputs[0]._shape) * (a[-1] if a is not None else 1)
+
+    def make_kernel(op, ctx):
+        xp = ctx.xp
+        relu = op.attrs.get("activation") == "Relu"
+        matmul, add, maximum = xp.matmul, xp.add, xp.maximum
+
+        def run(a, b, bias):
+            z = matmul(a, b)
+            if _owned(z, a, b, bias):
+                add(z, bias, out=z)
+                if relu:
+                    maximum(z, z.dtype.type(0), out=z)
+                return z
+            z = z + bias
+            return maximum(z, z.dtype.type(0)) if relu else z
+
+        return run
+
+    def grad(op, dy):
+        from .math import matmul
+
+        a, b, bias = op.inputs
+        dz = make("ReluGrad", [dy, op.outputs[0]]) if op.attrs.get("activation") == "Relu" else dy
+        return [matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True), reduce_to_like(dz, bias)]
+
+
+@register
 class Conv2DBackpropFilterBias(OpDef):
     """(dw, db) = (Conv2DBackpropFilter(x, dy), dy summed over N, H, W to ``bias_shape``): a
     convolution's filter and bias gradients from one pass over dy. Made only by the conv_fusion
@@ -200,6 +261,15 @@ class Conv2DBackpropFilterBias(OpDef):
             return dw, _sum_to(xp, dy, bias_shape)  # SumToShape's own kernel: the same numbers
 
         return run
+
+
+def fused_matmul(a, b, bias, activation="Relu", name=None):
+    """``act(a @ b + bias)`` as one op for 2-D ``a`` [M, K], ``b`` [K, N] and ``bias`` [N] or
+    [1, N]; ``activation`` is "Relu" or None."""
+    a = convert_to_tensor(a)
+    b = convert_to_tensor(b, dtype=a.dtype, graph=a.graph)
+    bias = convert_to_tensor(bias, dtype=a.dtype, graph=a.graph)
+    return make("FusedMatMul", [a, b, bias], {"activation": activation}, name)
 
 
 def fused_conv2d(input, filters, bias, strides=1, padding="VALID", dilations=1, groups=1,

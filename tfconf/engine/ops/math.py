@@ -118,7 +118,9 @@ class ReluGrad(OpDef):
         return same_as_input(op)
 
     def forward(xp, dy, y):
-        return xp.where(y > 0, dy, dy.dtype.type(0))
+        # TF's form (dy · [y > 0]: NaN in dy stays NaN); numpy's where() with a scalar branch
+        # measured 15x slower on a [128, 512] gradient (250 µs against 17)
+        return xp.multiply(dy, y > 0)
 
     def grad(op, ddx):
         return [make("ReluGrad", [ddx, op.inputs[1]]), None]
@@ -287,9 +289,7 @@ class MatMul(OpDef):
 
     Gradients (no transposes): da = dz @ bᵀ, db = aᵀ @ dz; the transposed variants follow."""
 
-    # NOTE: a companion: BLAS keeps its own threads in a plan with no other oneDNN kernel (the MLP
-    # measured 3.5 ms per step that way, 4.3 with the split product)
-    kernels = {"onednn": onednn("matmul", companion=True)}
+    kernels = {"onednn": onednn("matmul")}
 
     def infer(op):
         a, b = op.inputs

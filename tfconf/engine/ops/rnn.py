@@ -10,6 +10,7 @@ reads as zeros of this batch's size.
 from __future__ import annotations
 
 from .. import shapes as S
+from ..kernels.providers import onednn
 from ..registry import OpDef, register
 from .core import convert_to_tensor, graph_of, make, zeros_like
 
@@ -204,6 +205,7 @@ class LSTMSequence(OpDef):
     one matrix product over all T·N rows instead of T small ones."""
 
     grad_accepts_none = True
+    kernels = {"onednn": onednn("lstm_sequence")}
 
     def infer(op):
         gx, w = op.inputs[0], op.inputs[1]
@@ -264,6 +266,7 @@ class LSTMSequenceGrad(OpDef):
     initial state, d h0 and d c0."""
 
     nondifferentiable = True
+    kernels = {"onednn": onednn("lstm_sequence_grad")}
 
     def infer(op):
         w_h, hs = op.inputs[0], op.inputs[2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from .. import errors
+from ..kernels.providers import onednn
 from ..registry import OpDef, register
 
 # references to an array held only by the store, seen from inside _sole: the dict entry, the
@@ -39,6 +40,7 @@ class ApplyGradientDescent(OpDef):
 
     stateful = True
     nondifferentiable = True
+    kernels = {"onednn": onednn("apply_gradient_descent")}
 
     def infer(op):
         return []
@@ -64,6 +66,7 @@ class ApplyMomentum(OpDef):
 
     stateful = True
     nondifferentiable = True
+    kernels = {"onednn": onednn("apply_momentum")}
 
     def infer(op):
         return []

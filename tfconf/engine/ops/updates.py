@@ -8,6 +8,7 @@ used by Adam's bias correction). The formulas are Caffe's (sgd_solvers.cpp)."""
 from __future__ import annotations
 
 from .. import errors
+from ..kernels.providers import onednn
 from ..registry import OpDef, register
 
 
@@ -67,6 +68,7 @@ class ApplyUpdate(OpDef):
 
     stateful = True
     nondifferentiable = True
+    kernels = {"onednn": onednn("apply_update")}
 
     def infer(op):
         rule = op.attrs["rule"]

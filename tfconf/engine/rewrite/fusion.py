@@ -1,5 +1,5 @@
-"""Fusion: conv + bias + relu into ``FusedConv2D``, and chains of elementwise ops into
-``FusedElementwise``.
+"""Fusion: conv + bias + relu into ``FusedConv2D``, a 2-D matmul + bias + relu into
+``FusedMatMul``, and chains of elementwise ops into ``FusedElementwise``.
 
 A value may disappear into a fused op only when nothing else in the pruned plan reads it: it is
 not fetched and all its readers are in the group. Autodiff ran on the user's graph
@@ -44,16 +44,17 @@ def _retarget_control(pg, couts, old, new):
         couts[new].append(o)
 
 
-# ---------------------------------------------------------------------------- conv + bias + relu
+# ---------------------------------------------------------------------------- conv or matmul + bias + relu
 def fuse_conv_bias_relu(pg):
     fetched, targets = pg.protected()
     cons = pg.consumers()
     couts = pg.control_outputs()
     dead = []
-    counts = {"conv_bias": 0, "conv_bias_relu": 0}
+    counts = {"conv_bias": 0, "conv_bias_relu": 0, "matmul_bias": 0, "matmul_bias_relu": 0}
     for conv in list(pg.ops):
-        if conv.type != "Conv2D" or conv in targets or conv in dead or couts.get(conv):
+        if conv in targets or conv in dead or couts.get(conv) or not _fusable_product(conv):
             continue
+        kind = "conv" if conv.type == "Conv2D" else "matmul"
         y = conv.outputs[0]
         readers = list(cons.get(y, ()))
         if y in fetched or len(readers) != 1:
@@ -68,15 +69,21 @@ def fuse_conv_bias_relu(pg):
             continue
         if not all(d == 1 or d == o for d, o in zip(reversed(bs), reversed(ys))):
             continue
+        if kind == "matmul" and tuple(bs) not in ((ys[1],), (1, ys[1])):
+            continue  # a per-column bias only (what the product's epilogue adds)
         members, root, act = [conv, add], add, None
         zr = list(cons.get(z, ()))
         if z not in fetched and len(zr) == 1 and zr[0].type == "Relu" and zr[0] not in targets \
                 and not couts.get(add) and _same_place(add, zr[0]):
             root, act = zr[0], "Relu"
             members.append(root)
-        attrs = {k: conv.attrs[k] for k in ("strides", "padding", "dilations", "groups")}
+        if kind == "conv":
+            attrs = {k: conv.attrs[k] for k in ("strides", "padding", "dilations", "groups")}
+        else:
+            attrs = {}
         attrs["activation"] = act
-        fused = pg.new_op("FusedConv2D", [conv.inputs[0], conv.inputs[1], b], attrs, like=root,
+        fused = pg.new_op("FusedConv2D" if kind == "conv" else "FusedMatMul", [conv.inputs[0], conv.inputs[1], b],
+                          attrs, like=root,
                           outputs=[(root.outputs[0]._shape, root.outputs[0].dtype)],
                           absorbed=[m.orig for m in members], orig=conv.orig,
                           control_inputs=_union_control(members))
@@ -89,10 +96,20 @@ def fuse_conv_bias_relu(pg):
                     readers.pop(m, None)
                 readers[fused] = None
         dead.extend(members)
-        counts["conv_bias_relu" if act else "conv_bias"] += 1
+        counts[f"{kind}_bias_relu" if act else f"{kind}_bias"] += 1
     pg.remove(dead)
     counts["filter_bias_grad"] = fuse_filter_bias_gradients(pg)
     return counts
+
+
+def _fusable_product(op):
+    """A Conv2D, or a 2-D MatMul without transposes (operands of known rank 2)."""
+    if op.type == "Conv2D":
+        return True
+    if op.type != "MatMul" or op.attrs["transpose_a"] or op.attrs["transpose_b"]:
+        return False
+    a, b = op.inputs
+    return a._shape is not None and b._shape is not None and len(a._shape) == len(b._shape) == 2
 
 
 def bias_gradient_axes(g_shape, b_shape):

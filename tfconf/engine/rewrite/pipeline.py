@@ -24,7 +24,7 @@ class RewriteConfig:
     cse: bool = True                 # merge ops that compute the same value
     constant_folding: bool = True    # evaluate constant subgraphs once, at plan time
     stable: bool = True              # log1p, expm1, log_softmax (and its gradient), fused cross-entropy
-    conv_fusion: bool = True         # Conv2D + bias (+ Relu) → FusedConv2D
+    conv_fusion: bool = True         # Conv2D / 2-D MatMul + bias (+ Relu) → FusedConv2D / FusedMatMul
     fusion: bool = True              # elementwise chains → FusedElementwise
     fold_max_bytes: int = 1 << 20    # largest constant folding may create
     fusion_min_elements: int = 0     # leave elementwise groups statically smaller than this
