@@ -43,10 +43,9 @@ def _two_towers():
 
 
 def _as_written():
-    """A one-process config that runs the plan as written: the cluster applies no graph rewrites
-    (fusions may round differently), so the bits compare only without them."""
-    fields = {f.name for f in dataclasses.fields(tc.SessionConfig)}
-    return tc.SessionConfig(graph_rewrites=False) if "graph_rewrites" in fields else tc.SessionConfig()
+    """A one-process config that compiles the plan as the cluster does: the same pipeline and
+    rewrites, the reference kernels (a task makes its ops' own kernels), so the bits compare."""
+    return tc.SessionConfig(kernels="numpy")
 
 
 def _run_steps(sess, x, w, b, loss, grads, train, init, feed):
@@ -67,6 +66,14 @@ def test_a_graph_over_a_ps_and_two_workers_gives_the_numbers_of_one_process(ray_
         got = _run_steps(sess, x, w, b, loss, grads, train, init, feed)
         placement = sess.placement([loss, train], {x: feed})
         parts = sess.partitions([loss, train], {x: feed})
+        info = sess.plan_info([loss, train], {x: feed})
+    with tc.Session(graph=g, config=_as_written()) as sess:
+        want_info = sess.plan_info([loss, train], {x: feed})
+    # one compile pipeline: the cluster's plan was rewritten as the one-process plan was
+    assert info.passes == want_info.passes and info.passes["conv_fusion"]["matmul_bias"] == 2
+    assert info.ops_after == want_info.ops_after < info.ops_before
+    assert info.stages["partition"]["partitions"] == 4  # the client's, the ps's and two workers'
+    assert set(info.stages["place"]["ops_per_device"]) >= {PS, W0, W1}
     # same kernels on the same inputs: the same bits (the random op draws what it draws in one process)
     assert got[0]["loss"] == want[0]["loss"]
     for a, e in zip(got[0]["grads"], want[0]["grads"]):

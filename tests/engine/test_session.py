@@ -188,13 +188,15 @@ def test_bad_feeds_fail_before_anything_runs(g):
 # ------------------------------------------------------------------------- plan cache
 def test_plan_is_built_once_per_signature(g, monkeypatch):
     calls = []
-    real = session_mod.build_plan
+    from tfconf.engine import pipeline
+
+    real = pipeline.build_plan
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(session_mod, "build_plan", counting)
+    monkeypatch.setattr(pipeline, "build_plan", counting)
     x = tc.placeholder(tc.float32, [2])
     y = x * 3.0
     z = y + 1.0

@@ -7,7 +7,12 @@ them as ordinary :class:`~tfconf.engine.graph.Operation` objects in a graph of i
 library's ``make_kernel(op, ctx)`` builds the same kernels it builds in one process; ids and the
 graph seed are kept, so random ops draw the same numbers as in one process.
 
-An op is shipped to a task once; later plans that need it again only name it.
+The ops are the plan's: after the compile pipeline's rewrites, a fused op carries the name of
+the user op it stands for, so two plans may hold different ops of one name. A task therefore
+rebuilds each rewritten plan's ops apart (``rebuild`` into a fresh namespace); a plan compiled
+without rewrites ships each user op once, and later plans only name it. Variables live in the
+task's store by name and random generators are keyed by op name, so both are shared by every
+plan either way.
 """
 
 from __future__ import annotations
@@ -27,13 +32,26 @@ class _DT:
         return (_DT, (self.name,))
 
 
+class _Tuple:
+    """A tuple subclass in transit (a fused op's program steps): its class and items."""
+
+    __slots__ = ("cls", "items")
+
+    def __init__(self, cls, items):
+        self.cls, self.items = cls, items
+
+    def __reduce__(self):
+        return (_Tuple, (self.cls, self.items))
+
+
 def _encode(value):
     if isinstance(value, DType):
         return _DT(value.name)
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}
     if isinstance(value, tuple):
-        return tuple(_encode(v) for v in value)
+        items = tuple(_encode(v) for v in value)
+        return items if type(value) is tuple else _Tuple(type(value), items)
     if isinstance(value, list):
         return [_encode(v) for v in value]
     return value
@@ -42,6 +60,8 @@ def _encode(value):
 def _decode(value):
     if isinstance(value, _DT):
         return as_dtype(value.name)
+    if isinstance(value, _Tuple):
+        return value.cls(*(_decode(v) for v in value.items))
     if isinstance(value, dict):
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, tuple):
@@ -96,16 +116,22 @@ def rebuild(graph, known: dict, records: dict) -> dict:
         stub.outputs = tuple(Tensor(stub, i, as_dtype(dt), shape) for i, (shape, dt) in enumerate(rec["outputs"]))
         stub._id = rec["id"]
         stubs[rec["name"]] = stub
+    # NOTE: two phases: ids are not a topological order of a rewritten plan (a fused op takes the
+    # id of the op it stands for), so every op exists before any input is wired
+    made = []
     for rec in records["ops"]:
+        op = Operation(graph, rec["name"], get_op_def(rec["type"]), (), _decode(rec["attrs"]), (),
+                       rec["device"], rec["location"])
+        op.outputs = tuple(Tensor(op, i, as_dtype(dt), shape) for i, (shape, dt) in enumerate(rec["outputs"]))
+        op._id = rec["id"]
+        known[op.name] = op
+        made.append((op, rec))
+    for op, rec in made:
         inputs = []
         for name, index in rec["inputs"]:
             producer = known.get(name) or stubs.get(name)
             if producer is None:  # pragma: no cover - the master always ships producers or stubs
                 raise KeyError(f"op {rec['name']}: input {name}:{index} was never sent to this task")
             inputs.append(producer.outputs[index])
-        op = Operation(graph, rec["name"], get_op_def(rec["type"]), inputs, _decode(rec["attrs"]), (),
-                       rec["device"], rec["location"])
-        op.outputs = tuple(Tensor(op, i, as_dtype(dt), shape) for i, (shape, dt) in enumerate(rec["outputs"]))
-        op._id = rec["id"]
-        known[op.name] = op
+        op.inputs = tuple(inputs)
     return stubs

@@ -4,10 +4,12 @@
 Ray. It starts one actor per task (:mod:`tfconf.distributed.worker`), then each ``run`` goes through
 the same steps as a one-process ``Session``, with the master's work in the middle:
 
-1. the plan for the (fetches, feeds) signature is built by the engine's ``build_plan``, placed over
-   every device of every task by ``placement.place`` (explicit ``/job:ps/task:0`` scopes, colocation,
-   the cost model with the network's speed between tasks), and split into one partition per device by
-   ``PartitionedPlan``, whose Send/Recv pairs now also cross tasks;
+1. the plan for the (fetches, feeds) signature is compiled by the engine's pipeline
+   (``engine/pipeline.py``, the same stages as ``Session``: the rewrites, placement over every
+   device of every task by ``placement.place`` (explicit ``/job:ps/task:0`` scopes, colocation, the
+   cost model with the network's speed between tasks), schedule, memory, and one partition per
+   device by ``PartitionedPlan``, whose Send/Recv pairs now also cross tasks); the kernels are
+   made on the tasks;
 2. each task is sent its partitions once (:mod:`tfconf.distributed.graphdef`);
 3. each step sends one run request per task, carrying the feeds its Recvs wait for (or the name of
    the data source it makes them from) and the slots it must return; the client waits for all of
@@ -62,6 +64,7 @@ class _Compiled:
         self.feed_routes = feed_routes    # per feed: [(task, rendezvous key)]
         self.fetch_routes = fetch_routes  # per element: None (an op), ("feed", j) or (task, slot)
         self.tasks = tasks                # tasks that have partitions
+        self.info = None                  # the compile pipeline's PlanInfo
 
 
 class ClusterSession(DefaultSessionMixin):
@@ -76,6 +79,9 @@ class ClusterSession(DefaultSessionMixin):
         self.cluster = ClusterSpec.of(target if target is not None else {"worker": 1})
         self.graph = graph if graph is not None else get_default_graph()
         self.config = config if config is not None else SessionConfig()
+        from tfconf.engine.rewrite.pipeline import RewriteConfig
+
+        self._rewrites = RewriteConfig.of(self.config.graph_rewrites, self.config.memory)
         self.health_check_s = float(health_check_s)
         self.health_timeout_s = float(health_timeout_s)
         self._closed = False
@@ -210,31 +216,31 @@ class ClusterSession(DefaultSessionMixin):
         return comp
 
     def _compile(self, elements, feed_keys):
-        from tfconf.engine.executor import build_plan
         from tfconf.engine.partition import PartitionedPlan
+        from tfconf.engine.pipeline import compile_run
 
-        g = self.graph
-        feed_tensors, fetch_tensors, targets = resolve_run(g, elements, feed_keys)
-        placement = {}
-        place = placer(self.config, self._devices, feed_tensors, placement)
-
-        def no_kernel(op):  # kernels are made on the tasks
+        def no_kernel(op, dev, kplan):  # kernels are made on the tasks
             op._ran = True
 
-        plan = build_plan(fetch_tensors, targets, feed_tensors, no_kernel, _check_unfed, place)
-        pplan = PartitionedPlan(plan, placement, [self._client] + self._devices)
+        def partition(plan, placement):
+            return PartitionedPlan(plan, placement, [self._client] + self._devices)
+
+        c = compile_run(self.graph, elements, feed_keys, config=self.config, devices=self._devices,
+                        rewrites=self._rewrites, providers=(), make_kernel=no_kernel, partition=partition,
+                        check_unfed=_check_unfed)
+        plan, pplan, feed_tensors = c.plan, c.partitioned, c.feed_tensors
         plan_id = next(_IDS)
         by_task = {}
         for dev, part in pplan.parts.items():
             if dev != CLIENT:
                 by_task.setdefault(self._task_of[dev], {})[dev] = part
-        self._register(plan_id, by_task, pplan.nslots)
+        self._register(plan_id, by_task, pplan.nslots, rewritten=c.plan_graph is not None)
         feed_index = {slot: j for j, slot in enumerate(plan.feed_slots)}
         feed_routes = [[] for _ in feed_tensors]
         client = pplan.parts.get(CLIENT)
         for ps in client.steps if client is not None else ():
             feed_routes[feed_index[ps.ins[0]]].append((self._task_of[ps.key[-1]], ps.key))
-        fetch_slot = dict(zip(fetch_tensors, plan.fetch_slots))
+        fetch_slot = dict(zip(c.fetch_tensors, plan.fetch_slots))
         fetch_routes = []
         for el in elements:
             if not isinstance(el, Tensor):
@@ -245,18 +251,21 @@ class ClusterSession(DefaultSessionMixin):
                 s = fetch_slot[el]
                 fetch_routes.append((self._task_of[pplan.slot_device[s]], s))
         feeds = [(t, t.dtype.np, t._shape) for t in feed_tensors]
-        names = {op.name: dev.name for op, dev in placement.items()}
-        return _Compiled(plan_id, plan, pplan, names, feeds, feed_routes, fetch_routes, set(by_task))
+        comp = _Compiled(plan_id, plan, pplan, c.where, feeds, feed_routes, fetch_routes, set(by_task))
+        comp.info = c.info
+        return comp
 
-    def _register(self, plan_id, by_task, nslots):
+    def _register(self, plan_id, by_task, nslots, rewritten):
         from .graphdef import task_graph
 
         refs = {}
         for task, parts in by_task.items():
             ops = [ps.op for part in parts.values() for ps in part.steps if ps.kind == "op"]
-            records = task_graph(ops, self._shipped[task])
+            # a rewritten plan's ops are shipped whole and rebuilt apart (graphdef.py)
+            records = task_graph(ops, set() if rewritten else self._shipped[task])
             steps = {dev: [_step_record(ps) for ps in part.steps] for dev, part in parts.items()}
-            refs[task] = self._actors[task].register.remote(plan_id, self.graph.seed, records, steps, nslots)
+            refs[task] = self._actors[task].register.remote(plan_id, self.graph.seed, records, steps, nslots,
+                                                            rewritten)
         self._gather(-1, refs)
 
     def _execute(self, comp, feed_dict, options=None, run_metadata=None):
@@ -390,6 +399,11 @@ class ClusterSession(DefaultSessionMixin):
     def placement(self, fetches, feed_dict=None):
         """{op name: device name} for the plan that ``run(fetches, feed_dict)`` uses."""
         return dict(self._compiled_for(fetches, feed_dict).placement)
+
+    def plan_info(self, fetches, feed_dict=None):
+        """What compiling that plan did (a PlanInfo, as ``Session.plan_info``): the rewrites, the
+        placement over the tasks' devices and the partitions. Kernels are made on the tasks."""
+        return self._compiled_for(fetches, feed_dict).info
 
     def partitions(self, fetches, feed_dict=None):
         """{device name: Partition} of that plan (the client's feed Sends left out)."""

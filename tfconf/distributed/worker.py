@@ -102,7 +102,7 @@ class Worker:
         self.variables = {}
         self.rngs = {}
         self.ctxs = {d.name: _Context(d, self.graph, self.variables, self.rngs) for d in self.devices}
-        self.ops = {}       # op name → rebuilt op (every plan's)
+        self.ops = {}       # op name → rebuilt op (every plan compiled without rewrites)
         self.plans = {}     # plan id → _TaskPlan
         self.routes = {}    # device name of another task → (task name, actor handle)
         self.sources = {}   # name → data source (see sources.py)
@@ -130,15 +130,17 @@ class Worker:
     def ping(self):
         return os.getpid()
 
-    def register(self, plan_id, seed, records, parts, nslots):
-        """Rebuild this task's ops of a plan and make their kernels, once per plan."""
+    def register(self, plan_id, seed, records, parts, nslots, rewritten=False):
+        """Rebuild this task's ops of a plan and make their kernels, once per plan (a rewritten
+        plan's ops in a namespace of their own: graphdef.py)."""
         from tfconf.engine.executor import Step
         from tfconf.engine.partition import Partition, PStep
 
         from .graphdef import rebuild
 
         self.graph.seed = seed
-        stubs = rebuild(self.graph, self.ops, records)
+        ops = {} if rewritten else self.ops
+        stubs = rebuild(self.graph, ops, records)
         del stubs  # referenced by the rebuilt ops' inputs
         by_name = {d.name: d for d in self.devices}
         built = {}
@@ -149,7 +151,7 @@ class Worker:
                 kind = rec[0]
                 if kind == "op":
                     _, name, ins, outs, frees = rec
-                    op = self.ops[name]
+                    op = ops[name]
                     op._ran = True
                     kernel = op.op_def.make_kernel(op, ctx)
                     ps = PStep("op", name, op=op, kernel=kernel, ins=ins, outs=outs,

@@ -15,7 +15,8 @@ import threading
 import time
 
 from . import errors
-from .executor import TRASH, NodeStats, _fail
+from .executor import NodeStats, _fail
+from .memory import TRASH
 
 
 _SUBMIT_LOCK = threading.Lock()

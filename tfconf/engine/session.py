@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from . import errors
-from .executor import ParallelExecutor, build_plan, run_checked, run_serial
+from .executor import ParallelExecutor, run_checked, run_serial
 from .graph import Operation, Tensor, get_default_graph
 from .rewrite.ir import user_op
 from .rewrite.pipeline import RewriteConfig
@@ -180,6 +180,9 @@ class PlanInfo:
     #: the kernel-choice and layout stages: providers enabled, kernels per provider, op types
     #: each ran, op types left to the reference (and why), tensors kept in a provider's layout
     kernels: dict = dataclasses.field(default_factory=dict)
+    #: every compile stage's decisions (ops per device, provider kernels, blocked tensors,
+    #: partitions and sends) and its seconds (engine/pipeline.py)
+    stages: dict = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         lines = [f"plan: {self.ops_before} ops needed -> {self.ops_after} steps"]
@@ -196,6 +199,13 @@ class PlanInfo:
                 lines.append(f"    {typ} on the reference kernel: {why}")
         if self.seconds:
             lines.append("  ms: " + ", ".join(f"{k}={v * 1e3:.1f}" for k, v in self.seconds.items()))
+        st = self.stages
+        if st:
+            per = st["place"]["ops_per_device"]
+            lines.append("  place: " + ", ".join(f"{d}={n}" for d, n in per.items()))
+            if "partition" in st:
+                lines.append("  partition: " + ", ".join(f"{k}={v}" for k, v in st["partition"].items()))
+            lines.append("  stage ms: " + ", ".join(f"{k}={v * 1e3:.1f}" for k, v in st["seconds"].items()))
         return "\n".join(lines)
 
 
@@ -436,65 +446,46 @@ class Session(DefaultSessionMixin):
                 gc.enable()
 
     def _compile_plan(self, elements, feed_keys):
-        g = self.graph
-        feed_tensors, fetch_tensors, targets = resolve_run(g, elements, feed_keys)
-        pg = None
-        plan_fetches, plan_targets = fetch_tensors, targets
-        if self._rewrites.active:
-            from .rewrite import rewrite_plan
+        from .pipeline import compile_run
 
-            # NOTE: the rewrites work on a private copy of the needed ops (PlanOps); the user's
-            # graph is never changed, and errors from plan ops are mapped back to user ops.
-            pg = rewrite_plan(g, fetch_tensors, targets, feed_tensors, self._rewrites)
-            plan_fetches, plan_targets = pg.fetches, pg.targets
-        placement = {}
-        place_ops = placer(self.config, self._devices, feed_tensors, placement)
-        from .kernel_choice import KernelPlan
+        consumers = {}  # on an accelerator: who reads each plan tensor (shape constants stay numpy)
 
-        kplan = KernelPlan(self._providers)
-
-        def place(order):
-            place_ops(order)
-            kplan.choose(order, placement, plan_fetches)
-
-        # with an accelerator: who reads each plan tensor (shape constants stay numpy; the user
-        # graph's own consumer lists serve when there is no plan graph)
-        on_accelerator = any(d.xp is not np for d in self._devices)
-        consumers = pg.consumers() if on_accelerator and pg is not None else None
-
-        def make_kernel(op):
+        def make_kernel(op, dev, kplan):
             op._ran = True
-            ctx = self._ctxs[placement[op].name]
+            ctx = self._ctxs[dev.name]
             kernel = kplan.make(op, ctx)
             if ctx.xp is np:
                 return kernel
             from .devices import accelerator_kernel
 
-            return accelerator_kernel(op, kernel, ctx.xp, consumers)
+            if "map" not in consumers:  # a plan graph's readers (the user graph's tensors know theirs)
+                g = op.graph
+                consumers["map"] = g.consumers() if g is not self.graph else None
+            return accelerator_kernel(op, kernel, ctx.xp, consumers["map"])
 
         inplace = None
         if self.config.memory_planning and self._parallel is None:
-            from .executor import inplace_kernel
+            from .memory import inplace_kernel
 
-            def _inplace(op, kernel, p):
+            def inplace(op, kernel, p, dev, kplan):
                 if kplan.provider_of(op) is not None:  # a provider's kernel allocates its own output
                     return None
-                return inplace_kernel(op, kernel, p, self._ctxs[placement[op].name])
+                return inplace_kernel(op, kernel, p, self._ctxs[dev.name])
 
-            inplace = _inplace
-
-        plan = build_plan(plan_fetches, plan_targets, feed_tensors, make_kernel, _check_unfed, place,
-                          inplace=inplace)
-        if pg is not None:
-            for u in pg.user_needed:  # folded and merged ops count as run too
-                u._ran = True
-        partitioned = None
-        if len({d.name for d in placement.values()}) > 1:
+        def partition(plan, placement):
+            if len({d.name for d in placement.values()}) <= 1:
+                return None
             from .partition import PartitionedPlan
 
-            partitioned = PartitionedPlan(plan, placement, self._devices)
+            return PartitionedPlan(plan, placement, self._devices)
+
+        c = compile_run(self.graph, elements, feed_keys, config=self.config, devices=self._devices,
+                        rewrites=self._rewrites, providers=self._providers, make_kernel=make_kernel,
+                        inplace=inplace, partition=partition if len(self._devices) > 1 else None,
+                        check_unfed=_check_unfed)
+        plan, feed_tensors = c.plan, c.feed_tensors
         fed = set(feed_tensors)
-        fetch_slot = dict(zip(fetch_tensors, plan.fetch_slots))
+        fetch_slot = dict(zip(c.fetch_tensors, plan.fetch_slots))
         slots, copy = [], []
         for el in elements:
             if isinstance(el, Tensor):
@@ -503,34 +494,18 @@ class Session(DefaultSessionMixin):
             else:
                 slots.append(None)
                 copy.append(False)
-        feeds = [
-            (s, t, t.dtype.np, t._shape) for s, t in zip(plan.feed_slots, feed_tensors)
-        ]
+        feeds = [(s, t, t.dtype.np, t._shape) for s, t in zip(plan.feed_slots, feed_tensors)]
         comp = _Compiled(plan, feeds, slots, copy)
-        comp.partitioned = partitioned
-        used = set(placement.values())
-        if partitioned is None and len(used) == 1 and next(iter(used)).xp is not np:
+        comp.partitioned = c.partitioned
+        used = set(c.placement.values())
+        if c.partitioned is None and len(used) == 1 and next(iter(used)).xp is not np:
             # the whole plan runs on one accelerator: feeds go straight to it (a partitioned
             # plan receives them on the host and moves them with Send/Recv)
             comp.feed_xp = next(iter(used)).xp
-        where = {}
-        for op, dev in placement.items():
-            where[op.name] = dev.name
-            if pg is not None:
-                for u in op.user_ops():
-                    where.setdefault(u.name, dev.name)
-        if pg is not None:  # ops merged away by CSE run where the op that replaced them runs
-            todo = dict(pg.aliases)
-            while todo:
-                done = [n for n, op in todo.items() if op.name in where]
-                for n in done:
-                    where.setdefault(n, where[todo.pop(n).name])
-                if not done:
-                    break
-        comp.placement = where
-        comp.info = _plan_info(pg, plan, kplan.info())
-        comp.kernel_plan = kplan
-        if kplan.uses("onednn"):
+        comp.placement = c.where
+        comp.info = c.info
+        comp.kernel_plan = c.kernel_plan
+        if c.kernel_plan.uses("onednn"):
             from .threads import onednn_owns_cores
 
             comp.cores = onednn_owns_cores

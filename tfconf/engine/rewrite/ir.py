@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import collections
 
-from ..executor import needed_ops
+from ..schedule import needed_ops
 from ..graph import Operation, Tensor
 from ..registry import get_op_def
 
