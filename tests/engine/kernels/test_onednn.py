@@ -391,13 +391,13 @@ def test_lstm_scan_on_onednn_gemm_equals_the_reference(g, reverse, init):
 
 # ---------------------------------------------------------------------------- products + epilogue, updates
 @pytest.mark.parametrize("relu", [True, False])
-@pytest.mark.parametrize("m", [3, 128])
-def test_fused_matmul_bias_relu_on_onednn_equals_the_reference(g, relu, m):
+@pytest.mark.parametrize("m,tb", [(3, False), (128, False), (64, True)])
+def test_fused_matmul_bias_relu_on_onednn_equals_the_reference(g, relu, m, tb):
     rng = np.random.default_rng(3)
     x = tc.placeholder(tc.float32, (None, 200))
-    w = tc.constant(rng.standard_normal((200, 300)).astype(np.float32))
+    w = tc.constant(rng.standard_normal((300, 200) if tb else (200, 300)).astype(np.float32))
     b = tc.constant(rng.standard_normal(300).astype(np.float32))
-    z = tc.matmul(x, w) + b
+    z = tc.matmul(x, w, transpose_b=tb) + b
     y = tc.nn.relu(z) if relu else z
     loss = tc.reduce_sum(y * y)
     gx = tc.gradients(loss, x)[0]

@@ -126,8 +126,8 @@ def test_fused_conv2d_rejects_a_bias_that_broadcasts_the_output():
 
 # ---------------------------------------------------------------------------- matmul + bias + relu
 @pytest.mark.parametrize("act", ["Relu", None])
-@pytest.mark.parametrize("bias_shape", [(5,), (1, 5)])
-def test_fused_matmul(act, bias_shape):
+@pytest.mark.parametrize("bias_shape,tb", [((5,), False), ((1, 5), False), ((5,), True)])
+def test_fused_matmul(act, bias_shape, tb):
     a, b = RNG.standard_normal((4, 3)), RNG.standard_normal((3, 5))
     bias = RNG.standard_normal(bias_shape)
     for seed in range(50):  # keep pre-activations away from the ReLU's kink
@@ -136,11 +136,11 @@ def test_fused_matmul(act, bias_shape):
         bias = np.random.default_rng(seed).standard_normal(bias_shape)
 
     def ref(a, b, c):
-        z = a @ b + c
+        z = a @ (b.T if tb else b) + c
         return np.maximum(z, 0) if act else z
 
-    check_op(lambda x, y, c: fused.fused_matmul(x, y, c, activation=act), [a, b, bias], ref,
-             rtol32=1e-5, atol32=1e-6, second_order=act is None)
+    check_op(lambda x, y, c: fused.fused_matmul(x, y, c, activation=act, transpose_b=tb),
+             [a, b.T.copy() if tb else b, bias], ref, rtol32=1e-5, atol32=1e-6, second_order=act is None)
 
 
 def test_fused_matmul_matches_the_composite_with_a_run_time_batch():

@@ -80,18 +80,18 @@ def test_filter_and_bias_gradients_share_one_op_only_for_a_per_channel_bias():
 
 
 # ---------------------------------------------------------------------------- matmul + bias + relu
-def mlp_graph(relu=True, bias_shape=(4,), transpose_b=False, fetch_product=False):
+def mlp_graph(relu=True, bias_shape=(4,), transpose_a=False, transpose_b=False, fetch_product=False):
     g = tc.Graph()
     with g.as_default():
-        x = tc.placeholder(tc.float32, [None, 3], name="x")
+        x = tc.placeholder(tc.float32, [3, 5] if transpose_a else [None, 3], name="x")
         w = tc.Variable(RNG.standard_normal((4, 3) if transpose_b else (3, 4)).astype(np.float32), name="w")
         b = tc.Variable(RNG.standard_normal(bias_shape).astype(np.float32), name="b")
-        z = tc.matmul(x, w, transpose_b=transpose_b)
+        z = tc.matmul(x, w, transpose_a=transpose_a, transpose_b=transpose_b)
         pre = z + b
         y = tc.nn.relu(pre) if relu else pre
         loss = tc.reduce_sum(tc.square(y - 0.5))
         fetches = [loss] + tc.gradients(loss, [x, w, b]) + ([z] if fetch_product else [])
-    feed = {x: RNG.standard_normal((5, 3)).astype(np.float32)}
+    feed = {x: RNG.standard_normal((3, 5) if transpose_a else (5, 3)).astype(np.float32)}
     return g, fetches, feed
 
 
@@ -115,8 +115,15 @@ def test_matmul_bias_without_relu_and_a_row_bias():
     assert _mm(info) == (1, 0)
 
 
+def test_a_caffe_inner_product_with_its_weights_transposed_fuses_too():
+    g, fetches, feed = mlp_graph(transpose_b=True)
+    on, off, info = run_both(g, fetches, feed)
+    assert_same(on, off)
+    assert _mm(info) == (0, 1)
+
+
 def test_matmuls_that_do_not_fit_the_epilogue_are_left_alone():
-    for kw in ({"transpose_b": True}, {"fetch_product": True}):
+    for kw in ({"transpose_a": True}, {"fetch_product": True}):
         g, fetches, feed = mlp_graph(**kw)
         on, off, info = run_both(g, fetches, feed)
         assert_same(on, off)

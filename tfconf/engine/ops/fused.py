@@ -176,13 +176,14 @@ class FusedConv2D(OpDef):
 
 @register
 class FusedMatMul(OpDef):
-    """z = act(a @ b + bias) for 2-D ``a`` [M, K], ``b`` [K, N] and a bias that broadcasts against
-    [M, N] without changing it ([N] or [1, N]); ``activation`` is "Relu" or None (TF grappler's
+    """z = act(a @ op(b) + bias) for 2-D ``a`` [M, K], ``b`` [K, N] (or [N, K] with
+    ``transpose_b``, a Caffe InnerProduct's weights) and a bias that broadcasts against [M, N]
+    without changing it ([N] or [1, N]); ``activation`` is "Relu" or None (TF grappler's
     _FusedMatMul). Made by the conv_fusion rewrite from MatMul → Add (→ Relu); the bias is added
     and the ReLU applied in place on the product's fresh output.
 
-    Gradients: dz = ReluGrad(dy, z) (or dy), da = dz @ bᵀ, db = aᵀ @ dz, dbias = dz summed to
-    the bias's shape."""
+    Gradients: dz = ReluGrad(dy, z) (or dy), da = dz @ op(b)ᵀ, db = aᵀ @ dz (dzᵀ @ a with
+    ``transpose_b``), dbias = dz summed to the bias's shape."""
 
     kernels = {"onednn": onednn("fused_matmul")}
 
@@ -198,7 +199,7 @@ class FusedMatMul(OpDef):
                 raise ValueError(f"fused matmul: {what} must be 2-D, received {S.fmt(t._shape)}")
         from .math import _mm_shape
 
-        zs = _mm_shape(a._shape, b._shape, False, False)
+        zs = _mm_shape(a._shape, b._shape, False, op.attrs.get("transpose_b", False))
         if zs is not None and bias._shape is not None and S.broadcast(zs, bias._shape, "fused matmul bias: ") != zs:
             raise ValueError(f"fused matmul: bias of shape {S.fmt(bias._shape)} would broadcast the output {S.fmt(zs)}")
         return [(zs, a.dtype)]
@@ -212,10 +213,11 @@ class FusedMatMul(OpDef):
     def make_kernel(op, ctx):
         xp = ctx.xp
         relu = op.attrs.get("activation") == "Relu"
+        tb = op.attrs.get("transpose_b", False)
         matmul, add, maximum = xp.matmul, xp.add, xp.maximum
 
         def run(a, b, bias):
-            z = matmul(a, b)
+            z = matmul(a, b.T if tb else b)
             if _owned(z, a, b, bias):
                 add(z, bias, out=z)
                 if relu:
@@ -231,6 +233,8 @@ class FusedMatMul(OpDef):
 
         a, b, bias = op.inputs
         dz = make("ReluGrad", [dy, op.outputs[0]]) if op.attrs.get("activation") == "Relu" else dy
+        if op.attrs.get("transpose_b", False):
+            return [matmul(dz, b), matmul(dz, a, transpose_a=True), reduce_to_like(dz, bias)]
         return [matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True), reduce_to_like(dz, bias)]
 
 
@@ -263,13 +267,13 @@ class Conv2DBackpropFilterBias(OpDef):
         return run
 
 
-def fused_matmul(a, b, bias, activation="Relu", name=None):
-    """``act(a @ b + bias)`` as one op for 2-D ``a`` [M, K], ``b`` [K, N] and ``bias`` [N] or
-    [1, N]; ``activation`` is "Relu" or None."""
+def fused_matmul(a, b, bias, activation="Relu", transpose_b=False, name=None):
+    """``act(a @ op(b) + bias)`` as one op for 2-D ``a`` [M, K], ``b`` [K, N] ([N, K] with
+    ``transpose_b``) and ``bias`` [N] or [1, N]; ``activation`` is "Relu" or None."""
     a = convert_to_tensor(a)
     b = convert_to_tensor(b, dtype=a.dtype, graph=a.graph)
     bias = convert_to_tensor(bias, dtype=a.dtype, graph=a.graph)
-    return make("FusedMatMul", [a, b, bias], {"activation": activation}, name)
+    return make("FusedMatMul", [a, b, bias], {"activation": activation, "transpose_b": bool(transpose_b)}, name)
 
 
 def fused_conv2d(input, filters, bias, strides=1, padding="VALID", dilations=1, groups=1,

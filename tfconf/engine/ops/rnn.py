@@ -230,10 +230,15 @@ class LSTMSequence(OpDef):
         pre = xp.empty((N, G), dtype=gx.dtype)
         whT = w_h.T
         h_prev, c_prev = h0, c0
+        carry = bool((mask == 1).all())  # no resets (Caffe's cont all 1): the masks change nothing
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
             if h_prev is None:
                 pre[...] = gx[t]
                 cp = None
+            elif carry:
+                xp.matmul(h_prev, whT, out=pre)
+                pre += gx[t]
+                cp = c_prev
             else:
                 m = mask[t]
                 xp.matmul(h_prev * m, whT, out=pre)
@@ -287,6 +292,7 @@ class LSTMSequenceGrad(OpDef):
         order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
         dgx = xp.empty((T, N, 4 * H), dtype=hs.dtype)
         dh_next, dc_next = g_h, g_c
+        carry = bool((mask == 1).all())  # no resets: the masks change nothing
         for k in range(T - 1, -1, -1):
             t = order[k]
             dh = g_hs[t] if g_hs is not None else None
@@ -295,17 +301,18 @@ class LSTMSequenceGrad(OpDef):
             if dh is None:
                 dh = xp.zeros((N, H), dtype=hs.dtype)
             if k > 0:
-                cp = cs[order[k - 1]] * mask[t]
+                cp = cs[order[k - 1]] if carry else cs[order[k - 1]] * mask[t]
             elif has_init:
-                cp = c0 * mask[t]
+                cp = c0 if carry else c0 * mask[t]
             else:
                 cp = None
             dcp = _cell_backward(xp, acts[t], cp, dh, dc_next, dgx[t])
             if k == 0 and not has_init:
                 break
             dh_next = xp.matmul(dgx[t], w_h)
-            dh_next *= mask[t]
-            dcp *= mask[t]
+            if not carry:
+                dh_next *= mask[t]
+                dcp *= mask[t]
             dc_next = dcp
         # dW_h = Σ_t d pre_tᵀ · h'_t, as one product over the T·N rows
         hprev = xp.empty((T, N, H), dtype=hs.dtype)

@@ -80,7 +80,7 @@ def fuse_conv_bias_relu(pg):
         if kind == "conv":
             attrs = {k: conv.attrs[k] for k in ("strides", "padding", "dilations", "groups")}
         else:
-            attrs = {}
+            attrs = {"transpose_b": conv.attrs["transpose_b"]}
         attrs["activation"] = act
         fused = pg.new_op("FusedConv2D" if kind == "conv" else "FusedMatMul", [conv.inputs[0], conv.inputs[1], b],
                           attrs, like=root,
@@ -103,10 +103,10 @@ def fuse_conv_bias_relu(pg):
 
 
 def _fusable_product(op):
-    """A Conv2D, or a 2-D MatMul without transposes (operands of known rank 2)."""
+    """A Conv2D, or a 2-D MatMul with ``a`` as stored (operands of known rank 2)."""
     if op.type == "Conv2D":
         return True
-    if op.type != "MatMul" or op.attrs["transpose_a"] or op.attrs["transpose_b"]:
+    if op.type != "MatMul" or op.attrs["transpose_a"]:
         return False
     a, b = op.inputs
     return a._shape is not None and b._shape is not None and len(a._shape) == len(b._shape) == 2

@@ -1,22 +1,21 @@
-"""Matrix products on oneDNN's matmul primitive, on the same OpenMP team as its other primitives.
+"""Matrix products on oneDNN, on the same OpenMP team as its other primitives.
 
 A plan with oneDNN kernels runs every float32 product here, so one thread team owns the cores for
 the whole run (engine/threads.py keeps numpy's BLAS at one thread meanwhile): no second pool spins
-against it, and no hand-off between pools costs the wake-up of sleeping threads. Measured on this
-project's 2-core Intel machine against OpenBLAS's two threads: MLP's [128, 784] x [784, 512] 326 µs
-against 417, LeNet's ip1 [64, 800] x [800, 500] 170 against 211, an LSTM step's [32, 256] x
-[256, 1024] 72 against 92.
+against it, and no hand-off between pools costs the wake-up of sleeping threads. Plain products
+run on ``dnnl_sgemm``; a fused product (FusedMatMul) on the matmul primitive, which adds its bias
+and applies its ReLU in its epilogue (one pass over the output instead of three). Measured on
+this project's 2-core Intel machine, against OpenBLAS's two threads: an LSTM step's [32, 256] x
+[256, 1024] 70 µs against 113 (the primitive: 92), LeNet's ip1 [64, 800] x [800, 500] 200 against
+247, MLP's [128, 784] x [784, 512] 398 against 466.
 
-The primitive reads its operands through strides: any 2-D float32 array whose rows are contiguous
-(C order, a row slice) or the transpose of one is used as stored (a transposed product costs no
-copy); anything else is copied first. One primitive per (shape, strides), kept.
+Operands are read as stored: any 2-D float32 array whose rows are contiguous (C order, a row
+slice) or the transpose of one (a transposed product, no copy); anything else is copied first.
 
-A fused product (FusedMatMul) adds its bias and applies its ReLU in the primitive's epilogue
-(a bias argument and an eltwise post-op): one pass over the output instead of three.
-
-NOTE: oneDNN's BLAS-like ``dnnl_sgemm`` was measured too (as fast). Both it and the primitive
-corrupted the heap when a signal landed in the calling thread during a product; lib.Primitive
-holds signals back while it runs (see lib._SignalsHeld), which ``dnnl_sgemm`` could not.
+NOTE: a signal landing in the calling thread during a oneDNN product corrupted the heap (both
+``dnnl_sgemm`` and the matmul primitive, every ISA; Ctrl-C during a step aborted `tfconf train`);
+every call here and in lib.Primitive holds asynchronous signals back while it runs
+(lib.call_with_signals_held), so they are delivered a product later.
 
 ``ARRAY_MODULE`` is numpy with ``matmul`` replaced, for kernels written against an array module
 (the LSTM scans) so that they run their products here without a second implementation.
@@ -28,7 +27,20 @@ import ctypes
 
 import numpy as np
 
-from .lib import library
+from .lib import call_with_signals_held, library
+
+_sgemm = None
+
+
+def _fn():
+    global _sgemm
+    if _sgemm is None:
+        f = library().dll.dnnl_sgemm
+        i64, ptr, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+        f.argtypes = [ctypes.c_char, ctypes.c_char, i64, i64, i64, f32, ptr, i64, ptr, i64, f32, ptr, i64]
+        f.restype = ctypes.c_int
+        _sgemm = f
+    return _sgemm
 
 def _operand(x):
     """(array whose rows are contiguous, transposed?, leading dimension) for ``x`` as stored."""
@@ -44,8 +56,9 @@ def _operand(x):
 
 def sgemm(a, b, trans_a=False, trans_b=False, out=None, bias=None, relu=False):
     """op(a) @ op(b) (+ bias, then ReLU when asked) for 2-D float32 arrays (op: transpose when
-    asked), into ``out`` if given (a C-contiguous float32 array of the result's shape), on oneDNN's
-    matmul primitive. ``bias``: a C-contiguous float32 array of n elements ([n] or [1, n])."""
+    asked), into ``out`` if given (a C-contiguous float32 array of the result's shape): on
+    ``dnnl_sgemm``, or with an epilogue on the matmul primitive. ``bias``: a C-contiguous float32
+    array of n elements ([n] or [1, n])."""
     a_rows, ta, lda = _operand(a)
     b_rows, tb, ldb = _operand(b)
     ta ^= bool(trans_a)
@@ -64,6 +77,11 @@ def sgemm(a, b, trans_a=False, trans_b=False, out=None, bias=None, relu=False):
             out += bias.reshape(1, n)
             if relu:
                 np.maximum(out, np.float32(0), out=out)
+        return out
+    if bias is None and not relu:
+        status = call_with_signals_held(_fn(), b"T" if ta else b"N", b"T" if tb else b"N", m, n, k, 1.0,
+                                        a_rows.ctypes.data, lda, b_rows.ctypes.data, ldb, 0.0, out.ctypes.data, n)
+        library().check("dnnl_sgemm", status)
         return out
     run = _matmul_primitive(m, k, n, ta, tb, lda, ldb, bias is not None, relu)
     run(a_rows.ctypes.data, b_rows.ctypes.data, out.ctypes.data, None if bias is None else bias.ctypes.data)

@@ -386,6 +386,14 @@ class _SignalsHeld:
 _signals = None
 
 
+def call_with_signals_held(fn, *args):
+    """``fn(*args)`` (a oneDNN call) with asynchronous signals held back in this thread."""
+    global _signals
+    if _signals is None:
+        _signals = _SignalsHeld()
+    return _signals.call(fn, *args)
+
+
 class Primitive:
     """A primitive made once from its primitive descriptor, run with fixed memory objects whose
     data handles are pointed at the arrays of each call.
@@ -427,10 +435,6 @@ class Primitive:
         self._set = lib.memory_set_data_handle
         self._run = lib.primitive_execute
         self._lock = threading.Lock()
-        global _signals
-        if _signals is None:
-            _signals = _SignalsHeld()
-        self._held = _signals
 
     def md(self, arg) -> MemoryDesc:
         """A copy of the descriptor the primitive chose for execution argument ``arg``."""
@@ -444,7 +448,7 @@ class Primitive:
         with self._lock:
             for a, p in pointers.items():
                 setp(mems[a], p)
-            st = self._held.call(self._run, self.handle, self.lib.stream, len(self._order), self._exec)
+            st = call_with_signals_held(self._run, self.handle, self.lib.stream, len(self._order), self._exec)
         if st != SUCCESS:
             raise DnnlError(f"{self.what} execute", st)
 

@@ -235,12 +235,14 @@ def make_fused_matmul(op, ctx, plan):
 
     reference = _reference(op, ctx)
     relu = op.attrs.get("activation") == "Relu"
+    tb = op.attrs.get("transpose_b", False)
+    n_axis = 0 if tb else 1
 
     def run(a, b, bias):
         if (a.ndim != 2 or b.ndim != 2 or a.dtype != np.float32 or b.dtype != np.float32
-                or bias.dtype != np.float32 or bias.size != b.shape[1] or not bias.flags.c_contiguous):
+                or bias.dtype != np.float32 or bias.size != b.shape[n_axis] or not bias.flags.c_contiguous):
             return reference(a, b, bias)
-        return sgemm(a, b, bias=bias, relu=relu)
+        return sgemm(a, b, trans_b=tb, bias=bias, relu=relu)
 
     return run
 
