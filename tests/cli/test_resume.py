@@ -217,7 +217,8 @@ def test_divergence_names_the_op_and_keeps_the_last_snapshot_finite(tmp_path):
     assert r.returncode == 2, r.stderr
     line = one_error_line(r.stderr)
     assert line.startswith("error: training diverged: loss became ")
-    m = re.search(r"op '([^']+)' \(type (\w+)\) of layer '(\w+)' \((\S+):(\d+):(\d+)\) produced (NaN|Inf)", line)
+    m = re.search(r"op '([^']+)' \(type (\w+)(?:, run fused with .*? as one \w+)?\) of layer '(\w+)' "
+                  r"\((\S+):(\d+):(\d+)\) produced (NaN|Inf)", line)
     assert m, line
     assert m.group(4) == cfg and m.group(3) in ("conv1", "relu1", "ip1", "drop1", "ip2", "loss")
     done = complete_snapshots(run_dir)

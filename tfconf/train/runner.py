@@ -188,7 +188,9 @@ def _layer_index(cfg, op_name):
     return names.get(parts[0]) if parts else None
 
 
-_OP = re.compile(r"op '([^']+)' \(type (\w+)\) created at \S+?:\d+")
+#: the engine's op description (PlanOp.describe adds ", run fused with ... as one X" for an op the
+#: plan runs fused with others)
+_OP = re.compile(r"op '([^']+)' \(type (\w+)((?:, run fused with .*? as one \w+)?)\) created at \S+?:\d+")
 
 
 def explain_op_message(cfg, message):
@@ -197,8 +199,8 @@ def explain_op_message(cfg, message):
     def sub(m):
         i = _layer_index(cfg, m.group(1))
         if i is None:
-            return f"op '{m.group(1)}' (type {m.group(2)})"
-        return (f"op '{m.group(1)}' (type {m.group(2)}) of layer {cfg.net.layers[i].name!r} "
+            return f"op '{m.group(1)}' (type {m.group(2)}{m.group(3)})"
+        return (f"op '{m.group(1)}' (type {m.group(2)}{m.group(3)}) of layer {cfg.net.layers[i].name!r} "
                 f"({cfg.loaded.location(('layers', i))})")
 
     return _OP.sub(sub, message)

@@ -19,6 +19,8 @@ import pytest
 import tfconf as tc
 from tfconf.engine.kernels.onednn import lib as L
 
+from test_onednn import _sessions  # same folder (rootdir import mode)
+
 pytestmark = pytest.mark.skipif(not L.available(), reason=f"oneDNN unavailable: {L.unavailable_reason()}")
 
 LRN_TOL = 2e-6
@@ -243,11 +245,6 @@ def test_softmax_along_an_outer_axis_runs_the_reference(shape, axis):
 
 
 # ---------------------------------------------------------------------------- inside plans
-def _sessions(graph):
-    return (tc.Session(graph=graph, config=tc.SessionConfig(kernels="onednn")),
-            tc.Session(graph=graph, config=tc.SessionConfig(kernels="numpy")))
-
-
 def _run_both(g, fetches, feeds):
     fast, ref = _sessions(g)
     with fast, ref:

@@ -110,6 +110,23 @@ def _owned(y, *inputs):
     return all(y is not x for x in inputs)
 
 
+def _bias_activation(xp, relu):
+    """``epilogue(z, inputs, bias)``: act(z + bias), in place on a product's fresh output z
+    (unless it aliases one of ``inputs`` or the bias), else into a new array."""
+    add, maximum = xp.add, xp.maximum
+
+    def epilogue(z, inputs, bias):
+        if _owned(z, *inputs, bias):
+            add(z, bias, out=z)
+            if relu:
+                maximum(z, z.dtype.type(0), out=z)
+            return z
+        z = z + bias
+        return maximum(z, z.dtype.type(0)) if relu else z
+
+    return epilogue
+
+
 @register
 class FusedConv2D(OpDef):
     """y = act(conv2d(x, w) + b): ``b`` broadcasts against the [N, O, OH, OW] output without
@@ -150,18 +167,10 @@ class FusedConv2D(OpDef):
         xp, attrs = ctx.xp, op.attrs
         conv = {a: attrs[a] for a in CONV_ATTRS}
         khw = op.inputs[1]._shape[2:]
-        relu = attrs.get("activation") == "Relu"
-        add, maximum = xp.add, xp.maximum
+        epilogue = _bias_activation(xp, attrs.get("activation") == "Relu")
 
         def run(x, w, b):
-            y = k(xp, x, w, **_conv_kw(conv, x.shape[2:], khw))
-            if _owned(y, x, w, b):
-                add(y, b, out=y)
-                if relu:
-                    maximum(y, y.dtype.type(0), out=y)
-                return y
-            y = y + b
-            return maximum(y, y.dtype.type(0)) if relu else y
+            return epilogue(k(xp, x, w, **_conv_kw(conv, x.shape[2:], khw)), (x, w), b)
 
         return run
 
@@ -212,19 +221,12 @@ class FusedMatMul(OpDef):
 
     def make_kernel(op, ctx):
         xp = ctx.xp
-        relu = op.attrs.get("activation") == "Relu"
         tb = op.attrs.get("transpose_b", False)
-        matmul, add, maximum = xp.matmul, xp.add, xp.maximum
+        matmul = xp.matmul
+        epilogue = _bias_activation(xp, op.attrs.get("activation") == "Relu")
 
         def run(a, b, bias):
-            z = matmul(a, b.T if tb else b)
-            if _owned(z, a, b, bias):
-                add(z, bias, out=z)
-                if relu:
-                    maximum(z, z.dtype.type(0), out=z)
-                return z
-            z = z + bias
-            return maximum(z, z.dtype.type(0)) if relu else z
+            return epilogue(matmul(a, b.T if tb else b), (a, b), bias)
 
         return run
 
