@@ -109,6 +109,24 @@ def test_an_op_failing_on_a_task_names_the_op_and_the_session_stays_usable(ray_l
         assert sess.run(bad, {x: np.ones(6, np.float32)}).shape == (3, 2)
 
 
+def test_an_op_failing_inside_a_fused_op_names_the_clients_op_as_one_process_does(ray_local):
+    g = tc.Graph()
+    with g.as_default():
+        x = tc.placeholder(tc.float32, [None, None], name="x")
+        with tc.device("/job:worker/task:1"):
+            prod = tc.matmul(x, tc.constant(np.ones((3, 4), np.float32)), name="prod")
+            y = tc.nn.relu(prod + tc.constant(np.ones(4, np.float32)), name="y")
+    feed = {x: np.ones((2, 5), np.float32)}  # 5 columns against a [3, 4] weight
+    with tc.Session(graph=g) as sess, pytest.raises(tc.errors.OpError) as local:
+        sess.run(y, feed)
+    with ClusterSession({"worker": 2}, graph=g) as sess:
+        assert sess.plan_info(y, {x: np.ones((2, 3), np.float32)}).types_after.get("FusedMatMul") == 1
+        with pytest.raises(type(local.value)) as remote:
+            sess.run(y, feed)
+    assert remote.value.op is local.value.op is prod.op
+    assert "run fused with" in str(remote.value) and "as one FusedMatMul" in str(remote.value)
+
+
 def test_variables_live_on_the_task_that_owns_their_device(ray_local):
     g = tc.Graph()
     with g.as_default():

@@ -18,6 +18,7 @@ plan either way.
 from __future__ import annotations
 
 from tfconf.engine.dtypes import DType, as_dtype
+from tfconf.engine.graph import Operation
 
 
 class _DT:
@@ -76,7 +77,11 @@ def _signature(op):
 
 
 def op_record(op) -> dict:
+    from tfconf.engine.rewrite.ir import user_op
+
+    # a plan op's error text and the user op it stands for (a fused op: the op it is attributed to)
     return {"name": op.name, "type": op.type, "id": op._id, "attrs": _encode(op.attrs),
+            "describe": op.describe(), "user_op": user_op(op).name,
             "inputs": [(t.op.name, t.value_index) for t in op.inputs], "device": op.device,
             "location": op.location, "outputs": _signature(op)}
 
@@ -103,11 +108,21 @@ def task_graph(ops, shipped: set) -> dict:
     return {"ops": new, "stubs": list(stubs.values())}
 
 
+class TaskOp(Operation):
+    """An op rebuilt on a task: it describes itself as the master's plan op does (a fused op
+    names the ops it runs fused with) and knows the client's op it stands for (``user_name``)."""
+
+    __slots__ = ("described", "user_name")
+
+    def describe(self) -> str:
+        return self.described
+
+
 def rebuild(graph, known: dict, records: dict) -> dict:
     """Add ``records`` (from :func:`task_graph`) to ``graph``; ``known`` maps op names to the ops
     rebuilt so far and is updated. Returns the stubs of this plan by name (kept apart: a producer
     that is remote for one plan may be local for another)."""
-    from tfconf.engine.graph import Operation, Tensor
+    from tfconf.engine.graph import Tensor
     from tfconf.engine.registry import get_op_def
 
     stubs = {}
@@ -120,8 +135,9 @@ def rebuild(graph, known: dict, records: dict) -> dict:
     # id of the op it stands for), so every op exists before any input is wired
     made = []
     for rec in records["ops"]:
-        op = Operation(graph, rec["name"], get_op_def(rec["type"]), (), _decode(rec["attrs"]), (),
-                       rec["device"], rec["location"])
+        op = TaskOp(graph, rec["name"], get_op_def(rec["type"]), (), _decode(rec["attrs"]), (),
+                    rec["device"], rec["location"])
+        op.described, op.user_name = rec["describe"], rec["user_op"]
         op.outputs = tuple(Tensor(op, i, as_dtype(dt), shape) for i, (shape, dt) in enumerate(rec["outputs"]))
         op._id = rec["id"]
         known[op.name] = op

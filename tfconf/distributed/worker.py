@@ -225,7 +225,8 @@ class Worker:
                 try:
                     run_partitioned(plan, vals, self.pool, stats, numerics=numerics, rendezvous=rv)
                 except errors.OpError as e:
-                    raise RemoteOpError(type(e).__name__, e.message, getattr(e.op, "name", None)) from None
+                    name = getattr(e.op, "user_name", None) or getattr(e.op, "name", None)  # the client's op
+                    raise RemoteOpError(type(e).__name__, e.message, name) from None
             if rv.aborted_by is not None:
                 raise rv.aborted_by
             self._check_deliveries(rv)

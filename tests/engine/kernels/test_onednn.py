@@ -551,3 +551,57 @@ def test_products_survive_signals_landing_during_them():
         r = subprocess.run([sys.executable, "-c", _SIGNALS_DURING_PRODUCTS], capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_integer_products_stay_on_the_reference(g):
+    x = tc.placeholder(tc.int32, [2, 3])
+    c = tc.matmul(x, tc.constant(np.arange(12, dtype=np.int32).reshape(3, 4)))
+    xv = np.arange(6, dtype=np.int32).reshape(2, 3)
+    got, want, info = _run_both(g, c, {x: xv})
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    assert "MatMul" not in info.kernels["types"].get("onednn", {})
+    y = tc.nn.relu(tc.placeholder(tc.int32, [4], name="i"))
+    with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
+        np.testing.assert_array_equal(s.run(y, {"i:0": np.array([-1, 0, 2, -3], np.int32)}), [0, 0, 2, 0])
+
+
+def test_an_update_follows_its_variable_when_it_changes_size(g):
+    v = tc.Variable(np.ones((200, 128), np.float32), validate_shape=False, shape=[None, 128])
+    train = tc.train.GradientDescentOptimizer(0.1).minimize(tc.reduce_sum(tc.square(v)))
+    with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
+        s.run(tc.global_variables_initializer())
+        s.run(train)
+        v.load(np.ones((130, 128), np.float32), s)
+        s.run(train)
+        np.testing.assert_allclose(s.run(v), np.full((130, 128), 0.8, np.float32), rtol=1e-6)
+
+
+def test_sgemm_refuses_an_out_it_cannot_write():
+    from tfconf.engine.kernels.onednn.gemm import sgemm
+
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((4, 5), np.float32)
+    readonly = np.empty((3, 5), np.float32)
+    readonly.flags.writeable = False
+    for out in (np.empty((3, 4), np.float32), np.empty((5, 3), np.float32).T, np.empty((3, 5)), readonly):
+        with pytest.raises(ValueError, match="out must be"):
+            sgemm(a, b, out=out)
+    big = np.ones((7, 5), np.float32)
+    with pytest.raises(ValueError, match="apart from the operands"):
+        sgemm(a, big[2:6], out=big[:3])  # row 2 is both an operand and the output
+    out = np.empty((4, 5), np.float32)[:3]  # a row slice is C-contiguous: fine
+    np.testing.assert_array_equal(sgemm(a, b, out=out), np.full((3, 5), 4, np.float32))
+
+
+def test_held_signals_are_restored_even_when_a_handler_raises():
+    import signal
+
+    from tfconf.engine.kernels.onednn.lib import call_with_signals_held
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert call_with_signals_held(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, set())) >= {signal.SIGINT,
+                                                                                                signal.SIGTERM}
+    with pytest.raises(ZeroDivisionError):
+        call_with_signals_held(lambda: 1 / 0)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before

@@ -158,11 +158,15 @@ def test_fused_matmul_matches_the_composite_with_a_run_time_batch():
 def test_fused_matmul_shape_and_type_errors():
     x = tc.placeholder(tc.float32, [2, 3])
     w = tc.constant(np.ones((3, 4), np.float32))
-    with pytest.raises(ValueError, match="broadcast"):
+    with pytest.raises(ValueError, match="one value per output column"):
         fused.fused_matmul(x, w, np.ones((3, 1, 4), np.float32))
+    with pytest.raises(ValueError, match="broadcast"):
+        fused.fused_matmul(x, w, np.ones((1, 5), np.float32))
     with pytest.raises(ValueError, match="2-D"):
         fused.fused_matmul(tc.placeholder(tc.float32, [2, 2, 3]), w, np.ones(4, np.float32))
     with pytest.raises(ValueError, match="activation"):
         fused.fused_matmul(x, w, np.ones(4, np.float32), activation="Tanh")
+    with pytest.raises(ValueError, match="one value per output column"):  # a per-row bias
+        fused.fused_matmul(tc.placeholder(tc.float32, [4, 3]), w, np.ones((4, 1), np.float32))
     with pytest.raises(TypeError, match="dtypes differ"):
         tc.get_default_graph().create_op("FusedMatMul", [x, w, tc.constant(np.ones(4))], {"activation": None})

@@ -209,8 +209,12 @@ class FusedMatMul(OpDef):
         from .math import _mm_shape
 
         zs = _mm_shape(a._shape, b._shape, False, op.attrs.get("transpose_b", False))
-        if zs is not None and bias._shape is not None and S.broadcast(zs, bias._shape, "fused matmul bias: ") != zs:
-            raise ValueError(f"fused matmul: bias of shape {S.fmt(bias._shape)} would broadcast the output {S.fmt(zs)}")
+        bs = bias._shape
+        if bs is not None and (len(bs) not in (1, 2) or (len(bs) == 2 and bs[0] not in (1, None))):
+            raise ValueError(f"fused matmul: the bias must have shape [N] or [1, N] (one value per output "
+                             f"column), received {S.fmt(bs)}")
+        if zs is not None and bs is not None and S.broadcast(zs, bs, "fused matmul bias: ") != zs:
+            raise ValueError(f"fused matmul: bias of shape {S.fmt(bs)} would broadcast the output {S.fmt(zs)}")
         return [(zs, a.dtype)]
 
     def cost(op):

@@ -24,6 +24,7 @@ every call here and in lib.Primitive holds asynchronous signals back while it ru
 from __future__ import annotations
 
 import ctypes
+import threading
 
 import numpy as np
 
@@ -69,6 +70,9 @@ def sgemm(a, b, trans_a=False, trans_b=False, out=None, bias=None, relu=False):
         raise ValueError(f"matmul: inner dimensions differ ({m}x{k} @ {k2}x{n})")
     if out is None:
         out = np.empty((m, n), np.float32)
+    elif out.shape != (m, n) or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable \
+            or np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        raise ValueError(f"sgemm: out must be a writable C-contiguous float32 [{m}, {n}] array apart from the operands")
     if m == 0 or n == 0:
         return out
     if k == 0:
@@ -89,6 +93,7 @@ def sgemm(a, b, trans_a=False, trans_b=False, out=None, bias=None, relu=False):
 
 
 _primitives = {}
+_cache_lock = threading.Lock()
 _MAX_PRIMITIVES = 64  # distinct product shapes kept (a plan has a few; run-time batch sizes add more)
 
 
@@ -124,9 +129,10 @@ def _matmul_primitive(m, k, n, ta, tb, lda, ldb, bias=False, relu=False):
         def run(pa, pb, pc, pbias=None):
             prim({L.ARG_SRC: pa, L.ARG_WEIGHTS: pb, L.ARG_DST: pc})
 
-    if len(_primitives) >= _MAX_PRIMITIVES:
-        _primitives.pop(next(iter(_primitives)))
-    _primitives[key] = run
+    with _cache_lock:  # runs from several threads may add and evict at once
+        if len(_primitives) >= _MAX_PRIMITIVES:
+            _primitives.pop(next(iter(_primitives)), None)
+        _primitives[key] = run
     return run
 
 

@@ -345,8 +345,9 @@ class _SignalsHeld:
     primitive runs, delivered as soon as it returns: a signal landing in the thread that runs a
     oneDNN product corrupted the heap (oneDNN 3.2's matmul and sgemm, every ISA, with or without
     worker threads; Ctrl-C during a step aborted `tfconf train` with "corrupted size vs.
-    prev_size"). Python's handlers then run as usual, a primitive later. Two pthread_sigmask calls
-    cost ~1 µs."""
+    prev_size"). Python's handlers then run as usual, a primitive later. Three pthread_sigmask
+    calls cost ~1.5 µs. oneDNN's OpenMP workers inherit the held mask: the team is made inside
+    the first held call (unless another user of the process's libgomp made it before)."""
 
     def __init__(self):
         self._fn = None
@@ -369,6 +370,7 @@ class _SignalsHeld:
                 held[(sig - 1) // bits] |= 1 << ((sig - 1) % bits)
         self._held = held
         self._words = words
+        self._block, self._set = int(signal.SIG_BLOCK), int(signal.SIG_SETMASK)
         self._fn = fn
 
     def call(self, run, *args):
@@ -376,11 +378,14 @@ class _SignalsHeld:
         if fn is None:  # pragma: no cover
             return run(*args)
         old = self._words()
-        fn(0, ctypes.byref(self._held), ctypes.byref(old))  # SIG_BLOCK
+        fn(self._block, None, ctypes.byref(old))  # read the mask first: nothing to undo yet
         try:
+            # NOTE: inside the try: a Python handler may raise (KeyboardInterrupt) as soon as any
+            # C call returns, and the mask must then still be put back
+            fn(self._block, ctypes.byref(self._held), None)
             return run(*args)
         finally:
-            fn(2, ctypes.byref(old), None)  # SIG_SETMASK
+            fn(self._set, ctypes.byref(old), None)
 
 
 _signals = None

@@ -13,8 +13,11 @@ from . import kernels as K
 
 
 def _float32(op):
-    for t in list(op.inputs) + list(op.outputs):
-        if t.dtype.is_floating and t.dtype.np != np.float32:
+    """None when every data input (not a host-memory shape input) and output is float32."""
+    host = set(op.op_def.host_inputs)
+    data = [t for i, t in enumerate(op.inputs) if i not in host] + list(op.outputs)
+    for t in data:
+        if t.dtype.np != np.float32:
             return f"{t.dtype.name} (oneDNN serves float32)"
     return None
 
@@ -222,8 +225,15 @@ def accepts_matmul(op):
 def make_matmul(op, ctx, plan):
     from .gemm import sgemm
 
+    reference = _reference(op, ctx)
     ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
-    return lambda a, b: sgemm(a, b, ta, tb)
+
+    def run(a, b):
+        if a.ndim != 2 or b.ndim != 2 or a.dtype != np.float32 or b.dtype != np.float32:
+            return reference(a, b)
+        return sgemm(a, b, ta, tb)
+
+    return run
 
 
 def accepts_fused_matmul(op):
@@ -239,8 +249,9 @@ def make_fused_matmul(op, ctx, plan):
     n_axis = 0 if tb else 1
 
     def run(a, b, bias):
+        n = b.shape[n_axis] if b.ndim == 2 else None
         if (a.ndim != 2 or b.ndim != 2 or a.dtype != np.float32 or b.dtype != np.float32
-                or bias.dtype != np.float32 or bias.size != b.shape[n_axis] or not bias.flags.c_contiguous):
+                or bias.dtype != np.float32 or bias.shape not in ((n,), (1, n)) or not bias.flags.c_contiguous):
             return reference(a, b, bias)
         return sgemm(a, b, trans_b=tb, bias=bias, relu=relu)
 

@@ -17,6 +17,9 @@ primitive's start (MIN_ELEMENTS); anything else runs the reference kernel.
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 
 from . import lib as L
@@ -38,96 +41,92 @@ def _fits(w, grad):
             and w.shape == grad.shape and w.size >= MIN_ELEMENTS)
 
 
-class _Rates:
-    """One-element float32 buffers for the run-time rates."""
+class _Update:
+    """The frame of every rule: the arrays it updates in place read from the store (the reference
+    kernel runs whenever one may not be updated in place), primitives made per parameter size,
+    run-time rates in one-element buffers, one run at a time."""
 
-    def __init__(self, k):
-        self.buf = np.zeros(k, np.float32)
-        self.ptr = [self.buf.ctypes.data + 4 * i for i in range(k)]
+    slots = ()     # store names of the arrays updated in place, besides the variable
+    n_rates = 1
 
+    def __init__(self, reference, store, var, *slots):
+        self.reference, self.store, self.var, self.slot_names = reference, store, var, slots
+        self.rates = np.zeros(self.n_rates, np.float32)
+        self.rate_ptrs = [self.rates.ctypes.data + 4 * i for i in range(self.n_rates)]
+        self.prims = {}  # parameter size -> this rule's primitives
+        self.lock = threading.Lock()
 
-class ApplyMomentum:
-    """TF's ApplyMomentum (use_nesterov=False) on oneDNN; the reference kernel for the rest."""
-
-    def __init__(self, reference, store, var, accum):
-        self.reference, self.store, self.var, self.accum = reference, store, var, accum
-        self.rates = _Rates(2)
-        self.prims = None
-
-    def __call__(self, lr, grad, momentum):
-        from ...ops.training import _sole
-
+    def __call__(self, *inputs):
+        grad = inputs[1]
         store = self.store
-        a = store.get(self.accum)
-        w = store.get(self.var)
-        if a is None or w is None or not (_fits(a, grad) and _fits(w, grad) and _sole(a) and _sole(w)):
-            del a, w
-            return self.reference(lr, grad, momentum)
-        if self.prims is None:
-            n = w.size
-            self.prims = (_binary(n, BINARY_MUL, "add"), _binary(n, BINARY_MUL, "sum"))
-        g = np.ascontiguousarray(grad)
-        r = self.rates
-        r.buf[0] = momentum
-        r.buf[1] = -lr
-        scale, step = self.prims
-        scale({ARG_SRC_0: a.ctypes.data, ARG_SRC_1: r.ptr[0], L.ARG_DST: a.ctypes.data,
+        arrays = [store.get(self.var)] + [store.get(n) for n in self.slot_names]
+        ok = True
+        for x in arrays:
+            # references: the store's, the list's, this loop's and getrefcount's own (as
+            # training._sole counts the reference kernels' own)
+            if x is None or not _fits(x, grad) or sys.getrefcount(x) > 4 or not (x.flags.writeable and x.flags.owndata):
+                ok = False
+                break
+        x = None
+        if not ok:
+            del arrays
+            return self.reference(*inputs)
+        n = grad.size
+        with self.lock:
+            prims = self.prims.get(n)
+            if prims is None:
+                prims = self.prims[n] = self.make(n)
+            self.apply(prims, np.ascontiguousarray(grad), inputs, *arrays)
+        return ()
+
+
+class ApplyMomentum(_Update):
+    """TF's ApplyMomentum (use_nesterov=False): a = a·m + g (mul, post-op add), w = w + a·(−lr)
+    (mul, post-op sum); the same roundings as the reference."""
+
+    n_rates = 2
+
+    def make(self, n):
+        return _binary(n, BINARY_MUL, "add"), _binary(n, BINARY_MUL, "sum")
+
+    def apply(self, prims, g, inputs, w, a):
+        lr, _, momentum = inputs
+        self.rates[0], self.rates[1] = momentum, -lr
+        scale, step = prims
+        scale({ARG_SRC_0: a.ctypes.data, ARG_SRC_1: self.rate_ptrs[0], L.ARG_DST: a.ctypes.data,
                ARG_POST_OP0_SRC_1: g.ctypes.data})
-        step({ARG_SRC_0: a.ctypes.data, ARG_SRC_1: r.ptr[1], L.ARG_DST: w.ctypes.data})
-        return ()
+        step({ARG_SRC_0: a.ctypes.data, ARG_SRC_1: self.rate_ptrs[1], L.ARG_DST: w.ctypes.data})
 
 
-class ApplyGradientDescent:
-    """TF's ApplyGradientDescent on oneDNN: w = w + g·(−lr) in one pass."""
+class ApplyGradientDescent(_Update):
+    """TF's ApplyGradientDescent: w = w + g·(−lr) in one pass (mul, post-op sum)."""
 
-    def __init__(self, reference, store, var):
-        self.reference, self.store, self.var = reference, store, var
-        self.rates = _Rates(1)
-        self.prim = None
+    def make(self, n):
+        return _binary(n, BINARY_MUL, "sum")
 
-    def __call__(self, lr, grad):
-        from ...ops.training import _sole
-
-        w = self.store.get(self.var)
-        if w is None or not (_fits(w, grad) and _sole(w)):
-            del w
-            return self.reference(lr, grad)
-        if self.prim is None:
-            self.prim = _binary(w.size, BINARY_MUL, "sum")
-        g = np.ascontiguousarray(grad)
-        self.rates.buf[0] = -lr
-        self.prim({ARG_SRC_0: g.ctypes.data, ARG_SRC_1: self.rates.ptr[0], L.ARG_DST: w.ctypes.data})
-        return ()
+    def apply(self, prim, g, inputs, w):
+        self.rates[0] = -inputs[0]
+        prim({ARG_SRC_0: g.ctypes.data, ARG_SRC_1: self.rate_ptrs[0], L.ARG_DST: w.ctypes.data})
 
 
-class CaffeSGD:
-    """Caffe's SGD rule (ApplyUpdate, rule "SGD"): h = m·h + lr·g; w = w − h, both in place.
+class CaffeSGD(_Update):
+    """Caffe's SGD rule (ApplyUpdate, rule "SGD"): h = h·m; h = h + g·lr; w = w − h, in place, with
+    the reference rule's roundings (h·m and g·lr each rounded; a scaled sum post-op would fuse
+    h·m + g·lr into one rounding and change the bits). The reference replaces the arrays; in
+    place is the same numbers (each element depends on the same element only)."""
 
-    The reference rule replaces both arrays; in place is the same numbers (each element is
-    computed from the old values of the same element only)."""
+    n_rates = 2
 
     def __init__(self, reference, store, var, history, momentum):
-        self.reference, self.store, self.var, self.history = reference, store, var, history
-        self.momentum = float(momentum)
-        self.rates = _Rates(1)
-        self.prims = None
+        super().__init__(reference, store, var, history)
+        self.rates[0] = momentum
 
-    def __call__(self, lr, grad, t):
-        from ...ops.training import _sole
+    def make(self, n):
+        return _binary(n, BINARY_MUL), _binary(n, BINARY_MUL, "sum"), _binary(n, BINARY_SUB, scalar_src1=False)
 
-        store = self.store
-        h = store.get(self.history)
-        w = store.get(self.var)
-        if h is None or w is None or not (_fits(h, grad) and _fits(w, grad) and _sole(h) and _sole(w)):
-            del h, w
-            return self.reference(lr, grad, t)
-        if self.prims is None:
-            n = w.size
-            self.prims = (_binary(n, BINARY_MUL, "sum", sum_scale=self.momentum),
-                          _binary(n, BINARY_SUB, scalar_src1=False))
-        g = np.ascontiguousarray(grad)
-        self.rates.buf[0] = lr
-        accumulate, subtract = self.prims
-        accumulate({ARG_SRC_0: g.ctypes.data, ARG_SRC_1: self.rates.ptr[0], L.ARG_DST: h.ctypes.data})
+    def apply(self, prims, g, inputs, w, h):
+        self.rates[1] = inputs[0]
+        decay, accumulate, subtract = prims
+        decay({ARG_SRC_0: h.ctypes.data, ARG_SRC_1: self.rate_ptrs[0], L.ARG_DST: h.ctypes.data})
+        accumulate({ARG_SRC_0: g.ctypes.data, ARG_SRC_1: self.rate_ptrs[1], L.ARG_DST: h.ctypes.data})
         subtract({ARG_SRC_0: w.ctypes.data, ARG_SRC_1: h.ctypes.data, L.ARG_DST: w.ctypes.data})
-        return ()
