@@ -30,13 +30,15 @@ def _close(a, b, rel=2e-5, what=""):
     assert err <= rel * scale, f"{what}: max error {err:.3g} against scale {scale:.3g}"
 
 
-def _run_both(g, fetches, feeds):
+def _run_both(g, fetches, feeds, kernels=False):
+    """(oneDNN results, reference results, plan_info) and, with ``kernels``, the kernels made."""
     fast, ref = _sessions(g)
     with fast, ref:
         got = fast.run(fetches, feeds)
         want = ref.run(fetches, feeds)
         info = fast.plan_info(fetches, feeds)
-    return got, want, info
+        made = [k for comp in fast._plans.values() for k in comp.kernel_plan._kernels.values()]
+    return (got, want, info, made) if kernels else (got, want, info)
 
 
 def _conv_cases(n=24, seed=0):

@@ -19,7 +19,7 @@ import pytest
 import tfconf as tc
 from tfconf.engine.kernels.onednn import lib as L
 
-from test_onednn import _sessions  # same folder (rootdir import mode)
+from test_onednn import _run_both as run_both  # same folder (rootdir import mode)
 
 pytestmark = pytest.mark.skipif(not L.available(), reason=f"oneDNN unavailable: {L.unavailable_reason()}")
 
@@ -246,13 +246,7 @@ def test_softmax_along_an_outer_axis_runs_the_reference(shape, axis):
 
 # ---------------------------------------------------------------------------- inside plans
 def _run_both(g, fetches, feeds):
-    fast, ref = _sessions(g)
-    with fast, ref:
-        got = fast.run(fetches, feeds)
-        want = ref.run(fetches, feeds)
-        info = fast.plan_info(fetches, feeds)
-        kernels = [k for comp in fast._plans.values() for k in comp.kernel_plan._kernels.values()]
-    return got, want, info, kernels
+    return run_both(g, fetches, feeds, kernels=True)
 
 
 def _of(kernels, cls_name):
