@@ -133,3 +133,20 @@ def test_matmuls_that_do_not_fit_the_epilogue_are_left_alone():
     y = tc.nn.relu(tc.matmul(x, tc.constant(np.ones((3, 4), np.float32))) + tc.constant(np.ones((5, 1), np.float32)))
     with tc.Session() as sess:
         assert _mm(sess.plan_info(y, {x: np.ones((5, 3), np.float32)})) == (0, 0)
+
+
+def test_a_fused_product_carries_the_products_name_in_traces():
+    # the fused op does the product's work: a trace (and `tfconf time`, which attributes by op
+    # name) charges it to the convolution or the matmul, not to the ReLU it absorbed
+    for make in (lambda: conv_graph(), lambda: mlp_graph()):
+        g, fetches, feed = make()
+        with g.as_default():
+            init = tc.global_variables_initializer()
+        with tc.Session(graph=g) as sess:
+            sess.run(init)
+            md = tc.RunMetadata()
+            sess.run(fetches, feed, options=tc.RunOptions(trace=True), run_metadata=md)
+        fused = [s for s in md.step_stats if s.type in ("FusedConv2D", "FusedMatMul")]
+        assert len(fused) == 1
+        assert fused[0].name in ("conv", "MatMul"), fused[0].name
+        assert not any(s.name == "Relu" for s in md.step_stats)

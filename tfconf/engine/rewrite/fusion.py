@@ -82,8 +82,10 @@ def fuse_conv_bias_relu(pg):
         else:
             attrs = {"transpose_b": conv.attrs["transpose_b"]}
         attrs["activation"] = act
+        # NOTE: named after the product, whose work it is (traces and `tfconf time` attribute its
+        # time by name: after the ReLU it would have charged a convolution to the ReLU's layer)
         fused = pg.new_op("FusedConv2D" if kind == "conv" else "FusedMatMul", [conv.inputs[0], conv.inputs[1], b],
-                          attrs, like=root,
+                          attrs, like=root, name=conv.name,
                           outputs=[(root.outputs[0]._shape, root.outputs[0].dtype)],
                           absorbed=[m.orig for m in members], orig=conv.orig,
                           control_inputs=_union_control(members))
