@@ -4,8 +4,9 @@ input projection on oneDNN's GEMM, then the LSTMSequence scan), on the benchmark
 
     python benchmarks/lstm_primitive_probe.py
 
-Only the forward is probed (the backward primitive is the next step); the weights are random in
-oneDNN's preferred layout, so only the times compare, not the numbers.
+The forward, and the forward with the backward primitive (the forward's workspace, zero
+gradients); the buffers are zeros and random numbers in oneDNN's preferred layouts, so only the
+times compare, not the numbers.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def best_ms(fn, reps=10, rounds=5):
     return best * 1e3
 
 
-def onednn_lstm_forward(T, N, C, H):
+def onednn_lstm_forward(T, N, C, H, backward=False):
     """A run() of oneDNN's LSTM forward-training primitive on zero-initialised buffers."""
     from tfconf.engine.kernels.onednn import lib as L
 
@@ -57,7 +58,30 @@ def onednn_lstm_forward(T, N, C, H):
     def run(keep=bufs):  # the buffers live as long as the closure
         prim(ptrs)
 
-    return run
+    if not backward:
+        return run
+    b = lib.dll.dnnl_lstm_backward_primitive_desc_create
+    b.argtypes = [ctypes.POINTER(vp), vp, ctypes.c_int, ctypes.c_int] + [vp] * 22 + [ctypes.c_uint, vp, vp]
+    b.restype = ctypes.c_int
+    bpd = vp()
+    lib.check("lstm_backward_primitive_desc_create",
+              b(ctypes.byref(bpd), lib.engine, L.BACKWARD, left2right,
+                src.handle, None, None, w_layer.handle, w_iter.handle, None, None, bias.handle, dst.handle, None, None,
+                src.handle, None, None, w_layer.handle, w_iter.handle, None, None, bias.handle, dst.handle, None,
+                None, 0, pd, attr.handle))
+    bargs = (1, 33, 34, L.ARG_BIAS, L.ARG_DST, L.ARG_WORKSPACE, 129, 161, 162, L.ARG_DIFF_BIAS, 145)
+    bprim = L.Primitive(bpd, bargs, "lstm backward")
+    bbufs = {a: L.empty_bytes(bprim.mds[a].nbytes) for a in bargs if a not in (1, L.ARG_DST, L.ARG_WORKSPACE)}
+    for x in bbufs.values():
+        x[:] = 0
+    bptrs = dict(ptrs)
+    bptrs.update({a: x.ctypes.data for a, x in bbufs.items()})
+
+    def run_both(keep=(bufs, bbufs)):
+        prim(ptrs)
+        bprim(bptrs)
+
+    return run_both
 
 
 def tfconf_forward(T, N, C, H):
@@ -85,8 +109,10 @@ def main():
     with onednn_owns_cores():  # as inside a plan
         ours = best_ms(tfconf_forward(T, N, C, H), reps=5, rounds=3)
         theirs = best_ms(onednn_lstm_forward(T, N, C, H))
+        both = best_ms(onednn_lstm_forward(T, N, C, H, backward=True))
     print(f"LSTM layer forward, T={T} N={N} C={C} H={H}: tfconf projection + scan {ours:.2f} ms, "
-          f"oneDNN LSTM primitive {theirs:.2f} ms ({ours / theirs:.1f}x)")
+          f"oneDNN LSTM primitive {theirs:.2f} ms ({ours / theirs:.1f}x); oneDNN forward + backward "
+          f"{both:.2f} ms (tfconf's, from `python -m benchmarks --profile --models lstm`: about 30)")
 
 
 if __name__ == "__main__":
