@@ -302,7 +302,7 @@ def test_op_cost_counts_matmul_and_conv_flops():
     a = tc.placeholder(tc.float32, [None, 64], name="a")  # unknown batch: UNKNOWN_DIM
     b = tc.constant(np.ones((64, 16), np.float32))
     flops, nbytes = placement.op_cost(tc.matmul(a, b).op)
-    n = placement.UNKNOWN_DIM
+    from tfconf.engine.shapes import UNKNOWN_DIM as n
     assert flops == 2 * n * 16 * 64
     assert nbytes == 4 * (n * 64 + 64 * 16 + n * 16)
     x = tc.placeholder(tc.float32, [2, 3, 8, 8])
@@ -310,6 +310,13 @@ def test_op_cost_counts_matmul_and_conv_flops():
     y = tc.nn.conv2d(x, k, strides=1, padding="SAME")
     assert placement.op_cost(y.op)[0] == 2 * (2 * 4 * 8 * 8) * (3 * 3 * 3)
     assert placement.op_cost(tc.tanh(x).op)[0] == 2 * 3 * 8 * 8  # elementwise: one per element
+    # the adjoints and the plan-only fused ops declare theirs beside their kernels
+    dx, dk = tc.gradients(tc.reduce_sum(y), [x, k])
+    assert placement.op_cost(dx.op)[0] == placement.op_cost(dk.op)[0] == placement.op_cost(y.op)[0]
+    from tfconf.engine.ops import fused
+
+    fm = fused.fused_matmul(tc.placeholder(tc.float32, [5, 64]), b, np.ones(16, np.float32))
+    assert placement.op_cost(fm.op)[0] == 2 * 5 * 16 * 64
 
 
 # ----------------------------------------------------------------------------- single device

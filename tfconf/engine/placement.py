@@ -18,59 +18,15 @@ from __future__ import annotations
 
 from . import errors
 from .devices import DeviceSpec
+from .shapes import estimate_numel as _numel
 
-UNKNOWN_DIM = 32  # size assumed for dims unknown at build time (batch sizes, mostly)
 _VAR_ATTRS = ("var", "accum", "m", "v", "t")
 
 
-def _numel(shape):
-    if shape is None:
-        return UNKNOWN_DIM
-    n = 1
-    for d in shape:
-        n *= UNKNOWN_DIM if d is None else d
-    return n
-
-
-def _dims(shape):
-    return [UNKNOWN_DIM if d is None else d for d in shape] if shape is not None else None
-
-
-def _matmul_flops(op):
-    a, b = (_dims(t._shape) for t in op.inputs)
-    out = _dims(op.outputs[0]._shape)
-    if a is None or out is None:
-        return _numel(None)
-    k = a[-2] if op.attrs.get("transpose_a") else a[-1]
-    return 2 * _numel(out) * k
-
-
-def _conv_flops(op):
-    """2 · (elements of the [N, O, OH, OW] tensor) · (C_in/groups · kh · kw), for Conv2D and both
-    of its adjoints (whose dy is that tensor)."""
-    if op.type == "Conv2D":
-        big, ws = op.outputs[0]._shape, op.inputs[1]._shape
-    elif op.type == "Conv2DBackpropInput":
-        big, ws = op.inputs[2]._shape, op.inputs[1]._shape
-    else:
-        big, ws = op.inputs[1]._shape, op.attrs.get("filter_shape")
-    if ws is None:
-        return _numel(big)
-    _, cg, kh, kw = _dims(ws)
-    return 2 * _numel(big) * cg * kh * kw
-
-
-# FLOP estimates of the ops that dominate; everything else counts as elementwise.
-COSTS = {
-    "MatMul": _matmul_flops,
-    "Conv2D": _conv_flops, "Conv2DBackpropInput": _conv_flops, "Conv2DBackpropFilter": _conv_flops,
-}
-
-
 def op_cost(op):
-    """(flops, bytes) estimated from static shapes: ``COSTS`` for the heavy ops (or an op
-    declaration's own ``cost(op)``); other ops count as elementwise over their largest tensor."""
-    fn = getattr(op.op_def, "cost", None) or COSTS.get(op.type)
+    """(flops, bytes) estimated from static shapes: the op declaration's ``cost(op)`` (the heavy
+    ops declare one); other ops count as elementwise over their largest output."""
+    fn = op.op_def.cost
     nbytes = sum(_numel(t._shape) * t.dtype.np.itemsize for t in op.outputs) + sum(
         _numel(t._shape) * t.dtype.np.itemsize for t in op.inputs)
     if fn is not None:
@@ -105,7 +61,7 @@ class _UnionFind:
 
 
 def _kernel_types(op):
-    return getattr(op.op_def, "device_types", ("CPU", "GPU"))
+    return op.op_def.device_types
 
 
 def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):

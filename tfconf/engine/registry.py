@@ -38,6 +38,11 @@ class OpDef:
     #: fast kernels beside the reference one: {provider name: kernels.providers.KernelHook}; the
     #: compile pipeline's kernel-choice stage picks one per op and device (engine/kernel_choice.py)
     kernels = {}
+    #: ``cost(op) -> FLOPs`` estimated from static shapes for placement's cost model; None: the op
+    #: counts as elementwise over its largest output
+    cost = None
+    #: device types with a kernel for this op
+    device_types = ("CPU", "GPU")
 
     def infer(op):  # pragma: no cover - every op overrides
         raise NotImplementedError

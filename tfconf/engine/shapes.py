@@ -130,3 +130,35 @@ def num_elements(shape):
     for d in shape:
         n *= d
     return n
+
+
+# ---------------------------------------------------------------------------- cost estimates
+#: the size assumed for a dimension unknown at build time (batch sizes, mostly) when an op's cost
+#: is estimated for placement
+UNKNOWN_DIM = 32
+
+
+def estimate_numel(shape):
+    """Elements of a static ``shape``, unknown dimensions (and an unknown rank) counted as
+    UNKNOWN_DIM: the placement cost model's guess."""
+    if shape is None:
+        return UNKNOWN_DIM
+    n = 1
+    for d in shape:
+        n *= UNKNOWN_DIM if d is None else d
+    return n
+
+
+def estimate_dims(shape):
+    """``shape`` with unknown dimensions as UNKNOWN_DIM (None for an unknown rank)."""
+    return [UNKNOWN_DIM if d is None else d for d in shape] if shape is not None else None
+
+
+def conv_flops(big_shape, filter_shape):
+    """2 · (elements of the [N, O, OH, OW] tensor) · (C_in/groups · kh · kw): a convolution or
+    either of its adjoints (whose dy is that tensor)."""
+    if filter_shape is None:
+        return estimate_numel(big_shape)
+    _, cg, kh, kw = estimate_dims(filter_shape)
+    return 2 * estimate_numel(big_shape) * cg * kh * kw
+

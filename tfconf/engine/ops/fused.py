@@ -156,10 +156,7 @@ class FusedConv2D(OpDef):
         return [(ys, x.dtype)]
 
     def cost(op):
-        from ..placement import _dims, _numel
-
-        _, cg, kh, kw = _dims(op.inputs[1]._shape)
-        return 2 * _numel(op.outputs[0]._shape) * cg * kh * kw
+        return S.conv_flops(op.outputs[0]._shape, op.inputs[1]._shape)
 
     def make_kernel(op, ctx):
         from ..kernels.conv import conv2d as k
@@ -218,10 +215,8 @@ class FusedMatMul(OpDef):
         return [(zs, a.dtype)]
 
     def cost(op):
-        from ..placement import _dims, _numel
-
-        a = _dims(op.inputs[0]._shape)
-        return 2 * _numel(op.outputs[0]._shape) * (a[-1] if a is not None else 1)
+        a = S.estimate_dims(op.inputs[0]._shape)
+        return 2 * S.estimate_numel(op.outputs[0]._shape) * (a[-1] if a is not None else S.UNKNOWN_DIM)
 
     def make_kernel(op, ctx):
         xp = ctx.xp
@@ -252,6 +247,9 @@ class Conv2DBackpropFilterBias(OpDef):
     gradient of its own (a second derivative differentiates the user graph's ops)."""
 
     kernels = {"onednn": onednn("conv2d_backprop_filter_bias", blocked_inputs=(0, 1))}
+
+    def cost(op):
+        return S.conv_flops(op.inputs[1]._shape, op.attrs.get("filter_shape"))
 
     def infer(op):
         x, dy = op.inputs

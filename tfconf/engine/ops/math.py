@@ -291,6 +291,13 @@ class MatMul(OpDef):
 
     kernels = {"onednn": onednn("matmul")}
 
+    def cost(op):
+        a, out = S.estimate_dims(op.inputs[0]._shape), op.outputs[0]._shape
+        if a is None or out is None:
+            return S.estimate_numel(None)
+        k = a[-2] if op.attrs.get("transpose_a") else a[-1]
+        return 2 * S.estimate_numel(out) * k
+
     def infer(op):
         a, b = op.inputs
         if a.dtype != b.dtype:

@@ -126,6 +126,9 @@ class Conv2D(OpDef):
 
     kernels = {"onednn": onednn("conv2d", blocked_inputs=(0,), blocked_output=True)}
 
+    def cost(op):
+        return S.conv_flops(op.outputs[0]._shape, op.inputs[1]._shape)
+
     def infer(op):
         x, w = op.inputs
         if x.dtype != w.dtype:
@@ -155,6 +158,9 @@ class Conv2DBackpropInput(OpDef):
     Gradients: d/dw = Conv2DBackpropFilter(ddx, dy), d/d(dy) = Conv2D(ddx, w)."""
 
     kernels = {"onednn": onednn("conv2d_backprop_input", blocked_inputs=(2,), blocked_output=True)}
+
+    def cost(op):
+        return S.conv_flops(op.inputs[2]._shape, op.inputs[1]._shape)
 
     host_inputs = (0,)
 
@@ -189,6 +195,9 @@ class Conv2DBackpropFilter(OpDef):
     Gradients: d/dx = Conv2DBackpropInput(shape(x), ddw, dy), d/d(dy) = Conv2D(x, ddw)."""
 
     kernels = {"onednn": onednn("conv2d_backprop_filter", blocked_inputs=(0, 1))}
+
+    def cost(op):
+        return S.conv_flops(op.inputs[1]._shape, op.attrs.get("filter_shape"))
 
     def infer(op):
         x, dy = op.inputs
