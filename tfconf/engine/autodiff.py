@@ -103,7 +103,7 @@ def gradients(ys, xs, grad_ys=None, name="gradients", stop_gradients=None,
                     "if it should be treated as a constant."
                 )
             if len(out_grads) > 1 and any(gt is None for gt in out_grads) \
-                    and not getattr(op.op_def, "grad_accepts_none", False):
+                    and not op.op_def.grad_accepts_none:
                 out_grads = [gt if gt is not None else zeros_like(t) for t, gt in zip(op.outputs, out_grads)]
             with g.name_scope(op.name + "_grad"), g.colocate_with(op) if colocate_gradients_with_ops else contextlib.nullcontext():
                 in_grads = rule(op, *out_grads)

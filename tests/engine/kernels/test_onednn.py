@@ -607,3 +607,38 @@ def test_held_signals_are_restored_even_when_a_handler_raises():
     with pytest.raises(ZeroDivisionError):
         call_with_signals_held(lambda: 1 / 0)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
+
+
+@pytest.mark.parametrize("reset,fetch", [(False, "all"), (True, "all"), (False, "hs")])
+def test_lstm_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch):
+    from tfconf.engine.ops.rnn import lstm_layer
+
+    rng = np.random.default_rng(8)
+    T, N, C, H = 6, 4, 5, 8
+    x = tc.placeholder(tc.float32, (T, None, C))
+    w_x = tc.Variable(rng.uniform(-0.4, 0.4, (4 * H, C)).astype(np.float32))
+    b = tc.Variable(rng.uniform(-0.3, 0.3, 4 * H).astype(np.float32))
+    w_h = tc.Variable(rng.uniform(-0.4, 0.4, (4 * H, H)).astype(np.float32))
+    mask_v = np.ones((T, N, 1), np.float32)
+    if reset:
+        mask_v[3, 2] = 0  # a reset inside the sequence: the reference kernel runs
+    mask = tc.placeholder(tc.float32, (T, None, 1))
+    h0 = tc.constant(rng.standard_normal((N, H)).astype(np.float32))
+    c0 = tc.constant(rng.standard_normal((N, H)).astype(np.float32))
+    hs, h, c = lstm_layer(x, w_x, b, w_h, mask, h0, c0)
+    loss = tc.reduce_sum(hs * hs) + (tc.reduce_sum(h * c) if fetch == "all" else 0.0)
+    grads = tc.gradients(loss, [x, w_x, b, w_h, h0, c0])
+    feeds = {x: rng.standard_normal((T, N, C)).astype(np.float32), mask: mask_v}
+    fetches = [hs, h, c] + grads
+    fast, ref = _sessions(g)
+    with fast, ref:
+        for s in (fast, ref):
+            s.run(tc.global_variables_initializer())
+        got = fast.run(fetches, feeds)
+        want = ref.run(fetches, feeds)
+        got2 = fast.run(fetches, feeds)  # the workspace and the weight buffers are reused
+        types = fast.plan_info(fetches, feeds).kernels["types"]["onednn"]
+    for a, bb, a2, what in zip(got, want, got2, ("hs", "h", "c", "dx", "dw_x", "db", "dw_h", "dh0", "dc0")):
+        _close(a, bb, 2e-5, what)
+        np.testing.assert_array_equal(a, a2, err_msg=what)
+    assert types.get("LSTMLayer") == 1 and types.get("LSTMLayerGrad") == 1

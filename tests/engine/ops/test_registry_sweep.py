@@ -53,6 +53,8 @@ NOT_DIFFERENTIABLE = {
     "LRNGrad": "second derivative of LRN not implemented",
     "LSTMCellGrad": "second derivative of the fused LSTM cell not implemented (TF's LSTMBlockCellGrad has none)",
     "LSTMSequenceGrad": "second derivative of the LSTM scan not implemented (cuDNN's RNN backward has none)",
+    "LSTMLayerGrad": "second derivative of the LSTM layer not implemented (oneDNN's and cuDNN's RNN backward "
+                     "have none)",
     "ProdGrad": "second derivative of reduce_prod not implemented",
     "ConcatGradSlice": "gradient of concat when sizes along the axis are only known at run time; "
                        "second derivatives through such a concat are not implemented",

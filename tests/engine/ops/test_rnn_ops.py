@@ -166,3 +166,50 @@ def test_lstm_sequence_equals_a_chain_of_cells():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for x, y in zip(ga, gb):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- LSTMLayer
+def _layer_ref(x, w_x, b, w_h, mask, h0, c0):
+    T, N, C = x.shape
+    gx = (x.reshape(T * N, C) @ w_x.T + b).reshape(T, N, -1)
+    return _seq_ref(gx, w_h, mask, h0, c0)
+
+
+def _layer(*ins):
+    from tfconf.engine.ops.rnn import lstm_layer
+
+    return list(lstm_layer(*ins))
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_lstm_layer_forward_and_gradients(reset):
+    """hs, h_T and c_T against the projection and a loop of cells; every input's gradient (but
+    the mask's) by central differences, with and without a reset inside the sequence."""
+    T, N, C, H = 4, 3, 5, 2
+    mask = np.ones((T, N, 1))
+    if reset:
+        mask[2, 1] = 0.0
+    ins = [RNG.standard_normal((T, N, C)), RNG.standard_normal((4 * H, C)) * 0.5, RNG.standard_normal(4 * H) * 0.3,
+           RNG.standard_normal((4 * H, H)) * 0.7, mask, RNG.standard_normal((N, H)), RNG.standard_normal((N, H))]
+    check_op(_layer, ins, lambda *a: list(_layer_ref(*a)), wrt=[0, 1, 2, 3, 5, 6], dynamic=True)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_lstm_layer_gradient_through_one_output(which):
+    T, N, C, H = 3, 2, 4, 3
+    ins = [RNG.standard_normal((T, N, C)), RNG.standard_normal((4 * H, C)) * 0.5, RNG.standard_normal(4 * H) * 0.3,
+           RNG.standard_normal((4 * H, H)) * 0.5, np.ones((T, N, 1)), RNG.standard_normal((N, H)),
+           RNG.standard_normal((N, H))]
+    check_op(lambda *a: _layer(*a)[which], ins, lambda *a: _layer_ref(*a)[which], wrt=[0, 1, 2, 3, 5, 6])
+
+
+def test_lstm_layer_shape_errors():
+    from tfconf.engine.ops.rnn import lstm_layer
+
+    h = tc.placeholder(tc.float32, [2, 3])
+    with pytest.raises(ValueError, match=r"\[T, N, C\]"):
+        lstm_layer(tc.placeholder(tc.float32, [2, 4]), np.ones((12, 4)), np.ones(12), np.ones((12, 3)),
+                   np.ones((2, 2, 1)), h, h)
+    with pytest.raises(ValueError, match=r"\[4·H, H\]"):
+        lstm_layer(tc.placeholder(tc.float32, [2, 2, 4]), np.ones((12, 4)), np.ones(12), np.ones((10, 3)),
+                   np.ones((2, 2, 1)), h, h)

@@ -221,12 +221,15 @@ class LSTMSequence(OpDef):
         h5 = None if h is None else 5 * h
         return [((t, n, h), dt), ((n, h), dt), ((n, h), dt), ((t, n, h5), dt), ((t, n, h), dt)]
 
-    def forward(xp, gx, w_h, mask, h0=None, c0=None, reverse=False):
+    def forward(xp, gx, w_h, mask, h0=None, c0=None, reverse=False, out=None):
         T, N, G = gx.shape
         H = G // 4
         hs = xp.empty((T, N, H), dtype=gx.dtype)
-        cs = xp.empty((T, N, H), dtype=gx.dtype)
-        acts = xp.empty((T, N, 5 * H), dtype=gx.dtype)
+        if out is not None:  # (acts, cs) buffers of the caller's (LSTMLayer keeps both in one)
+            acts, cs = out
+        else:
+            cs = xp.empty((T, N, H), dtype=gx.dtype)
+            acts = xp.empty((T, N, 5 * H), dtype=gx.dtype)
         pre = xp.empty((N, G), dtype=gx.dtype)
         whT = w_h.T
         h_prev, c_prev = h0, c0
@@ -341,4 +344,104 @@ def lstm_sequence(gx, w_h, mask, h0=None, c0=None, reverse=False, name=None):
     if h0 is not None:
         ins += [convert_to_tensor(h0, graph=g), convert_to_tensor(c0, graph=g)]
     op = g.create_op("LSTMSequence", ins, {"reverse": bool(reverse)}, name or "LSTMSequence")
+    return op.outputs[0], op.outputs[1], op.outputs[2]
+
+
+# ----------------------------------------------------------------------------- a whole LSTM layer
+_LAYER_INPUTS = ("x", "w_x", "b", "w_h", "mask", "h0", "c0")
+
+
+def _saved_views(saved, T, N, H):
+    """The reference kernel's saved float32 buffer as (acts [T, N, 5H], cs [T, N, H])."""
+    acts = saved[:T * N * 5 * H].reshape(T, N, 5 * H)
+    return acts, saved[T * N * 5 * H:].reshape(T, N, H)
+
+
+def _layer_forward(xp, x, w_x, b, w_h, mask, h0, c0):
+    """The reference: gx = x·W_xᵀ + b over all T·N rows, then LSTMSequence's scan; returns hs, the
+    last h and c and ``saved`` (acts and cs in one flat buffer, for the gradient)."""
+    T, N, C = x.shape
+    H = w_h.shape[1]
+    gx = xp.matmul(x.reshape(T * N, C), w_x.T)
+    gx += b
+    saved = xp.empty(T * N * 6 * H, dtype=x.dtype)
+    acts, cs = _saved_views(saved, T, N, H)
+    hs, h_last, c_last, _, _ = LSTMSequence.forward(xp, gx.reshape(T, N, 4 * H), w_h, mask, h0, c0,
+                                                   out=(acts, cs))
+    return hs, h_last, c_last, saved
+
+
+@register
+class LSTMLayer(OpDef):
+    """A whole (forward-direction) LSTM layer from its input, as one op: gx = x·W_xᵀ + b over all
+    T·N rows, then the :class:`LSTMSequence` recurrence from (h0, c0) with the cont mask. One op
+    because oneDNN's LSTM primitive does exactly this in one call (the provider kernel); the
+    reference kernel is the projection and the scan.
+
+    Inputs: ``x`` [T, N, C], ``w_x`` [4H, C], ``b`` [4H], ``w_h`` [4H, H] (Caffe's gate order i, f,
+    o, g), ``mask`` [T, N, 1], ``h0``, ``c0`` [N, H]. Outputs: ``hs`` [T, N, H], the last ``h`` and
+    ``c`` [N, H], and ``saved`` [None]: what the gradient needs, internal to it (the reference's
+    activations, or a oneDNN kernel's workspace)."""
+
+    grad_accepts_none = True
+    kernels = {"onednn": onednn("lstm_layer")}
+
+    def infer(op):
+        x, w_x, b, w_h = op.inputs[:4]
+        xs, ws = x._shape, w_h._shape
+        if xs is not None and len(xs) != 3:
+            raise ValueError(f"x must have shape [T, N, C]. Received: {S.fmt(xs)}")
+        h = ws[1] if ws is not None and len(ws) == 2 else None
+        if h is not None and ws[0] is not None and ws[0] != 4 * h:
+            raise ValueError(f"w_h must have shape [4·H, H]. Received: {S.fmt(ws)}")
+        t, n = (xs[0], xs[1]) if xs is not None else (None, None)
+        dt = x.dtype
+        return [((t, n, h), dt), ((n, h), dt), ((n, h), dt), ((None,), dt)]
+
+    def forward(xp, x, w_x, b, w_h, mask, h0, c0):
+        return _layer_forward(xp, x, w_x, b, w_h, mask, h0, c0)
+
+    def grad(op, dhs, dh_last, dc_last, dsaved=None):
+        if dsaved is not None:
+            raise ValueError("LSTMLayer's saved output is internal to its gradient; it cannot be differentiated")
+        present = {"dhs": dhs is not None, "dh_last": dh_last is not None, "dc_last": dc_last is not None}
+        ins = list(op.inputs) + [op.outputs[0], op.outputs[1], op.outputs[2], op.outputs[3]]
+        ins += [t for t, p in zip((dhs, dh_last, dc_last), present.values()) if p]
+        g = graph_of(op.inputs[0]).create_op("LSTMLayerGrad", ins, present, "LSTMLayerGrad")
+        dx, dw_x, db, dw_h, dh0, dc0 = g.outputs
+        return [dx, dw_x, db, dw_h, None, dh0, dc0]
+
+
+@register
+class LSTMLayerGrad(OpDef):
+    """The gradient of :class:`LSTMLayer`: d x, d w_x, d b, d w_h, d h0, d c0."""
+
+    nondifferentiable = True
+    kernels = {"onednn": onednn("lstm_layer_grad")}
+
+    def infer(op):
+        return [(t._shape, t.dtype) for t in (op.inputs[0], op.inputs[1], op.inputs[2], op.inputs[3],
+                                              op.inputs[5], op.inputs[6])]
+
+    def forward(xp, x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *rest, dhs, dh_last, dc_last):
+        T, N, C = x.shape
+        H = w_h.shape[1]
+        if saved.dtype != x.dtype or saved.size != T * N * 6 * H:  # another kernel's: recompute ours
+            hs, h_last, c_last, saved = _layer_forward(xp, x, w_x, b, w_h, mask, h0, c0)
+        acts, cs = _saved_views(saved, T, N, H)
+        dgx, dw_h, dh0, dc0 = LSTMSequenceGrad.forward(
+            xp, w_h, mask, hs, cs, acts, *rest, h0, c0, dhs=dhs, dh_last=dh_last, dc_last=dc_last,
+            reverse=False, has_init=True)
+        d2 = dgx.reshape(T * N, 4 * H)
+        dx = xp.matmul(d2, w_x).reshape(T, N, C)
+        dw_x = xp.matmul(d2.T, x.reshape(T * N, C))
+        return dx, dw_x, d2.sum(axis=0), dw_h, dh0, dc0
+
+
+def lstm_layer(x, w_x, b, w_h, mask, h0, c0, name=None):
+    """(hs, h_last, c_last) of a forward LSTM layer over ``x`` [T, N, C]; see :class:`LSTMLayer`."""
+    x = convert_to_tensor(x)
+    g = graph_of(x)
+    ins = [x] + [convert_to_tensor(t, dtype=x.dtype, graph=g) for t in (w_x, b, w_h, mask, h0, c0)]
+    op = g.create_op("LSTMLayer", ins, None, name or "LSTMLayer")
     return op.outputs[0], op.outputs[1], op.outputs[2]

@@ -39,9 +39,10 @@ future). The two hidden sequences are concatenated on axis 2.
 
 The input projection W_x x_t is one matmul over all T·N rows. RNN and GRU unroll the recurrence into
 T small matmuls and the gates' elementwise ops per step, all ordinary engine ops, so autodiff gives
-the backward; LSTM runs each direction as one ``LSTMSequence`` op (a scan with its own gradient,
-which forms dW_h as one product over all T·N rows). The sequence length must be known when the net
-is built.
+the backward; LSTM runs each direction as one op with its own gradient: the forward direction
+(without a static input) as one ``LSTMLayer`` (projection and scan, which oneDNN's LSTM primitive
+runs in one call), the others as an ``LSTMSequence`` scan after the projection. The sequence
+length must be known when the net is built.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 import tfconf as tc
-from tfconf.engine.ops.rnn import carried_state, lstm_sequence
+from tfconf.engine.ops.rnn import carried_state, lstm_layer, lstm_sequence
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, register_layer
@@ -227,9 +228,19 @@ class LSTM(_Recurrent):
     state_names: ClassVar[tuple] = ("h", "c")
 
     def _direction(self, ctx, x3, mask, static, steps, reverse):
-        """The whole direction as one LSTMSequence op (a scan with its own gradient): the same
-        recurrence as the unrolled steps, with T small weight-gradient products replaced by one."""
+        """The whole direction as one op with its own gradient: the same recurrence as the
+        unrolled steps. The forward direction without a static input is one LSTMLayer (input
+        projection and scan; oneDNN's LSTM primitive runs it in one call), the others an input
+        projection and an LSTMSequence scan."""
         with tc.name_scope("reverse" if reverse else "forward"):
+            if not reverse and static is None:
+                p = self._params(ctx, x3.shape.as_list()[2], None, reverse)
+                variables = [self._state_variable(ctx, n) for n in self.state_names]
+                h0, c0 = (carried_state(v.value(), mask[0]) for v in variables)
+                hs, h_last, c_last = lstm_layer(x3, p["w_x"], p["b"], p["w_h"], mask, h0, c0)
+                for v, s in zip(variables, (h_last, c_last)):
+                    ctx.updates.append(v.assign(s, name=f"{v.op.name.rsplit('/', 1)[-1]}_store"))
+                return hs
             p, gx_all = self._projected(ctx, x3, static, reverse)
             if reverse:
                 # step t's state comes from t+1 and resets where t+1 starts a sequence; T-1 starts at zero

@@ -410,3 +410,36 @@ def make_softmax(op, ctx, plan):
     from .norm import SoftmaxForward
 
     return SoftmaxForward(_reference(op, ctx), op.attrs["axis"])
+
+
+# ---------------------------------------------------------------------------- LSTM layers
+def accepts_lstm_layer(op):
+    """float32 with every shape known but the batch: oneDNN's LSTM primitive runs the whole layer
+    (input projection and recurrence) in one call; measured on the LSTM benchmark's second layer
+    ([50, 32, 256] -> 256), forward + backward 18.4 ms against 30 for the projection and the scan
+    (benchmarks/lstm_primitive_probe.py)."""
+    why = _float32(op)
+    if why:
+        return why
+    x, w_x, _, w_h = op.inputs[:4]
+    if x._shape is None or x._shape[0] is None or x._shape[2] is None or w_h._shape is None or None in w_h._shape:
+        return "sequence length, features or hidden size unknown when the plan compiles"
+    return None
+
+
+def make_lstm_layer(op, ctx, plan):
+    from .rnn import LSTMLayerForward
+
+    training = any(c.type == "LSTMLayerGrad" for t in op.outputs for c in plan.consumers(t))
+    return LSTMLayerForward(_reference(op, ctx), training)
+
+
+def accepts_lstm_layer_grad(op):
+    return accepts_lstm_layer(op.inputs[0].op) if op.inputs[0].op.type == "LSTMLayer" else _float32(op)
+
+
+def make_lstm_layer_grad(op, ctx, plan):
+    from .rnn import LSTMLayerBackward
+
+    a = op.attrs
+    return LSTMLayerBackward(_reference(op, ctx), a["dhs"], a["dh_last"], a["dc_last"])

@@ -1,0 +1,246 @@
+"""LSTMLayer and its gradient on oneDNN's LSTM primitive: a whole layer (input projection and
+recurrence) in one call each way, where the reference runs a projection and then T steps of numpy.
+
+tfconf's weights are Caffe's: ``w_x`` [4H, C] and ``w_h`` [4H, H] in gate order (i, f, o, g),
+``b`` [4H]; oneDNN's are [C, 4, H] and [H, 4, H] (ldigo, L = D = 1) in order (i, f, g, o), bias
+[4, H]. Each run permutes them into the primitive's layout (a copy of the weights, small beside the
+layer) and the weight gradients back. oneDNN has no per-step reset of the state, so a batch whose
+cont mask resets a stream inside the sequence runs the reference kernel (the forward's output
+then says so, and its gradient follows). The forward keeps the primitive's workspace as the
+op's ``saved`` output (uint8); the gradient runs the backward primitive on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import numpy as np
+
+from . import lib as L
+
+#: oneDNN gate k is tfconf's gate _PERM[k] ((i, f, o, g) -> (i, f, g, o))
+_PERM = (0, 1, 3, 2)
+LEFT2RIGHT = 1  # dnnl_unidirectional_left2right
+A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C = 1, 2, 3
+A_DST_LAYER, A_DST_ITER, A_DST_ITER_C = 17, 18, 19
+A_W_LAYER, A_W_ITER, A_BIAS, A_WS = 33, 34, 41, 64
+DIFF = 128
+
+_vp = ctypes.c_void_p
+_bound = set()
+
+
+def _fn(name, nmds):
+    lib = L.library()
+    f = getattr(lib.dll, name)
+    if name not in _bound:
+        tail = [_vp] if name.startswith("dnnl_lstm_forward") else [_vp, _vp]  # (hint,) attr
+        f.argtypes = [ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int] + [_vp] * nmds + [ctypes.c_uint] + tail
+        f.restype = ctypes.c_int
+        _bound.add(name)
+    return f
+
+
+def _to_onednn(w, H):
+    """[4H, K] (gates i, f, o, g) -> [K, 4, H] (gates i, f, g, o), C-contiguous."""
+    K = w.shape[1]
+    return np.ascontiguousarray(w.reshape(4, H, K)[list(_PERM)].transpose(2, 0, 1))
+
+
+def _from_onednn(w, H):
+    """[K, 4, H] (i, f, g, o) -> [4H, K] (i, f, o, g)."""
+    K = w.shape[0]
+    out = np.empty((4, H, K), np.float32)
+    out[list(_PERM)] = w.transpose(1, 2, 0)
+    return out.reshape(4 * H, K)
+
+
+def _carries(mask):
+    return mask.dtype == np.float32 and bool((mask == 1).all())
+
+
+class _Shapes:
+    """Descriptors of one (T, N, C, H)."""
+
+    def __init__(self, T, N, C, H):
+        P = L.MemoryDesc.plain
+        self.src, self.dst = P((T, N, C)), P((T, N, H))
+        self.it = P((1, 1, N, H))
+        self.w_layer, self.w_iter = L.MemoryDesc.any((1, 1, C, 4, H)), L.MemoryDesc.any((1, 1, H, 4, H))
+        self.w_layer_plain, self.w_iter_plain = P((1, 1, C, 4, H)), P((1, 1, H, 4, H))
+        self.bias = P((1, 1, 4, H))
+
+
+def _forward_pd(s, prop):
+    lib = L.library()
+    pd = _vp()
+    attr = L.Attr()
+    f = _fn("dnnl_lstm_forward_primitive_desc_create", 11)
+    lib.check("lstm_forward_primitive_desc_create",
+              f(ctypes.byref(pd), lib.engine, prop, LEFT2RIGHT, s.src.handle, s.it.handle, s.it.handle,
+                s.w_layer.handle, s.w_iter.handle, None, None, s.bias.handle, s.dst.handle, s.it.handle,
+                s.it.handle, 0, attr.handle))
+    return pd
+
+
+def _weights_into(prim, arg, plain_md):
+    """A reorder from plain ldigo weights into the layout ``prim`` chose for ``arg`` (None: the
+    same) and the buffer it lands in (kept: weights change every run, their layout does not)."""
+    md = prim.mds[arg]
+    if md == plain_md:
+        return None, None
+    return L.reorder(plain_md, md), L.empty_bytes(md.nbytes)
+
+
+def _reuse(holder, i, nbytes):
+    """``holder[i]`` again when only the holder still has it (the last run's gradient is done with
+    it: its slot was freed), else a new buffer there."""
+    buf = holder[i]
+    # references: the holder's, this local and getrefcount's own
+    if buf is not None and buf.nbytes == nbytes and sys.getrefcount(buf) <= 3:
+        return buf
+    holder[i] = L.empty_bytes(nbytes)
+    return holder[i]
+
+
+class LSTMLayerForward:
+    """LSTMLayer's forward (training when the plan has its gradient, else inference)."""
+
+    def __init__(self, reference, training):
+        self.reference, self.training = reference, training
+        self.built = {}
+
+    def _build(self, T, N, C, H):
+        s = _Shapes(T, N, C, H)
+        prop = L.FORWARD_TRAINING if self.training else L.FORWARD_INFERENCE
+        args = [A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER,
+                A_DST_ITER_C] + ([A_WS] if self.training else [])
+        prim = L.Primitive(_forward_pd(s, prop), args, "lstm forward")
+        return s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_plain), _weights_into(prim, A_W_ITER, s.w_iter_plain)
+
+    def __call__(self, x, w_x, b, w_h, mask, h0, c0):
+        T, N, C = x.shape
+        H = w_h.shape[1]
+        if x.dtype != np.float32 or not _carries(mask) or h0.shape != (N, H) or c0.shape != (N, H):
+            return self.reference(x, w_x, b, w_h, mask, h0, c0)
+        key = (T, N, C, H)
+        built = self.built.get(key)
+        if built is None:
+            built = self.built[key] = [*self._build(T, N, C, H), None]
+        s, prim, (wl_re, wl_buf), (wi_re, wi_buf) = built[:4]
+        wl, wi = _to_onednn(w_x, H), _to_onednn(w_h, H)
+        if wl_re is not None:
+            wl_re({L.ARG_SRC: wl.ctypes.data, L.ARG_DST: wl_buf.ctypes.data})
+        if wi_re is not None:
+            wi_re({L.ARG_SRC: wi.ctypes.data, L.ARG_DST: wi_buf.ctypes.data})
+        bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        h0, c0 = np.ascontiguousarray(h0, np.float32), np.ascontiguousarray(c0, np.float32)
+        hs = np.empty((T, N, H), np.float32)
+        h_last = np.empty((N, H), np.float32)
+        c_last = np.empty((N, H), np.float32)
+        ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
+                A_W_LAYER: (wl_buf if wl_buf is not None else wl).ctypes.data,
+                A_W_ITER: (wi_buf if wi_buf is not None else wi).ctypes.data, A_BIAS: bias.ctypes.data,
+                A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data}
+        if self.training:
+            ws = _reuse(built, 4, prim.mds[A_WS].nbytes)
+            ptrs[A_WS] = ws.ctypes.data
+        else:
+            ws = np.empty(0, np.uint8)
+        prim(ptrs)
+        return hs, h_last, c_last, ws
+
+
+class LSTMLayerBackward:
+    """LSTMLayerGrad on the backward primitive, from the forward's workspace."""
+
+    def __init__(self, reference, dhs, dh_last, dc_last):
+        self.reference = reference
+        self.present = (dhs, dh_last, dc_last)
+        self.built = {}
+
+    def _build(self, T, N, C, H):
+        s = _Shapes(T, N, C, H)
+        lib = L.library()
+        hint = _forward_pd(s, L.FORWARD_TRAINING)
+        try:
+            pd = _vp()
+            attr = L.Attr()
+            f = _fn("dnnl_lstm_backward_primitive_desc_create", 22)
+            lib.check("lstm_backward_primitive_desc_create",
+                      f(ctypes.byref(pd), lib.engine, L.BACKWARD, LEFT2RIGHT,
+                        s.src.handle, s.it.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, None, None,
+                        s.bias.handle, s.dst.handle, s.it.handle, s.it.handle,
+                        s.src.handle, s.it.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, None, None,
+                        s.bias.handle, s.dst.handle, s.it.handle, s.it.handle, 0, hint, attr.handle))
+        finally:
+            lib.primitive_desc_destroy(hint)
+        args = [A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER,
+                A_DST_ITER_C, A_WS] + [a + DIFF for a in (A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER,
+                                                          A_BIAS, A_DST_LAYER, A_DST_ITER, A_DST_ITER_C)]
+        prim = L.Primitive(pd, args, "lstm backward")
+        dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
+        out_l = None if dwl_md == s.w_layer_plain else (L.reorder(dwl_md, s.w_layer_plain), L.empty_bytes(dwl_md.nbytes))
+        out_i = None if dwi_md == s.w_iter_plain else (L.reorder(dwi_md, s.w_iter_plain), L.empty_bytes(dwi_md.nbytes))
+        return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_plain),
+                _weights_into(prim, A_W_ITER, s.w_iter_plain), out_l, out_i)
+
+    def __call__(self, x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads):
+        T, N, C = x.shape
+        H = w_h.shape[1]
+        if saved.dtype != np.uint8 or saved.size == 0 or not _carries(mask):  # the reference's forward
+            return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
+        key = (T, N, C, H)
+        built = self.built.get(key)
+        if built is None:
+            built = self.built[key] = self._build(T, N, C, H)
+        s, prim, (wl_re, wl_buf), (wi_re, wi_buf), out_l, out_i = built
+        if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
+            raise ValueError("LSTMLayerGrad: the workspace is not the forward primitive's for these shapes")
+        grads = list(grads)
+        g = [grads.pop(0) if p else None for p in self.present]
+        dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
+        dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
+        dc = np.ascontiguousarray(g[2], np.float32) if g[2] is not None else np.zeros((N, H), np.float32)
+        wl, wi = _to_onednn(w_x, H), _to_onednn(w_h, H)
+        if wl_re is not None:
+            wl_re({L.ARG_SRC: wl.ctypes.data, L.ARG_DST: wl_buf.ctypes.data})
+        if wi_re is not None:
+            wi_re({L.ARG_SRC: wi.ctypes.data, L.ARG_DST: wi_buf.ctypes.data})
+        bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
+        x = np.ascontiguousarray(x, np.float32)
+        h0, c0 = np.ascontiguousarray(h0, np.float32), np.ascontiguousarray(c0, np.float32)
+        hs, h_last, c_last = (np.ascontiguousarray(v, np.float32) for v in (hs, h_last, c_last))
+        dx = np.empty((T, N, C), np.float32)
+        dh0 = np.empty((N, H), np.float32)
+        dc0 = np.empty((N, H), np.float32)
+        # the diff weights and bias are accumulated into: they start at zero
+        dwl = out_l[1] if out_l is not None else np.zeros((C, 4, H), np.float32)
+        dwi = out_i[1] if out_i is not None else np.zeros((H, 4, H), np.float32)
+        dwl[...] = 0
+        dwi[...] = 0
+        db = np.zeros((4, H), np.float32)
+        prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
+              A_W_LAYER: (wl_buf if wl_buf is not None else wl).ctypes.data,
+              A_W_ITER: (wi_buf if wi_buf is not None else wi).ctypes.data, A_BIAS: bias.ctypes.data,
+              A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data,
+              A_WS: saved.ctypes.data,
+              A_SRC_LAYER + DIFF: dx.ctypes.data, A_SRC_ITER + DIFF: dh0.ctypes.data,
+              A_SRC_ITER_C + DIFF: dc0.ctypes.data, A_W_LAYER + DIFF: dwl.ctypes.data,
+              A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
+              A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data,
+              A_DST_ITER_C + DIFF: dc.ctypes.data})
+        if out_l is not None:
+            plain_l = np.empty((C, 4, H), np.float32)
+            out_l[0]({L.ARG_SRC: dwl.ctypes.data, L.ARG_DST: plain_l.ctypes.data})
+            dwl = plain_l
+        if out_i is not None:
+            plain_i = np.empty((H, 4, H), np.float32)
+            out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: plain_i.ctypes.data})
+            dwi = plain_i
+        db_out = np.empty((4, H), np.float32)
+        db_out[list(_PERM)] = db
+        return (dx, _from_onednn(dwl.reshape(C, 4, H), H), db_out.reshape(4 * H),
+                _from_onednn(dwi.reshape(H, 4, H), H), dh0, dc0)
