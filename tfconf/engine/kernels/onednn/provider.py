@@ -435,11 +435,13 @@ def make_lstm_layer(op, ctx, plan):
 
 
 def accepts_lstm_layer_grad(op):
-    return accepts_lstm_layer(op.inputs[0].op) if op.inputs[0].op.type == "LSTMLayer" else _float32(op)
+    return accepts_lstm_layer(op)  # the same x, w_x, b, w_h inputs come first
 
 
 def make_lstm_layer_grad(op, ctx, plan):
-    from .rnn import LSTMLayerBackward
+    from .rnn import LSTMLayerBackward, LSTMLayerForward
 
     a = op.attrs
-    return LSTMLayerBackward(_reference(op, ctx), a["dhs"], a["dh_last"], a["dc_last"])
+    fwd = plan.kernel_of(op.inputs[10].op)  # the LSTMLayer whose saved output this reads
+    return LSTMLayerBackward(_reference(op, ctx), a["dhs"], a["dh_last"], a["dc_last"],
+                             fwd if isinstance(fwd, LSTMLayerForward) else None)

@@ -2,9 +2,10 @@
 recurrence) in one call each way, where the reference runs a projection and then T steps of numpy.
 
 tfconf's weights are Caffe's: ``w_x`` [4H, C] and ``w_h`` [4H, H] in gate order (i, f, o, g),
-``b`` [4H]; oneDNN's are [C, 4, H] and [H, 4, H] (ldigo, L = D = 1) in order (i, f, g, o), bias
-[4, H]. Each run permutes them into the primitive's layout (a copy of the weights, small beside the
-layer) and the weight gradients back. oneDNN has no per-step reset of the state, so a batch whose
+``b`` [4H]; oneDNN's are ldigo [1, 1, K, 4, H] in order (i, f, g, o), bias [4, H]. Each run copies
+whole gate blocks into oneDNN's order ([4, H, K], once for both directions of the run: the
+gradient reuses the forward's copy) and a reorder reads that through strides into the primitive's
+layout; the weight gradients come back the same way. oneDNN has no per-step reset of the state, so a batch whose
 cont mask resets a stream inside the sequence runs the reference kernel (the forward's output
 then says so, and its gradient follows). The forward keeps the primitive's workspace as the
 op's ``saved`` output (uint8); the gradient runs the backward primitive on it.
@@ -42,18 +43,17 @@ def _fn(name, nmds):
     return f
 
 
-def _to_onednn(w, H):
-    """[4H, K] (gates i, f, o, g) -> [K, 4, H] (gates i, f, g, o), C-contiguous."""
-    K = w.shape[1]
-    return np.ascontiguousarray(w.reshape(4, H, K)[list(_PERM)].transpose(2, 0, 1))
+def _gates_onednn(w, H):
+    """[4H, K] in tfconf's gate order -> [4, H, K] in oneDNN's (a contiguous copy of whole gate
+    blocks; the transposition into oneDNN's layout is left to a reorder reading it by strides)."""
+    return w.reshape(4, H, w.shape[1])[list(_PERM)]
 
 
-def _from_onednn(w, H):
-    """[K, 4, H] (i, f, g, o) -> [4H, K] (i, f, o, g)."""
-    K = w.shape[0]
-    out = np.empty((4, H, K), np.float32)
-    out[list(_PERM)] = w.transpose(1, 2, 0)
-    return out.reshape(4 * H, K)
+def _gates_tfconf(w4):
+    """[4, H, K] in oneDNN's gate order -> [4H, K] in tfconf's."""
+    out = np.empty_like(w4)
+    out[list(_PERM)] = w4
+    return out.reshape(-1, w4.shape[2])
 
 
 def _carries(mask):
@@ -68,7 +68,9 @@ class _Shapes:
         self.src, self.dst = P((T, N, C)), P((T, N, H))
         self.it = P((1, 1, N, H))
         self.w_layer, self.w_iter = L.MemoryDesc.any((1, 1, C, 4, H)), L.MemoryDesc.any((1, 1, H, 4, H))
-        self.w_layer_plain, self.w_iter_plain = P((1, 1, C, 4, H)), P((1, 1, H, 4, H))
+        # ldigo read from a [4, H, K] array (gate, output, input): what _gates_onednn makes
+        self.w_layer_ours = P((1, 1, C, 4, H), (4 * H * C, 4 * H * C, 1, H * C, C))
+        self.w_iter_ours = P((1, 1, H, 4, H), (4 * H * H, 4 * H * H, 1, H * H, H))
         self.bias = P((1, 1, 4, H))
 
 
@@ -84,13 +86,22 @@ def _forward_pd(s, prop):
     return pd
 
 
-def _weights_into(prim, arg, plain_md):
-    """A reorder from plain ldigo weights into the layout ``prim`` chose for ``arg`` (None: the
+def _weights_into(prim, arg, ours_md):
+    """A reorder from our [4, H, K] weights into the layout ``prim`` chose for ``arg`` (None: the
     same) and the buffer it lands in (kept: weights change every run, their layout does not)."""
     md = prim.mds[arg]
-    if md == plain_md:
+    if md == ours_md:
         return None, None
-    return L.reorder(plain_md, md), L.empty_bytes(md.nbytes)
+    return L.reorder(ours_md, md), L.empty_bytes(md.nbytes)
+
+
+def _into_primitive(w4, conversion):
+    """The pointer the primitive reads ``w4`` ([4, H, K]) from, after the reorder if it needs one."""
+    re, buf = conversion
+    if re is None:
+        return w4.ctypes.data
+    re({L.ARG_SRC: w4.ctypes.data, L.ARG_DST: buf.ctypes.data})
+    return buf.ctypes.data
 
 
 def _reuse(holder, i, nbytes):
@@ -110,6 +121,10 @@ class LSTMLayerForward:
     def __init__(self, reference, training):
         self.reference, self.training = reference, training
         self.built = {}
+        #: (id(w_x), id(w_h), their [4, H, K] copies) of this run's forward: its gradient reads the
+        #: same arrays (a parameter update runs after the gradient, so they are unchanged in
+        #: between). Ids, not the arrays: a reference here would stop the update working in place.
+        self.last = None
 
     def _build(self, T, N, C, H):
         s = _Shapes(T, N, C, H)
@@ -117,23 +132,21 @@ class LSTMLayerForward:
         args = [A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER,
                 A_DST_ITER_C] + ([A_WS] if self.training else [])
         prim = L.Primitive(_forward_pd(s, prop), args, "lstm forward")
-        return s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_plain), _weights_into(prim, A_W_ITER, s.w_iter_plain)
+        return s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours), _weights_into(prim, A_W_ITER, s.w_iter_ours)
 
     def __call__(self, x, w_x, b, w_h, mask, h0, c0):
         T, N, C = x.shape
         H = w_h.shape[1]
+        self.last = None
         if x.dtype != np.float32 or not _carries(mask) or h0.shape != (N, H) or c0.shape != (N, H):
             return self.reference(x, w_x, b, w_h, mask, h0, c0)
         key = (T, N, C, H)
         built = self.built.get(key)
         if built is None:
             built = self.built[key] = [*self._build(T, N, C, H), None]
-        s, prim, (wl_re, wl_buf), (wi_re, wi_buf) = built[:4]
-        wl, wi = _to_onednn(w_x, H), _to_onednn(w_h, H)
-        if wl_re is not None:
-            wl_re({L.ARG_SRC: wl.ctypes.data, L.ARG_DST: wl_buf.ctypes.data})
-        if wi_re is not None:
-            wi_re({L.ARG_SRC: wi.ctypes.data, L.ARG_DST: wi_buf.ctypes.data})
+        s, prim, conv_l, conv_i = built[:4]
+        wl, wi = _gates_onednn(w_x, H), _gates_onednn(w_h, H)
+        self.last = (id(w_x), id(w_h), wl, wi)
         bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
         h0, c0 = np.ascontiguousarray(h0, np.float32), np.ascontiguousarray(c0, np.float32)
@@ -141,8 +154,8 @@ class LSTMLayerForward:
         h_last = np.empty((N, H), np.float32)
         c_last = np.empty((N, H), np.float32)
         ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-                A_W_LAYER: (wl_buf if wl_buf is not None else wl).ctypes.data,
-                A_W_ITER: (wi_buf if wi_buf is not None else wi).ctypes.data, A_BIAS: bias.ctypes.data,
+                A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
+                A_BIAS: bias.ctypes.data,
                 A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data}
         if self.training:
             ws = _reuse(built, 4, prim.mds[A_WS].nbytes)
@@ -156,9 +169,10 @@ class LSTMLayerForward:
 class LSTMLayerBackward:
     """LSTMLayerGrad on the backward primitive, from the forward's workspace."""
 
-    def __init__(self, reference, dhs, dh_last, dc_last):
+    def __init__(self, reference, dhs, dh_last, dc_last, forward=None):
         self.reference = reference
         self.present = (dhs, dh_last, dc_last)
+        self.forward = forward  # the LSTMLayerForward of this plan, whose weight copies it reuses
         self.built = {}
 
     def _build(self, T, N, C, H):
@@ -182,10 +196,10 @@ class LSTMLayerBackward:
                                                           A_BIAS, A_DST_LAYER, A_DST_ITER, A_DST_ITER_C)]
         prim = L.Primitive(pd, args, "lstm backward")
         dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
-        out_l = None if dwl_md == s.w_layer_plain else (L.reorder(dwl_md, s.w_layer_plain), L.empty_bytes(dwl_md.nbytes))
-        out_i = None if dwi_md == s.w_iter_plain else (L.reorder(dwi_md, s.w_iter_plain), L.empty_bytes(dwi_md.nbytes))
-        return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_plain),
-                _weights_into(prim, A_W_ITER, s.w_iter_plain), out_l, out_i)
+        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), L.empty_bytes(dwl_md.nbytes))
+        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), L.empty_bytes(dwi_md.nbytes))
+        return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
+                _weights_into(prim, A_W_ITER, s.w_iter_ours), out_l, out_i)
 
     def __call__(self, x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads):
         T, N, C = x.shape
@@ -196,7 +210,7 @@ class LSTMLayerBackward:
         built = self.built.get(key)
         if built is None:
             built = self.built[key] = self._build(T, N, C, H)
-        s, prim, (wl_re, wl_buf), (wi_re, wi_buf), out_l, out_i = built
+        s, prim, conv_l, conv_i, out_l, out_i = built
         if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
             raise ValueError("LSTMLayerGrad: the workspace is not the forward primitive's for these shapes")
         grads = list(grads)
@@ -204,11 +218,11 @@ class LSTMLayerBackward:
         dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
         dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
         dc = np.ascontiguousarray(g[2], np.float32) if g[2] is not None else np.zeros((N, H), np.float32)
-        wl, wi = _to_onednn(w_x, H), _to_onednn(w_h, H)
-        if wl_re is not None:
-            wl_re({L.ARG_SRC: wl.ctypes.data, L.ARG_DST: wl_buf.ctypes.data})
-        if wi_re is not None:
-            wi_re({L.ARG_SRC: wi.ctypes.data, L.ARG_DST: wi_buf.ctypes.data})
+        last = self.forward.last if self.forward is not None else None
+        if last is not None and last[0] == id(w_x) and last[1] == id(w_h):
+            wl, wi = last[2], last[3]
+        else:
+            wl, wi = _gates_onednn(w_x, H), _gates_onednn(w_h, H)
         bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
         x = np.ascontiguousarray(x, np.float32)
         h0, c0 = np.ascontiguousarray(h0, np.float32), np.ascontiguousarray(c0, np.float32)
@@ -217,14 +231,14 @@ class LSTMLayerBackward:
         dh0 = np.empty((N, H), np.float32)
         dc0 = np.empty((N, H), np.float32)
         # the diff weights and bias are accumulated into: they start at zero
-        dwl = out_l[1] if out_l is not None else np.zeros((C, 4, H), np.float32)
-        dwi = out_i[1] if out_i is not None else np.zeros((H, 4, H), np.float32)
+        dwl = out_l[1] if out_l is not None else np.zeros((4, H, C), np.float32)
+        dwi = out_i[1] if out_i is not None else np.zeros((4, H, H), np.float32)
         dwl[...] = 0
         dwi[...] = 0
         db = np.zeros((4, H), np.float32)
         prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-              A_W_LAYER: (wl_buf if wl_buf is not None else wl).ctypes.data,
-              A_W_ITER: (wi_buf if wi_buf is not None else wi).ctypes.data, A_BIAS: bias.ctypes.data,
+              A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
+              A_BIAS: bias.ctypes.data,
               A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data,
               A_WS: saved.ctypes.data,
               A_SRC_LAYER + DIFF: dx.ctypes.data, A_SRC_ITER + DIFF: dh0.ctypes.data,
@@ -232,15 +246,15 @@ class LSTMLayerBackward:
               A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
               A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data,
               A_DST_ITER_C + DIFF: dc.ctypes.data})
-        if out_l is not None:
-            plain_l = np.empty((C, 4, H), np.float32)
-            out_l[0]({L.ARG_SRC: dwl.ctypes.data, L.ARG_DST: plain_l.ctypes.data})
-            dwl = plain_l
+        if out_l is not None:  # into our [4, H, K] (oneDNN's gate order)
+            ours_l = np.empty((4, H, C), np.float32)
+            out_l[0]({L.ARG_SRC: dwl.ctypes.data, L.ARG_DST: ours_l.ctypes.data})
+            dwl = ours_l
         if out_i is not None:
-            plain_i = np.empty((H, 4, H), np.float32)
-            out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: plain_i.ctypes.data})
-            dwi = plain_i
+            ours_i = np.empty((4, H, H), np.float32)
+            out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: ours_i.ctypes.data})
+            dwi = ours_i
         db_out = np.empty((4, H), np.float32)
         db_out[list(_PERM)] = db
-        return (dx, _from_onednn(dwl.reshape(C, 4, H), H), db_out.reshape(4 * H),
-                _from_onednn(dwi.reshape(H, 4, H), H), dh0, dc0)
+        return (dx, _gates_tfconf(dwl.reshape(4, H, C)), db_out.reshape(4 * H),
+                _gates_tfconf(dwi.reshape(4, H, H)), dh0, dc0)
