@@ -642,3 +642,29 @@ def test_lstm_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch
         _close(a, bb, 2e-5, what)
         np.testing.assert_array_equal(a, a2, err_msg=what)
     assert types.get("LSTMLayer") == 1 and types.get("LSTMLayerGrad") == 1
+
+
+def test_lstm_layer_training_keeps_updating_its_weights_in_place(g):
+    # the gradient kernel matches the forward's weight copies by id, holding no reference that
+    # would stop ApplyMomentum working in place
+    from tfconf.engine.ops.rnn import lstm_layer
+
+    rng = np.random.default_rng(9)
+    T, N, C, H = 5, 3, 4, 6
+    x = tc.placeholder(tc.float32, (T, N, C))
+    w_x = tc.Variable(rng.uniform(-0.4, 0.4, (4 * H, C)).astype(np.float32))
+    w_h = tc.Variable(rng.uniform(-0.4, 0.4, (4 * H, H)).astype(np.float32))
+    zeros = tc.constant(np.zeros((N, H), np.float32))
+    hs, _, _ = lstm_layer(x, w_x, tc.constant(np.zeros(4 * H, np.float32)), w_h,
+                          tc.constant(np.ones((T, N, 1), np.float32)), zeros, zeros)
+    train = tc.train.MomentumOptimizer(0.1, 0.9).minimize(tc.reduce_sum(hs * hs), var_list=[w_x, w_h])
+    feeds = {x: rng.standard_normal((T, N, C)).astype(np.float32)}
+    with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
+        s.run(tc.global_variables_initializer())
+        s.run(train, feeds)
+        store = s._ctx.variables
+        ids = [id(store[v.op.name]) for v in (w_x, w_h)]
+        before = [store[v.op.name].copy() for v in (w_x, w_h)]
+        s.run(train, feeds)
+        assert [id(store[v.op.name]) for v in (w_x, w_h)] == ids
+        assert all(not np.array_equal(store[v.op.name], b) for v, b in zip((w_x, w_h), before))
