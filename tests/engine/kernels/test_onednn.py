@@ -609,7 +609,7 @@ def test_held_signals_are_restored_even_when_a_handler_raises():
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before
 
 
-@pytest.mark.parametrize("reset,fetch", [(False, "all"), (True, "all"), (False, "hs")])
+@pytest.mark.parametrize("reset,fetch", [(None, "all"), ("inside", "all"), ("first", "all"), (None, "hs")])
 def test_lstm_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch):
     from tfconf.engine.ops.rnn import lstm_layer
 
@@ -620,8 +620,10 @@ def test_lstm_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch
     b = tc.Variable(rng.uniform(-0.3, 0.3, 4 * H).astype(np.float32))
     w_h = tc.Variable(rng.uniform(-0.4, 0.4, (4 * H, H)).astype(np.float32))
     mask_v = np.ones((T, N, 1), np.float32)
-    if reset:
+    if reset == "inside":
         mask_v[3, 2] = 0  # a reset inside the sequence: the reference kernel runs
+    elif reset == "first":
+        mask_v[0, 1] = 0  # a stream starting here: oneDNN starts it from a zero state
     mask = tc.placeholder(tc.float32, (T, None, 1))
     h0 = tc.constant(rng.standard_normal((N, H)).astype(np.float32))
     c0 = tc.constant(rng.standard_normal((N, H)).astype(np.float32))
@@ -668,3 +670,48 @@ def test_lstm_layer_training_keeps_updating_its_weights_in_place(g):
         s.run(train, feeds)
         assert [id(store[v.op.name]) for v in (w_x, w_h)] == ids
         assert all(not np.array_equal(store[v.op.name], b) for v, b in zip((w_x, w_h), before))
+
+
+def test_lstm_layer_runs_an_empty_batch_and_concurrent_runs(g):
+    import threading
+
+    from tfconf.engine.ops.rnn import lstm_layer
+
+    rng = np.random.default_rng(10)
+    T, C, H = 4, 3, 5
+    x = tc.placeholder(tc.float32, (T, None, C))
+    mask = tc.placeholder(tc.float32, (T, None, 1))
+    h0 = tc.placeholder(tc.float32, (None, H))
+    w_x = tc.constant(rng.uniform(-0.5, 0.5, (4 * H, C)).astype(np.float32))
+    w_h = tc.constant(rng.uniform(-0.5, 0.5, (4 * H, H)).astype(np.float32))
+    hs, _, _ = lstm_layer(x, w_x, tc.constant(np.zeros(4 * H, np.float32)), w_h, mask, h0, h0)
+    grads = tc.gradients(tc.reduce_sum(hs * hs), [x, w_x, w_h])
+
+    def feeds(n, seed):
+        r = np.random.default_rng(seed)
+        return {x: r.standard_normal((T, n, C)).astype(np.float32), mask: np.ones((T, n, 1), np.float32),
+                h0: r.standard_normal((n, H)).astype(np.float32)}
+
+    with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
+        out = s.run([hs] + grads, feeds(0, 0))  # N = 0: the reference, no oneDNN error
+        assert out[0].shape == (T, 0, H) and not out[2].any()
+        want = [s.run([hs] + grads, feeds(3, k)) for k in range(4)]
+        got, errors = {}, []
+
+        def work(k):
+            try:
+                for _ in range(8):
+                    got.setdefault(k, []).append(s.run([hs] + grads, feeds(3, k)))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    for k in range(4):
+        for run in got[k]:
+            for a, b in zip(run, want[k]):
+                np.testing.assert_array_equal(a, b)  # every run's own numbers, bit for bit

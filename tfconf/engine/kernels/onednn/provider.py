@@ -431,7 +431,7 @@ def make_lstm_layer(op, ctx, plan):
     from .rnn import LSTMLayerForward
 
     training = any(c.type == "LSTMLayerGrad" for t in op.outputs for c in plan.consumers(t))
-    return LSTMLayerForward(_reference(op, ctx), training)
+    return LSTMLayerForward(_scan(op), training)  # the fallback: the scan, its products on oneDNN
 
 
 def accepts_lstm_layer_grad(op):
@@ -443,5 +443,5 @@ def make_lstm_layer_grad(op, ctx, plan):
 
     a = op.attrs
     fwd = plan.kernel_of(op.inputs[10].op)  # the LSTMLayer whose saved output this reads
-    return LSTMLayerBackward(_reference(op, ctx), a["dhs"], a["dh_last"], a["dc_last"],
+    return LSTMLayerBackward(_scan(op), a["dhs"], a["dh_last"], a["dc_last"],
                              fwd if isinstance(fwd, LSTMLayerForward) else None)

@@ -6,7 +6,8 @@ tfconf's weights are Caffe's: ``w_x`` [4H, C] and ``w_h`` [4H, H] in gate order 
 whole gate blocks into oneDNN's order ([4, H, K], once for both directions of the run: the
 gradient reuses the forward's copy) and a reorder reads that through strides into the primitive's
 layout; the weight gradients come back the same way. oneDNN has no per-step reset of the state, so a batch whose
-cont mask resets a stream inside the sequence runs the reference kernel (the forward's output
+cont mask resets a stream after the first step runs the reference kernel (a reset at the first
+step scales the initial state, which oneDNN takes as given) (the forward's output
 then says so, and its gradient follows). The forward keeps the primitive's workspace as the
 op's ``saved`` output (uint8); the gradient runs the backward primitive on it.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 
 import numpy as np
 
@@ -56,8 +58,10 @@ def _gates_tfconf(w4):
     return out.reshape(-1, w4.shape[2])
 
 
-def _carries(mask):
-    return mask.dtype == np.float32 and bool((mask == 1).all())
+def _no_resets(mask):
+    """True when no stream resets after the first step (cont 1 from t = 1 on); the first step's
+    mask multiplies the initial state (as in the reference), which oneDNN takes as given."""
+    return mask.dtype == np.float32 and bool((mask[1:] == 1).all())
 
 
 class _Shapes:
@@ -88,31 +92,42 @@ def _forward_pd(s, prop):
 
 def _weights_into(prim, arg, ours_md):
     """A reorder from our [4, H, K] weights into the layout ``prim`` chose for ``arg`` (None: the
-    same) and the buffer it lands in (kept: weights change every run, their layout does not)."""
+    same) and the size of what it writes."""
     md = prim.mds[arg]
     if md == ours_md:
-        return None, None
-    return L.reorder(ours_md, md), L.empty_bytes(md.nbytes)
+        return None, 0
+    return L.reorder(ours_md, md), md.nbytes
 
 
-def _into_primitive(w4, conversion):
-    """The pointer the primitive reads ``w4`` ([4, H, K]) from, after the reorder if it needs one."""
-    re, buf = conversion
+def _into_primitive(w4, conversion, keep):
+    """The pointer the primitive reads ``w4`` ([4, H, K]) from, after the reorder if it needs one
+    (into a buffer of this call's, appended to ``keep``: concurrent runs must not share it)."""
+    re, nbytes = conversion
     if re is None:
         return w4.ctypes.data
+    buf = L.empty_bytes(nbytes)
+    keep.append(buf)
     re({L.ARG_SRC: w4.ctypes.data, L.ARG_DST: buf.ctypes.data})
     return buf.ctypes.data
 
 
+_reuse_lock = threading.Lock()
+
+
 def _reuse(holder, i, nbytes):
-    """``holder[i]`` again when only the holder still has it (the last run's gradient is done with
-    it: its slot was freed), else a new buffer there."""
-    buf = holder[i]
-    # references: the holder's, this local and getrefcount's own
-    if buf is not None and buf.nbytes == nbytes and sys.getrefcount(buf) <= 3:
+    """``holder[i]`` (a buffer and its owner's reference count when new) again when nothing else
+    holds the buffer or a view of it (the last run's gradient is done with it: its slot was
+    freed), else a new buffer there. Under a lock: two runs must not both take it."""
+    with _reuse_lock:
+        kept = holder[i]
+        if kept is not None:
+            buf, base_refs = kept
+            # references: the tuple's, this local and getrefcount's own; views count on the owner
+            if buf.nbytes == nbytes and sys.getrefcount(buf) <= 3 and sys.getrefcount(buf.base) <= base_refs:
+                return buf
+        buf = L.empty_bytes(nbytes)
+        holder[i] = (buf, sys.getrefcount(buf.base))
         return buf
-    holder[i] = L.empty_bytes(nbytes)
-    return holder[i]
 
 
 class LSTMLayerForward:
@@ -138,23 +153,31 @@ class LSTMLayerForward:
         T, N, C = x.shape
         H = w_h.shape[1]
         self.last = None
-        if x.dtype != np.float32 or not _carries(mask) or h0.shape != (N, H) or c0.shape != (N, H):
+        if (x.dtype != np.float32 or N == 0 or T == 0 or not _no_resets(mask) or h0.shape != (N, H)
+                or c0.shape != (N, H)):
             return self.reference(x, w_x, b, w_h, mask, h0, c0)
         key = (T, N, C, H)
-        built = self.built.get(key)
+        built = self.built.get(key, False)
+        if built is False:
+            try:
+                built = [*self._build(T, N, C, H), None]
+            except L.DnnlError:  # a shape this oneDNN does not take: the reference, from now on
+                built = None
+            self.built[key] = built
         if built is None:
-            built = self.built[key] = [*self._build(T, N, C, H), None]
+            return self.reference(x, w_x, b, w_h, mask, h0, c0)
         s, prim, conv_l, conv_i = built[:4]
         wl, wi = _gates_onednn(w_x, H), _gates_onednn(w_h, H)
         self.last = (id(w_x), id(w_h), wl, wi)
         bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        h0, c0 = np.ascontiguousarray(h0, np.float32), np.ascontiguousarray(c0, np.float32)
+        h0, c0 = np.ascontiguousarray(h0 * mask[0], np.float32), np.ascontiguousarray(c0 * mask[0], np.float32)
+        keep = []
         hs = np.empty((T, N, H), np.float32)
         h_last = np.empty((N, H), np.float32)
         c_last = np.empty((N, H), np.float32)
         ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-                A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
+                A_W_LAYER: _into_primitive(wl, conv_l, keep), A_W_ITER: _into_primitive(wi, conv_i, keep),
                 A_BIAS: bias.ctypes.data,
                 A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data}
         if self.training:
@@ -196,20 +219,26 @@ class LSTMLayerBackward:
                                                           A_BIAS, A_DST_LAYER, A_DST_ITER, A_DST_ITER_C)]
         prim = L.Primitive(pd, args, "lstm backward")
         dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
-        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), L.empty_bytes(dwl_md.nbytes))
-        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), L.empty_bytes(dwi_md.nbytes))
+        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), dwl_md.nbytes)
+        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), dwi_md.nbytes)
         return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
                 _weights_into(prim, A_W_ITER, s.w_iter_ours), out_l, out_i)
 
     def __call__(self, x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads):
         T, N, C = x.shape
         H = w_h.shape[1]
-        if saved.dtype != np.uint8 or saved.size == 0 or not _carries(mask):  # the reference's forward
+        if saved.dtype != np.uint8 or saved.size == 0 or not _no_resets(mask):  # the reference's forward
             return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
         key = (T, N, C, H)
-        built = self.built.get(key)
-        if built is None:
-            built = self.built[key] = self._build(T, N, C, H)
+        built = self.built.get(key, False)
+        if built is False:
+            try:
+                built = self._build(T, N, C, H)
+            except L.DnnlError:  # pragma: no cover - the forward took this shape
+                built = None
+            self.built[key] = built
+        if built is None:  # pragma: no cover
+            return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
         s, prim, conv_l, conv_i, out_l, out_i = built
         if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
             raise ValueError("LSTMLayerGrad: the workspace is not the forward primitive's for these shapes")
@@ -225,19 +254,19 @@ class LSTMLayerBackward:
             wl, wi = _gates_onednn(w_x, H), _gates_onednn(w_h, H)
         bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
         x = np.ascontiguousarray(x, np.float32)
-        h0, c0 = np.ascontiguousarray(h0, np.float32), np.ascontiguousarray(c0, np.float32)
+        m0 = mask[0]
+        h0, c0 = np.ascontiguousarray(h0 * m0, np.float32), np.ascontiguousarray(c0 * m0, np.float32)
         hs, h_last, c_last = (np.ascontiguousarray(v, np.float32) for v in (hs, h_last, c_last))
+        keep = []
         dx = np.empty((T, N, C), np.float32)
         dh0 = np.empty((N, H), np.float32)
         dc0 = np.empty((N, H), np.float32)
-        # the diff weights and bias are accumulated into: they start at zero
-        dwl = out_l[1] if out_l is not None else np.zeros((4, H, C), np.float32)
-        dwi = out_i[1] if out_i is not None else np.zeros((4, H, H), np.float32)
-        dwl[...] = 0
-        dwi[...] = 0
+        # the diff weights and bias are accumulated into: they start at zero (this call's own)
+        dwl = np.zeros(out_l[1], np.uint8) if out_l is not None else np.zeros((4, H, C), np.float32)
+        dwi = np.zeros(out_i[1], np.uint8) if out_i is not None else np.zeros((4, H, H), np.float32)
         db = np.zeros((4, H), np.float32)
         prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-              A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
+              A_W_LAYER: _into_primitive(wl, conv_l, keep), A_W_ITER: _into_primitive(wi, conv_i, keep),
               A_BIAS: bias.ctypes.data,
               A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data,
               A_WS: saved.ctypes.data,
@@ -254,6 +283,8 @@ class LSTMLayerBackward:
             ours_i = np.empty((4, H, H), np.float32)
             out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: ours_i.ctypes.data})
             dwi = ours_i
+        dh0 *= m0  # the first step read h0·mask[0] and c0·mask[0]
+        dc0 *= m0
         db_out = np.empty((4, H), np.float32)
         db_out[list(_PERM)] = db
         return (dx, _gates_tfconf(dwl.reshape(4, H, C)), db_out.reshape(4 * H),
