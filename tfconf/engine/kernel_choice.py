@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 
 import numpy as np
 
@@ -90,6 +91,7 @@ class KernelPlan:
         self._consumers = collections.defaultdict(list)
         self._blocked = set()
         self._kernels = {}
+        self._lock = threading.RLock()  # one provider kernel call at a time (see make)
 
     def choose(self, order, placement, fetches):
         from .layouts import plan_layouts
@@ -145,9 +147,21 @@ class KernelPlan:
     # ------------------------------------------------------------------ kernels
     def make(self, op, ctx):
         hook = self.hooks.get(op)
-        k = hook.make(op, ctx, self) if hook is not None else op.op_def.make_kernel(op, ctx)
-        self._kernels[op] = k
-        return k
+        if hook is None:
+            k = self._kernels[op] = op.op_def.make_kernel(op, ctx)
+            return k
+        k = self._kernels[op] = hook.make(op, ctx, self)
+        # NOTE: a provider's kernels keep state between calls (primitives, reorder buffers, a
+        # forward's workspace its gradient reads): concurrent runs of the plan (several threads,
+        # a thread-pool executor) take turns through them. They would only contend anyway: each
+        # call already uses every core.
+        lock = self._lock
+
+        def locked(*args):
+            with lock:
+                return k(*args)
+
+        return locked
 
     def info(self):
         """For plan_info: kernels per provider, the op types each provider ran, what was left to

@@ -715,3 +715,33 @@ def test_lstm_layer_runs_an_empty_batch_and_concurrent_runs(g):
         for run in got[k]:
             for a, b in zip(run, want[k]):
                 np.testing.assert_array_equal(a, b)  # every run's own numbers, bit for bit
+
+
+def test_concurrent_runs_of_a_conv_plan_give_each_run_its_own_numbers(g):
+    # the kernels keep reorder buffers and primitives between calls: runs take turns through them
+    import threading
+
+    rng = np.random.default_rng(11)
+    x = tc.placeholder(tc.float32, (4, 16, 12, 12))
+    w = tc.constant(rng.standard_normal((32, 16, 3, 3)).astype(np.float32))
+    y = tc.nn.max_pool(tc.nn.relu(tc.nn.conv2d(x, w, padding="SAME")), 2, 2)
+    grads = tc.gradients(tc.reduce_sum(y * y), [x])
+    xs = [rng.standard_normal((4, 16, 12, 12)).astype(np.float32) for _ in range(4)]
+    with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
+        want = [s.run([y] + grads, {x: v}) for v in xs]
+        bad, errors = [], []
+
+        def work(k):
+            try:
+                for _ in range(10):
+                    got = s.run([y] + grads, {x: xs[k]})
+                    bad.extend(k for a, b in zip(got, want[k]) if not np.array_equal(a, b))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors and not bad
