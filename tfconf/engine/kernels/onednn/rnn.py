@@ -92,21 +92,19 @@ def _forward_pd(s, prop):
 
 def _weights_into(prim, arg, ours_md):
     """A reorder from our [4, H, K] weights into the layout ``prim`` chose for ``arg`` (None: the
-    same) and the size of what it writes."""
+    same) and the buffer it writes (kept: a plan's provider kernels run one at a time,
+    kernel_choice.KernelPlan.make)."""
     md = prim.mds[arg]
     if md == ours_md:
-        return None, 0
-    return L.reorder(ours_md, md), md.nbytes
+        return None, None
+    return L.reorder(ours_md, md), L.empty_bytes(md.nbytes)
 
 
-def _into_primitive(w4, conversion, keep):
-    """The pointer the primitive reads ``w4`` ([4, H, K]) from, after the reorder if it needs one
-    (into a buffer of this call's, appended to ``keep``: concurrent runs must not share it)."""
-    re, nbytes = conversion
+def _into_primitive(w4, conversion):
+    """The pointer the primitive reads ``w4`` ([4, H, K]) from, after the reorder if it needs one."""
+    re, buf = conversion
     if re is None:
         return w4.ctypes.data
-    buf = L.empty_bytes(nbytes)
-    keep.append(buf)
     re({L.ARG_SRC: w4.ctypes.data, L.ARG_DST: buf.ctypes.data})
     return buf.ctypes.data
 
@@ -172,12 +170,11 @@ class LSTMLayerForward:
         bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
         h0, c0 = np.ascontiguousarray(h0 * mask[0], np.float32), np.ascontiguousarray(c0 * mask[0], np.float32)
-        keep = []
         hs = np.empty((T, N, H), np.float32)
         h_last = np.empty((N, H), np.float32)
         c_last = np.empty((N, H), np.float32)
         ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-                A_W_LAYER: _into_primitive(wl, conv_l, keep), A_W_ITER: _into_primitive(wi, conv_i, keep),
+                A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
                 A_BIAS: bias.ctypes.data,
                 A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data}
         if self.training:
@@ -219,8 +216,8 @@ class LSTMLayerBackward:
                                                           A_BIAS, A_DST_LAYER, A_DST_ITER, A_DST_ITER_C)]
         prim = L.Primitive(pd, args, "lstm backward")
         dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
-        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), dwl_md.nbytes)
-        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), dwi_md.nbytes)
+        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), L.empty_bytes(dwl_md.nbytes))
+        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), L.empty_bytes(dwi_md.nbytes))
         return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
                 _weights_into(prim, A_W_ITER, s.w_iter_ours), out_l, out_i)
 
@@ -257,16 +254,18 @@ class LSTMLayerBackward:
         m0 = mask[0]
         h0, c0 = np.ascontiguousarray(h0 * m0, np.float32), np.ascontiguousarray(c0 * m0, np.float32)
         hs, h_last, c_last = (np.ascontiguousarray(v, np.float32) for v in (hs, h_last, c_last))
-        keep = []
         dx = np.empty((T, N, C), np.float32)
         dh0 = np.empty((N, H), np.float32)
         dc0 = np.empty((N, H), np.float32)
-        # the diff weights and bias are accumulated into: they start at zero (this call's own)
-        dwl = np.zeros(out_l[1], np.uint8) if out_l is not None else np.zeros((4, H, C), np.float32)
-        dwi = np.zeros(out_i[1], np.uint8) if out_i is not None else np.zeros((4, H, H), np.float32)
+        # the diff weights and bias are accumulated into: they start at zero (kept buffers: a
+        # plan's provider kernels run one at a time)
+        dwl = out_l[1] if out_l is not None else np.zeros((4, H, C), np.float32)
+        dwi = out_i[1] if out_i is not None else np.zeros((4, H, H), np.float32)
+        dwl.fill(0)
+        dwi.fill(0)
         db = np.zeros((4, H), np.float32)
         prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-              A_W_LAYER: _into_primitive(wl, conv_l, keep), A_W_ITER: _into_primitive(wi, conv_i, keep),
+              A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
               A_BIAS: bias.ctypes.data,
               A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data,
               A_WS: saved.ctypes.data,
