@@ -672,9 +672,30 @@ def test_lstm_layer_training_keeps_updating_its_weights_in_place(g):
         assert all(not np.array_equal(store[v.op.name], b) for v, b in zip((w_x, w_h), before))
 
 
-def test_lstm_layer_runs_an_empty_batch_and_concurrent_runs(g):
+def _in_threads(run, threads, repeat):
+    """{k: [run(k) results]} from ``threads`` threads calling ``run(k)`` ``repeat`` times at once."""
     import threading
 
+    got, errors = {k: [] for k in range(threads)}, []
+
+    def work(k):
+        try:
+            for _ in range(repeat):
+                got[k].append(run(k))
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    return got
+
+
+def test_lstm_layer_runs_an_empty_batch_and_concurrent_runs(g):
     from tfconf.engine.ops.rnn import lstm_layer
 
     rng = np.random.default_rng(10)
@@ -696,21 +717,7 @@ def test_lstm_layer_runs_an_empty_batch_and_concurrent_runs(g):
         out = s.run([hs] + grads, feeds(0, 0))  # N = 0: the reference, no oneDNN error
         assert out[0].shape == (T, 0, H) and not out[2].any()
         want = [s.run([hs] + grads, feeds(3, k)) for k in range(4)]
-        got, errors = {}, []
-
-        def work(k):
-            try:
-                for _ in range(8):
-                    got.setdefault(k, []).append(s.run([hs] + grads, feeds(3, k)))
-            except Exception as e:  # noqa: BLE001 - reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors
+        got = _in_threads(lambda k: s.run([hs] + grads, feeds(3, k)), 4, 8)
     for k in range(4):
         for run in got[k]:
             for a, b in zip(run, want[k]):
@@ -719,8 +726,6 @@ def test_lstm_layer_runs_an_empty_batch_and_concurrent_runs(g):
 
 def test_concurrent_runs_of_a_conv_plan_give_each_run_its_own_numbers(g):
     # the kernels keep reorder buffers and primitives between calls: runs take turns through them
-    import threading
-
     rng = np.random.default_rng(11)
     x = tc.placeholder(tc.float32, (4, 16, 12, 12))
     w = tc.constant(rng.standard_normal((32, 16, 3, 3)).astype(np.float32))
@@ -729,19 +734,6 @@ def test_concurrent_runs_of_a_conv_plan_give_each_run_its_own_numbers(g):
     xs = [rng.standard_normal((4, 16, 12, 12)).astype(np.float32) for _ in range(4)]
     with tc.Session(graph=g, config=tc.SessionConfig(kernels="onednn")) as s:
         want = [s.run([y] + grads, {x: v}) for v in xs]
-        bad, errors = [], []
-
-        def work(k):
-            try:
-                for _ in range(10):
-                    got = s.run([y] + grads, {x: xs[k]})
-                    bad.extend(k for a, b in zip(got, want[k]) if not np.array_equal(a, b))
-            except Exception as e:  # noqa: BLE001 - reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors and not bad
+        got = _in_threads(lambda k: s.run([y] + grads, {x: xs[k]}), 4, 10)
+    bad = [k for k in range(4) for run in got[k] for a, b in zip(run, want[k]) if not np.array_equal(a, b)]
+    assert not bad

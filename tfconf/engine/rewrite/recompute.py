@@ -29,16 +29,9 @@ from __future__ import annotations
 import math
 import re
 
+from ..shapes import estimate_numel
+
 BACKWARD_SCOPE = r"^gradients(_\d+)?/"
-
-
-def _numel(shape, unknown=32):
-    if shape is None:
-        return unknown
-    n = 1
-    for d in shape:
-        n *= unknown if d is None else d
-    return n
 
 
 def recompute(pg, backward_scope=BACKWARD_SCOPE, min_elements=1024, segment=None):
@@ -68,7 +61,7 @@ def recompute(pg, backward_scope=BACKWARD_SCOPE, min_elements=1024, segment=None
         if not recomputable(op):
             continue
         for t in op.outputs:
-            if t in fetched or _numel(t._shape) < min_elements:
+            if t in fetched or estimate_numel(t._shape) < min_elements:
                 continue
             if any(c in backward for c in cons.get(t, ())):
                 candidates.append(t)
