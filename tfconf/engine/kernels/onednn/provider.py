@@ -258,10 +258,6 @@ def make_fused_matmul(op, ctx, plan):
     return run
 
 
-def _scan_accepts(op):
-    return _float32(op)
-
-
 def _scan(op):
     """The op's own numpy scan with its products on oneDNN's GEMM (the same code as the reference)."""
     from .gemm import ARRAY_MODULE
@@ -271,7 +267,7 @@ def _scan(op):
 
 
 def accepts_lstm_sequence(op):
-    return _scan_accepts(op)
+    return _float32(op)
 
 
 def make_lstm_sequence(op, ctx, plan):
@@ -279,7 +275,7 @@ def make_lstm_sequence(op, ctx, plan):
 
 
 def accepts_lstm_sequence_grad(op):
-    return _scan_accepts(op)
+    return _float32(op)
 
 
 def make_lstm_sequence_grad(op, ctx, plan):
