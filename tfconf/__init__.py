@@ -39,6 +39,7 @@ from .engine.session import (  # noqa: F401
     InteractiveSession, RunMetadata, RunOptions, Session, SessionConfig, get_default_session,
 )
 from .engine.shapes import TensorShape  # noqa: F401
+from .python_layer import PythonLayer  # noqa: F401
 from .engine.variables import (  # noqa: F401
     GLOBAL_VARIABLES, TRAINABLE_VARIABLES, Variable, assign, assign_add, assign_sub,
     global_variables, global_variables_initializer, is_variable_initialized,

@@ -26,6 +26,17 @@ app = typer.Typer(
 SetOpt = typer.Option(None, "--set", help="Override a config value: KEY=VALUE (dotted path; "
                       "layers by name: layers.conv1.num_output=32; the value is parsed as YAML).")
 
+TrustOpt = typer.Option(False, "--trust-python", help="Let a config from elsewhere (a zoo entry, a downloaded or "
+                        "imported file) import the modules its `type: Python` layers name: that runs their code. "
+                        "Your own configs need no flag (docs/cli.md).")
+
+
+def _trust(flag: bool):
+    if flag:
+        from tfconf.frontend.trust import trust_python
+
+        trust_python()
+
 
 class UserError(Exception):
     """A mistake of the user's: printed without a traceback, exit code 2."""
@@ -41,28 +52,83 @@ def _user_errors():
     from tfconf.data import DataError, DataUnavailableError
     from tfconf.distributed.cluster import ClusterError
     from tfconf.frontend.errors import ConfigError
+    from tfconf.interop.caffemodel import CaffemodelError
+    from tfconf.interop.onnx_export import ExportError, ExportUnavailable
+    from tfconf.interop.plot import PlotError, PlotUnavailable
+    from tfconf.interop.tensorboard_log import TensorBoardUnavailable
+    from tfconf.sweep.plot import PlotUnavailable as SweepPlotUnavailable
+    from tfconf.sweep.status import SweepDirError
     from tfconf.train.runner import TrainError
     from tfconf.train.snapshot import SnapshotError
     from tfconf.zoo.registry import ZooError
 
     return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError, TrainError, SnapshotError,
-            ZooError, ClusterError)
+            ZooError, ClusterError, CaffemodelError, ExportError, ExportUnavailable, PlotError, PlotUnavailable,
+            TensorBoardUnavailable, SweepPlotUnavailable, SweepDirError)
+
+
+#: typer's own control flow and usage errors (typer/click print those themselves, exit code 2)
+_CLICK = (typer.Exit, typer.Abort, typer.BadParameter.__mro__[2])
 
 
 def _run(fn):
-    """Call ``fn`` turning user errors into exit code 2 with their message."""
+    """Call ``fn``; whatever it raises ends in one line on stderr and an exit code (:func:`describe_error`)."""
     try:
         return fn()
-    except typer.Exit:
+    except (SystemExit, *_CLICK):
         raise
-    except Exception as e:  # noqa: BLE001 - filtered just below
-        if isinstance(e, _user_errors()):
-            _fail(f"error: {e}" if not _is_located(e) else str(e))
-        from tfconf.train.solver import DivergenceError
+    except BaseException as e:  # noqa: BLE001 - every error class is mapped in one place
+        message, code = describe_error(e)
+        _fail(message, code)
 
-        if isinstance(e, DivergenceError):
-            _fail(f"error: training diverged: {e}")
-        raise
+
+#: exit codes (docs/cli.md): 0 done, 1 a bug in tfconf, 2 the user's input, 130/143 interrupted by
+#: SIGINT/SIGTERM (a snapshot was saved; --resume continues)
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+_OS_HINTS = {
+    "ENOSPC": "the disk is full",
+    "EROFS": "the file system is read-only",
+    "EDQUOT": "the disk quota is exceeded",
+    "ENAMETOOLONG": "the file name is too long",
+}
+
+
+def describe_error(e: BaseException) -> tuple[str, int]:
+    """The one place that maps an error class to what the user reads and the exit code. The user's
+    mistakes (a config, data, a file, an option) are exit code 2; anything else is a bug of tfconf's
+    (exit code 1), still one line: TFCONF_TRACEBACK=1 prints the traceback."""
+    import errno
+
+    from tfconf.train.solver import DivergenceError
+
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted", EXIT_SIGINT
+    if isinstance(e, _user_errors()) and not isinstance(e, OSError):
+        return (str(e) if _is_located(e) else f"error: {e}"), EXIT_USER
+    if isinstance(e, DivergenceError):
+        return f"error: training diverged: {e}", EXIT_USER
+    if isinstance(e, OSError):
+        if e.filename is None and e.strerror is None:
+            return f"error: {e}", EXIT_USER  # raised by tfconf with its own message
+        name = errno.errorcode.get(e.errno or 0, "")
+        what = _OS_HINTS.get(name) or (e.strerror or str(e)).rstrip(".").lower()
+        files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        return f"error: {files + ': ' if files else ''}{what}", EXIT_USER
+    if isinstance(e, MemoryError):
+        detail = str(e) or "an allocation failed"
+        return (f"error: out of memory: {detail}. Lower the batch size or the layer sizes "
+                "(tfconf validate estimates a net's memory)"), EXIT_USER
+    if isinstance(e, RecursionError):
+        return "error: the input is nested too deeply to be read", EXIT_USER
+    if isinstance(e, UnicodeError):
+        return f"error: a file is not valid text: {e}", EXIT_USER
+    if os.environ.get("TFCONF_TRACEBACK"):
+        import traceback
+
+        traceback.print_exception(e)
+    return (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. This is a bug in "
+            "tfconf; please report it with the command (TFCONF_TRACEBACK=1 prints the traceback)"), EXIT_BUG
 
 
 def _is_located(e):
@@ -118,7 +184,7 @@ def train(
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its folder or a "
                                          "*.solverstate.safetensors snapshot."),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder (default runs/NAME-TIMESTAMP)."),
-    max_iter: Optional[int] = typer.Option(None, "--max-iter", help="Override solver.max_iter."),
+    max_iter: Optional[int] = typer.Option(None, "--max-iter", min=0, help="Override solver.max_iter."),
     device: Optional[str] = typer.Option(None, "--device", help="Device to train on: auto, cpu, gpu, "
                                          "gpu:1 or a full name (sets the config's `device`)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
@@ -130,10 +196,14 @@ def train(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Train on a Ray cluster: local (start one "
                                           "here), auto (join `ray start --head`) or HOST:PORT; sets "
                                           "cluster.address (see docs/distributed.md)."),
-    max_restarts: int = typer.Option(0, "--max-restarts", help="With a cluster: when a task dies, resume "
+    max_restarts: int = typer.Option(0, "--max-restarts", min=0, help="With a cluster: when a task dies, resume "
                                      "from the last snapshot, at most this many times."),
+    force: bool = typer.Option(False, "--force", help="Replace the run the --out folder already holds (its "
+                               "snapshots and metrics are deleted; without --force such a folder is refused)."),
+    trust_python: bool = TrustOpt,
 ):
     """Train a net. Example: tfconf train configs/lenet_mnist.yaml --set solver.max_iter=500"""
+    _trust(trust_python)
     overrides = list(set_ or [])
     if max_iter is not None:
         overrides.append(f"solver.max_iter={max_iter}")
@@ -158,11 +228,14 @@ def train(
 
         run_train = restarting(run_train, max_restarts, echo=typer.echo)  # a no-op without a cluster
         return run_train(cfg, out=out, weights=_weights(weights), reinit=tuple(reinit or ()), resume=resume,
-                         quiet=quiet or as_json, echo=typer.echo, callbacks=tensorboard_callbacks(tensorboard))
+                         quiet=quiet or as_json, echo=typer.echo, callbacks=tensorboard_callbacks(tensorboard),
+                         force=force)
 
     result = _run(go)
     if result is not None and as_json:
         typer.echo(json.dumps(result))
+    if result is not None and result.get("interrupted"):
+        raise typer.Exit(EXIT_SIGTERM if result.get("signal") == "SIGTERM" else EXIT_SIGINT)
 
 
 # ----------------------------------------------------------------------------- test
@@ -171,11 +244,13 @@ def test(
     config: str = typer.Argument(..., help="The config (YAML)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weights file (.safetensors) or zoo:NAME "
                                           "(default for a zoo:NAME config: the entry's weights)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Test batches (default solver.test_iter, else one pass)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Test batches (default solver.test_iter, else one pass)."),
     set_: Optional[List[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON line."),
+    trust_python: bool = TrustOpt,
 ):
     """Run the test phase and print its metrics. Example: tfconf test configs/lenet_mnist.yaml --weights runs/x/final.safetensors"""
+    _trust(trust_python)
 
     def go():
         from tfconf.train.runner import test as run_test
@@ -197,11 +272,13 @@ def test(
 @app.command("time")
 def time_(
     config: str = typer.Argument(..., help="The config (YAML)."),
-    iterations: int = typer.Option(10, "--iterations", help="Timed iterations (after one warm-up)."),
+    iterations: int = typer.Option(10, "--iterations", min=1, help="Timed iterations (after one warm-up)."),
     set_: Optional[List[str]] = SetOpt,
+    trust_python: bool = TrustOpt,
 ):
     """Caffe's `time`: per-layer forward and backward milliseconds of a training iteration, and
     which kernels ran each layer (onednn, reference; TFCONF_KERNELS=numpy for the reference only)."""
+    _trust(trust_python)
 
     def go():
         from tfconf.train.runner import time_layers
@@ -228,9 +305,11 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Random seed of the sampling."),
     vocab: Optional[str] = typer.Option(None, "--vocab", help="vocab.json (default: the weights' run folder)."),
     set_: Optional[List[str]] = SetOpt,
+    trust_python: bool = TrustOpt,
 ):
     """Generate text from a trained character model. Example: tfconf sample configs/char_lstm.yaml
     --weights runs/char_lstm/snapshots/char_lstm_iter_1500.safetensors --prime "def " --length 300"""
+    _trust(trust_python)
 
     def go():
         from tfconf.train.sample import sample as run_sample
@@ -247,8 +326,10 @@ def validate(
     config: str = typer.Argument(..., help="The config (YAML)."),
     set_: Optional[List[str]] = SetOpt,
     print_config: bool = typer.Option(False, "--print-config", help="Also print the resolved config."),
+    trust_python: bool = TrustOpt,
 ):
     """Check a config: prints a one-line summary or the located errors (exit code 2)."""
+    _trust(trust_python)
 
     def go():
         from tfconf.frontend import config as cfgmod
@@ -316,8 +397,10 @@ def draw(
     out: str = typer.Option(..., "-o", "--out", help="Output file: .dot always; .svg/.png need graphviz's `dot`."),
     phase: str = typer.Option("train", "--phase", help="train or test."),
     set_: Optional[List[str]] = SetOpt,
+    trust_python: bool = TrustOpt,
 ):
     """Draw the net as a graph of layers and blobs (Caffe's draw_net)."""
+    _trust(trust_python)
 
     def go():
         from tfconf.frontend.draw import draw_net
@@ -348,7 +431,14 @@ app.command("import-caffe")(_import_caffe_cmd)
 
 
 def main():
-    app()
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - outside a command's own _run (typer, a command's epilogue)
+        message, code = describe_error(e)
+        typer.echo(message, err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def trained(tmp_path_factory):
 # ------------------------------------------------------------------------------------------- train
 def test_train_writes_the_run_folder(trained):
     cfg, out, _ = trained
-    assert sorted(os.listdir(out)) == ["config.yaml", "metrics.csv", "metrics.jsonl", "snapshots"]
+    assert sorted(os.listdir(out)) == [".tfconf.lock", "config.yaml", "metrics.csv", "metrics.jsonl", "snapshots"]
     snaps = sorted(os.listdir(out / "snapshots"))
     assert snaps == sorted(f"tiny_iter_{i}{ext}" for i in (10, 20, 30, 40)
                            for ext in (".safetensors", ".solverstate.safetensors"))

@@ -180,17 +180,20 @@ def _start_slow(tmp_path):
     return p, log
 
 
-def test_ctrl_c_saves_a_snapshot_and_exits_0(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_saves_a_snapshot_and_exits_130_or_143(tmp_path, sig, code):
     p, log = _start_slow(tmp_path)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     log.close()
     out = (tmp_path / "stdout.txt").read_text()
-    assert p.returncode == 0, err
+    assert p.returncode == code, err
     assert "Traceback" not in err
-    lines = [ln for ln in out.splitlines() if ln.startswith("interrupted: snapshot saved to ")]
-    assert len(lines) == 1
-    state = lines[0].split(" saved to ", 1)[1]
+    assert "done:" not in out  # an interrupted run does not look finished
+    lines = [ln for ln in out.splitlines() if ln.startswith(f"interrupted by {sig.name} at iteration 2 of 100: ")]
+    assert len(lines) == 1, out
+    state = lines[0].split(" saved to ", 1)[1].split(";")[0]
+    assert lines[0].endswith(f"continue with --resume {tmp_path / 'run'}")
     assert os.path.exists(state) and state.endswith("slow_iter_2.solverstate.safetensors")
     assert snap.latest_snapshot(str(tmp_path / "run" / "snapshots")) == state
     assert load(state[: -len(".solverstate.safetensors")] + ".safetensors")["ip1/weights"].shape == (4096, 3072)

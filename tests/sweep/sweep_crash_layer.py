@@ -6,8 +6,10 @@ validate the config by building the net."""
 import os
 import signal
 
+import tfconf as tc
 
-class Crash:
+
+class Crash(tc.PythonLayer):
     def __init__(self, mode="none"):
         self.mode = mode
 

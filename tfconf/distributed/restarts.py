@@ -37,7 +37,8 @@ def restarting(train_fn, max_restarts: int = 0, echo=print):
             attempt = 0
             while True:
                 try:
-                    return train_fn(cfg, out=run_dir, resume=resume, **kw)
+                    # a restart without a snapshot starts again, replacing the first attempt's files
+                    return train_fn(cfg, out=run_dir, resume=resume, **(dict(kw, force=True) if attempt and not resume else kw))
                 except TaskFailedError as e:
                     if attempt >= max_restarts:
                         if max_restarts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from . import trust
 from .errors import ConfigError
 from .loader import LoadedConfig, load_config
 from .schema_base import validate_section
@@ -34,6 +35,7 @@ def load(path, overrides=(), *, check=True) -> Config:
     net = validate_section(NetConfig, loaded)
     cfg = Config(net, loaded, str(path))
     _check_names(cfg)
+    trust.check(cfg)  # before any Python layer's module is imported
     if check:
         check_net(cfg)
     return cfg

@@ -44,10 +44,19 @@ def import_caffe(
     if out is None:
         typer.echo(result.yaml, nl=False)
         return
-    Path(out).write_text(result.yaml)
+
+    def write():
+        from tfconf.frontend.trust import mark_origin
+
+        Path(out).write_text(result.yaml)
+        # an imported net is from elsewhere: its Python layers need --trust-python (docs/cli.md)
+        mark_origin(out, f"tfconf import-caffe {Path(net).resolve()}")
+        if result.tensors is not None:
+            _save(weights_out, result.tensors, {"format": "tfconf-weights", "source": Path(weights).name})
+
+    _run(write)
     typer.echo(f"wrote {out}")
     if result.tensors is not None:
-        _save(weights_out, result.tensors, {"format": "tfconf-weights", "source": Path(weights).name})
         typer.echo(f"wrote {weights_out} ({len(result.tensors)} parameters)")
     _check(out, result.tensors, weights, weights_out)
 

@@ -42,13 +42,7 @@ def _go(fn):
     """Run ``fn`` with the main CLI's handling of user errors (located message, exit code 2)."""
     from tfconf import cli as main_cli
 
-    from .executors import RayUnavailable
-    from .status import SweepDirError
-
-    try:
-        return main_cli._run(fn)
-    except (SweepDirError, RayUnavailable) as e:
-        main_cli._fail(f"error: {e}")
+    return main_cli._run(fn)
 
 
 def _trial_table(sweep) -> str:
@@ -101,6 +95,8 @@ def run(
                                  "else the results and the best trial)."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=1, help="Stop the sweep after this "
                                                "many trials failed (running ones snapshot and stop)."),
+    trust_python: bool = typer.Option(False, "--trust-python", help="Let a config from elsewhere import the "
+                                      "modules of its Python layers (as tfconf train --trust-python)."),
 ):
     """Run a config's sweep. Example: tfconf sweep run configs/lenet_sweep.yaml --workers 2"""
     from .expand import expand
@@ -108,6 +104,10 @@ def run(
     from .run import make_executor, run_sweep, start
 
     say = (lambda m: None) if as_json else (lambda m: typer.echo(m))
+    if trust_python:
+        from tfconf.frontend.trust import trust_python as trust
+
+        trust()
 
     def go():
         if config is None and resume is None:
@@ -140,6 +140,8 @@ def run(
             typer.echo(_describe(sweep))
             typer.echo(_trial_table(sweep))
         return
+    from tfconf import cli as main_cli
+
     from .status import SweepDir
 
     d = SweepDir.open(outcome.sweep_dir)
@@ -158,7 +160,7 @@ def run(
         typer.echo(d.summary())
         typer.echo(f"results: {os.path.join(d.path, 'results.csv')}")
     if outcome.stopped_early == "interrupted":
-        raise typer.Exit(130)
+        raise typer.Exit(main_cli.EXIT_SIGTERM if outcome.signal == "SIGTERM" else main_cli.EXIT_SIGINT)
     if outcome.stopped_early:
         typer.echo(f"error: the sweep stopped early: {outcome.stopped_early}; continue it with "
                    f"--resume {d.path}", err=True)

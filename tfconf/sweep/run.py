@@ -33,6 +33,7 @@ class SweepOutcome:
     counts: dict
     best: str | None
     stopped_early: str | None = None  # why the sweep stopped before finishing (max failures, Ctrl-C)
+    signal: str | None = None  # SIGINT or SIGTERM when a signal stopped it
 
     @property
     def finished(self) -> bool:
@@ -249,9 +250,15 @@ def run_sweep(d: SweepDir, *, workers: int | None = None, backend: str = "local"
     echo(f"sweep {d.path}: {len(d.trials)} trials, {len(todo)} to run; {ex.name} backend, "
          f"{ex.workers} at a time, {ex.threads} BLAS thread{'s' if ex.threads > 1 else ''} each")
     old_term = None
+    got = {"signal": None}
+
+    def on_term(signum, frame):  # SIGTERM: the same orderly stop as Ctrl-C, remembered for the exit code
+        got["signal"] = "SIGTERM"
+        raise KeyboardInterrupt
+
     try:
-        try:  # SIGTERM: the same orderly stop as Ctrl-C
-            old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            old_term = signal.signal(signal.SIGTERM, on_term)
         except ValueError:
             old_term = None
         rungs = d.meta.get("rungs")
@@ -269,7 +276,8 @@ def run_sweep(d: SweepDir, *, workers: int | None = None, backend: str = "local"
     counts = {s: 0 for s in ("pending", "running", "done", "stopped", "failed")}
     for rec in d.status.values():
         counts[rec["state"]] += 1
-    return SweepOutcome(d.path, counts, d.best(), runner.stopping)
+    sig = (got["signal"] or "SIGINT") if runner.stopping == "interrupted" else None
+    return SweepOutcome(d.path, counts, d.best(), runner.stopping, sig)
 
 
 def _successive_halving(d: SweepDir, runner: _Runner, rungs: list, eta: int, echo) -> None:

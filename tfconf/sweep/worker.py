@@ -79,8 +79,9 @@ def run_trial(trial_dir: str, root: str, stop_at: int | None = None) -> tuple[in
         cfg = load_trial(trial_dir, root)
         target = cfg.net.solver.max_iter if stop_at is None else min(stop_at, cfg.net.solver.max_iter)
         has_snapshot = snap.latest_snapshot(os.path.join(trial_dir, "snapshots")) is not None
+        # (a trial killed before its first snapshot starts again: force replaces its partial metrics)
         res = runner.train(cfg, out=trial_dir, resume=trial_dir if has_snapshot else None, quiet=False,
-                           echo=lambda m: print(m, flush=True), stop_at=stop_at)
+                           echo=lambda m: print(m, flush=True), stop_at=stop_at, force=not has_snapshot)
     except BaseException as e:  # noqa: BLE001 - everything a trial raises is its failure
         if isinstance(e, KeyboardInterrupt):
             return EXIT_INTERRUPTED, {"ok": False, "interrupted": True, "error": "interrupted"}

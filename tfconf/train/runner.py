@@ -29,19 +29,46 @@ def _run_dir(cfg, out, resume):
     if out:
         return out
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{cfg.net.name}-{stamp}")
+    base = os.path.join("runs", f"{cfg.net.name}-{stamp}")
+    path, n = base, 1
+    while os.path.exists(path):  # two runs started in the same second
+        n += 1
+        path = f"{base}-{n}"
+    return path
 
 
-def _find_snapshot(resume):
+def _snapshot_candidates(resume):
+    """The snapshots ``--resume`` may continue from, newest first."""
     if resume.endswith(".solverstate.safetensors"):
         if not os.path.exists(resume):
             raise FileNotFoundError(f"--resume {resume}: no such snapshot")
-        return resume
+        return [resume]
     for folder in (os.path.join(resume, "snapshots"), resume):
-        found = snap.latest_snapshot(folder)
+        found = snap.complete_snapshots(folder)
         if found:
             return found
     raise FileNotFoundError(f"--resume {resume}: no complete snapshot found there")
+
+
+def _restore_newest_good(solver, candidates, say):
+    """Restore the newest snapshot that reads; a damaged newer one is skipped with a warning naming
+    both. Returns the path restored."""
+    import sys
+
+    first = None
+    for i, spath in enumerate(candidates):
+        try:
+            solver.restore(spath)
+        except (snap.SnapshotError, FileNotFoundError) as e:
+            first = first or e
+            if i + 1 < len(candidates):
+                why = str(e) if str(e).startswith(spath) else f"{spath}: {e}"
+                print(f"warning: {why}; resuming from the snapshot before it, {candidates[i + 1]}", file=sys.stderr)
+            continue
+        except ValueError as e:
+            raise TrainError(f"--resume {spath}: {e}") from None
+        return spath
+    raise TrainError(f"--resume: no snapshot there can be read: {first}") from None
 
 
 def _truncate_metrics(run_dir, upto):
@@ -123,28 +150,33 @@ class _Metrics:
 
 
 class _Interrupt:
-    """First Ctrl-C: finish the iteration, snapshot, stop. Second: stop at once."""
+    """First SIGINT (Ctrl-C) or SIGTERM (how cluster schedulers stop a job): finish the iteration,
+    snapshot, stop; ``requested`` is the signal's name. A second one stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self._old = None
+        self.requested = None
+        self._old = {}
 
     def __enter__(self):
         def handler(signum, frame):
             if self.requested:
-                signal.signal(signal.SIGINT, self._old or signal.SIG_DFL)
+                self.__exit__()
                 raise KeyboardInterrupt
-            self.requested = True
+            self.requested = signal.Signals(signum).name
 
-        try:
-            self._old = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old = {}
         return False
 
 
@@ -231,16 +263,22 @@ def _op_errors_located(cfg):
 
 
 def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print, stop_at=None,
-          callbacks=()):
+          callbacks=(), force=False):
     """``stop_at``: pause at that iteration (with a snapshot and a test pass) instead of max_iter;
     the lr policy still sees max_iter (sweeps' successive halving trains in rungs this way).
-    ``callbacks``: :class:`Callback` objects told of the run's start, metrics and end."""
+    ``callbacks``: :class:`Callback` objects told of the run's start, metrics and end. ``force``:
+    replace the run ``out`` already holds (:mod:`tfconf.train.runfolder`). The result says
+    ``interrupted`` (the signal's name) when SIGINT or SIGTERM stopped the run."""
+    from . import runfolder
+
     s = cfg.net.solver
-    found = _find_snapshot(resume) if resume else None  # before anything is created
+    candidates = _snapshot_candidates(resume) if resume else None  # before anything is created
     _check_reinit(cfg, reinit)
     if weights:
         _weights_path(weights)
     run_dir = _run_dir(cfg, out, resume)
+    lock = runfolder.FolderLock(run_dir)
+    _check_folder(run_dir, lock, resume, force)  # refused before the net is built
     prefix = os.path.join(run_dir, "snapshots", s.snapshot_prefix or cfg.net.name)
     say = (lambda msg: None) if quiet else echo
     with _op_errors_located(cfg):
@@ -256,30 +294,58 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
                     raise TrainError(f"--weights {weights}: none of its parameters ({', '.join(sorted(w)[:8])}) "
                                      "belongs to a layer of this net (parameters are matched by layer name)")
                 say(f"loaded {len(copied)} parameters from {weights}")
-            if resume:
-                try:
-                    solver.restore(found)
-                except ValueError as e:
-                    raise TrainError(f"--resume {found}: {e}") from None
-                say(f"resumed from {found} at iteration {solver.iteration}")
-            # the run folder is made only once the net, the weights and the snapshot are known good
-            os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
-            snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
-            _describe_text_data(solver, run_dir, say)
-            metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None,
-                               callbacks=callbacks)
+            # the run folder is made only once the net and the weights are known good, and is
+            # owned (locked) from then on
+            os.makedirs(run_dir, exist_ok=True)
             try:
-                for cb in callbacks:
-                    cb.on_train_begin(solver, run_dir)
-                result = _loop(cfg, solver, s, metrics, prefix, say, quiet, found, stop_at)
+                lock.acquire()
+            except runfolder.FolderBusy as e:
+                raise TrainError(str(e)) from None
+            try:
+                found = None
+                _check_folder(run_dir, None, resume, force)  # again, now that no one else can start
+                if resume:
+                    found = _restore_newest_good(solver, candidates, say)
+                    say(f"resumed from {found} at iteration {solver.iteration}")
+                elif force:
+                    replaced = runfolder.clear(run_dir)
+                    if replaced:
+                        say(f"--force: replaced the run in {run_dir} ({runfolder.describe(replaced)})")
+                snap.remove_temporaries(run_dir)
+                snap.remove_temporaries(os.path.join(run_dir, "snapshots"))
+                os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
+                snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
+                _describe_text_data(solver, run_dir, say)
+                metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None,
+                                   callbacks=callbacks)
+                try:
+                    for cb in callbacks:
+                        cb.on_train_begin(solver, run_dir)
+                    result = _loop(cfg, solver, s, metrics, prefix, say, quiet, found, stop_at)
+                finally:
+                    metrics.close()
+                    for cb in callbacks:
+                        cb.on_train_end()
             finally:
-                metrics.close()
-                for cb in callbacks:
-                    cb.on_train_end()
+                lock.release()
         finally:
             solver.close()
     result["run_dir"] = run_dir
     return result
+
+
+def _check_folder(run_dir, lock, resume, force):
+    """Refuse a folder another training owns, or a run there that this one would write over."""
+    from . import runfolder
+
+    if lock is not None:
+        pid = lock.holder()
+        if pid:
+            raise TrainError(str(runfolder.FolderBusy(run_dir, pid, "another training")))
+    if not resume and not force:
+        why = runfolder.refuse_message(run_dir)
+        if why:
+            raise TrainError(why)
 
 
 def _describe_text_data(solver, run_dir, say):
@@ -348,10 +414,13 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
     last_snapshot = None
     loss = None
 
+    test_at = None
+
     def run_test():
-        nonlocal test_metrics
+        nonlocal test_metrics, test_at
         if solver.test_data is None:
             return
+        test_at = solver.iteration
         solver.test_data.seek(0)  # every test pass sees the same batches
         test_metrics = _with_bits_per_char(solver, solver.test())
         if test_metrics:
@@ -379,7 +448,9 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
             if stop.requested:
                 if last_snapshot is None or not last_snapshot.endswith(f"_iter_{it}.solverstate.safetensors"):
                     last_snapshot = _save(solver, prefix, last)
-                say(f"interrupted: snapshot saved to {last_snapshot}")
+                run_dir = os.path.dirname(os.path.dirname(last_snapshot))
+                say(f"interrupted by {stop.requested} at iteration {it} of {s.max_iter}: snapshot saved to "
+                    f"{last_snapshot}; continue with --resume {run_dir}")
                 break
         else:
             if (s.snapshot_after_train or end < s.max_iter) and (not s.snapshot or solver.iteration % s.snapshot):
@@ -387,10 +458,12 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
             if s.test_interval and solver.iteration % s.test_interval:
                 run_test()
     wall = time.perf_counter() - t0
-    say(f"done: {solver.iteration} iterations in {wall:.1f} s"
-        + (f"; test " + ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()) if test_metrics else ""))
+    if not stop.requested:
+        say(f"done: {solver.iteration} iterations in {wall:.1f} s"
+            + (f"; test " + ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()) if test_metrics else ""))
     return {"iterations": solver.iteration, "train_loss": None if loss is None else float(loss),
-            "test": test_metrics, "wall_time": wall, "snapshot": last_snapshot}
+            "test": test_metrics, "test_iteration": test_at, "wall_time": wall, "snapshot": last_snapshot,
+            "interrupted": bool(stop.requested), "signal": stop.requested}
 
 
 class _NoBar:

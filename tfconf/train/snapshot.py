@@ -95,20 +95,38 @@ def write_snapshot(prefix, iteration, weights, slots, state: dict):
     return wpath, spath
 
 
-def latest_snapshot(folder: str):
-    """The newest complete snapshot's solver-state path in ``folder`` (None when there is none)."""
-    best = None
+def complete_snapshots(folder: str) -> list[str]:
+    """The solver-state paths of the complete snapshots in ``folder``, newest first."""
     if not os.path.isdir(folder):
-        return None
+        return []
+    found = []
     for name in os.listdir(folder):
         m = _ITER.search(name)
         if not m:
             continue
         spath = os.path.join(folder, name)
-        wpath = spath[: -len(".solverstate.safetensors")] + ".safetensors"
-        if os.path.exists(wpath) and (best is None or int(m.group(1)) > best[0]):
-            best = (int(m.group(1)), spath)
-    return best[1] if best else None
+        if os.path.exists(spath[: -len(".solverstate.safetensors")] + ".safetensors"):
+            found.append((int(m.group(1)), spath))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def latest_snapshot(folder: str):
+    """The newest complete snapshot's solver-state path in ``folder`` (None when there is none)."""
+    found = complete_snapshots(folder)
+    return found[0] if found else None
+
+
+def remove_temporaries(folder: str) -> list[str]:
+    """Delete the temporary files a write killed midway left in ``folder`` (call it only while
+    owning the folder: a live writer's temporary would go too)."""
+    removed = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if name.startswith(TMP_PREFIX) and os.path.isfile(path):
+                os.unlink(path)
+                removed.append(path)
+    return removed
 
 
 def read_snapshot(spath: str):
@@ -116,6 +134,11 @@ def read_snapshot(spath: str):
     slots, meta = load_tensors(spath)
     if meta.get("format") != "tfconf-solverstate":
         raise SnapshotError(f"{spath} is not a tfconf solver state file")
-    wpath = os.path.join(os.path.dirname(spath), meta["weights"])
+    try:  # the weights file lies beside the state file: its name only, never a path
+        wpath = os.path.join(os.path.dirname(spath), os.path.basename(meta["weights"]))
+        state = json.loads(meta["state"])
+        int(state["iteration"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise SnapshotError(f"{spath}: a damaged solver state ({type(e).__name__}: {e})") from None
     weights, _ = load_tensors(wpath)
-    return weights, slots, json.loads(meta["state"])
+    return weights, slots, state

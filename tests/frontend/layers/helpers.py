@@ -144,7 +144,7 @@ def build(layers, inputs, **kw):
     return Net(layers, inputs, **kw)
 
 
-class Double:
+class Double(tc.PythonLayer):
     """A minimal ``type: Python`` layer used by the registry sweep: y = 2x."""
 
     def build(self, bottoms):

@@ -15,7 +15,7 @@ import tfconf as tc
 from tfconf.frontend.fillers import ConstantFiller
 
 
-class TimesK:
+class TimesK(tc.PythonLayer):
     """y = k·x + shift."""
     def __init__(self, k, shift=0.0):
         self.k, self.shift = k, shift
@@ -24,7 +24,7 @@ class TimesK:
         return bottoms[0] * self.k + self.shift
 
 
-class FromDict:
+class FromDict(tc.PythonLayer):
     def __init__(self, params):
         self.p = params
 
@@ -32,7 +32,7 @@ class FromDict:
         return [tc.tanh(bottoms[0]) * self.p["a"] + bottoms[1]]
 
 
-class Learned:
+class Learned(tc.PythonLayer):
     """setup/forward style with a learned per-column weight from ctx."""
     def setup(self, bottoms, ctx):
         n = bottoms[0].shape.as_list()[1]
@@ -42,30 +42,36 @@ class Learned:
         return [bottoms[0] * self.w]
 
 
-class TwoTops:
+class TwoTops(tc.PythonLayer):
     def build(self, bottoms):
         x = bottoms[0]
         return [tc.reduce_sum(x, 1), tc.reduce_max(x, 1)]
 
 
-class UsesParamStr:
+class UsesParamStr(tc.PythonLayer):
     def build(self, bottoms):
         return bottoms[0] + float(self.param_str)
 
 
-class NoBuild:
+class NoBuild(tc.PythonLayer):
     pass
 
 
-class ReturnsArray:
+class ReturnsArray(tc.PythonLayer):
     def build(self, bottoms):
         import numpy
         return numpy.zeros(3)
 
 
-class Raises:
+class Raises(tc.PythonLayer):
     def build(self, bottoms):
         return {}["missing"]
+
+
+class NotALayer:
+    """A class that does not derive from tc.PythonLayer."""
+    def build(self, bottoms):
+        return bottoms[0]
 
 
 def not_a_class_but_callable():
@@ -136,6 +142,10 @@ def test_multiple_tops_and_param_str(user_module):
     ({"layer": "TimesK", "params": {"q": 1}}, "does not accept params"),
     ({"layer": "TimesK", "params": {"k": 1.0}, "top": ["a", "b"]}, "returned 1 tops"),
     ({"layer": "Raises"}, "Raises.build raised KeyError"),
+    ({"layer": "NotALayer"}, "NotALayer is a class that does not derive from tfconf.PythonLayer"),
+    ({"layer": "not_a_class_but_callable"}, "is a function, not a class"),
+    ({"module": "os", "layer": "system", "params": {"command": "touch /tmp/x"}}, "os.system is a builtin_function"),
+    ({"module": "subprocess", "layer": "Popen"}, "subprocess.Popen is a class that does not derive"),
 ])
 def test_errors_are_clear_and_name_the_layer(user_module, cfg, match):
     layer = dict({"name": "py", "type": "Python", "module": user_module}, **cfg)

@@ -3,7 +3,9 @@
     - {name: myscale, type: Python, module: my_layers, layer: TimesTwo, params: {factor: 2}}
 
 Only the module the config names is imported (``importlib.import_module``; it must be on the
-Python path). The class is instantiated with ``layer(**params)`` (or ``layer(params)`` when its
+Python path), and only when the config may import code (:mod:`tfconf.frontend.trust`: a zoo entry or
+a downloaded file needs ``--trust-python``). ``layer`` must name a class deriving from
+:class:`tfconf.PythonLayer`, checked before anything is called. The class is instantiated with ``layer(**params)`` (or ``layer(params)`` when its
 constructor takes one positional argument instead), Caffe's ``param_str`` is set as an attribute
 when given, and then
 
@@ -79,8 +81,10 @@ class Python(LayerSpec):
             public = sorted(n for n, v in vars(mod).items() if isinstance(v, type) and not n.startswith("_"))
             raise ValueError(f"Python layer: module {self.module!r} has no class {self.layer!r}. "
                              f"Classes in it: {', '.join(public) or 'none'}")
-        if not callable(cls):
-            raise ValueError(f"Python layer: {self.module}.{self.layer} is not a class")
+        if not (isinstance(cls, type) and issubclass(cls, tc.PythonLayer)):
+            what = "a class" if isinstance(cls, type) else f"a {type(cls).__name__}, not a class"
+            raise ValueError(f"Python layer: {self.module}.{self.layer} is {what} that does not derive from "
+                             "tfconf.PythonLayer; a config may only name PythonLayer classes")
         return cls
 
     def instantiate(self, cls):
