@@ -135,7 +135,7 @@ def test_resume_purges_what_followed_the_snapshot(tmp_path):
     assert [(e.step, e.session_log.status) for e in starts] == [(21, event_pb2.SessionLog.START)]
     assert [s for s, _ in scalars(ev)["train/loss"]] == [25, 30, 35, 40]
     # a fresh run into the same folder replaces the old event files
-    r = invoke(["train", cfg, "--out", out, "--quiet", "--tensorboard", "--max-iter", "10"])
+    r = invoke(["train", cfg, "--out", out, "--quiet", "--tensorboard", "--max-iter", "10", "--force"])
     assert r.exit_code == 0, r.output
     (only,) = event_files(out)
     assert [s for s, _ in scalars(read_events(only))["train/loss"]] == [5, 10]

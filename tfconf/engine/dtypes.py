@@ -22,6 +22,11 @@ class DType:
         return self.np.type
 
     @property
+    def size(self) -> int:
+        """Bytes per element (TF's ``DType.size``)."""
+        return self.np.itemsize
+
+    @property
     def base_dtype(self) -> "DType":
         return self
 

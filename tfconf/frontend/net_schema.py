@@ -12,7 +12,7 @@ from tfconf.data.schema import DataSection
 from tfconf.distributed.schema import ClusterSection, DistributedSection
 
 from .layers import LAYERS
-from .schema_base import StrictModel
+from .schema_base import FileName, StrictModel
 from .solver_schema import Solver as SolverConfig
 
 
@@ -27,7 +27,7 @@ LayerUnion = _layer_union()
 class NetConfig(StrictModel):
     """A complete config: the net, its data and its solver."""
 
-    name: str = "net"
+    name: FileName = "net"
     data: DataSection | None = None
     layers: list[LayerUnion] = Field(min_length=1)  # type: ignore[valid-type]
     solver: SolverConfig | None = None

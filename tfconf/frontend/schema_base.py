@@ -29,19 +29,21 @@ import typing
 from typing import Annotated, Any, ClassVar, Literal, Sequence, TypeVar, Union
 
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema,
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import MISSING, ConfigError, from_pydantic
 
 __all__ = [
-    "FiniteFloat", "IntPair", "Name", "NonNegFloat", "NonNegInt", "NonNegIntPair", "PositiveFloat",
+    "FileName", "FilePrefix", "FiniteFloat", "IntPair", "MAX_INT", "Name", "NonNegFloat", "NonNegInt", "NonNegIntPair", "PositiveFloat",
     "PositiveInt", "PositiveIntPair", "Probability", "StrictModel", "located", "located_errors",
     "model_at", "model_by_name", "union_tags_at", "validate_section",
 ]
 
 _REGISTRY: dict[str, list[type]] = {}
+#: the largest count a config may give (a size, an iteration, a batch): shapes are int32 in places
+MAX_INT = 2**31 - 1
 
 
 class StrictModel(BaseModel):
@@ -59,17 +61,74 @@ class StrictModel(BaseModel):
         super().__init_subclass__(**kwargs)
         _REGISTRY.setdefault(cls.__name__, []).append(cls)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_ints(cls, value: Any) -> Any:
+        """No integer of a config (a size, a count, an entry of a shape) beyond ±MAX_INT: checked at
+        validation, before anything is built with it."""
+        _check_int_bound(value)
+        return value
+
+
+def _check_int_bound(value: Any) -> None:
+    if type(value) is int:
+        if abs(value) > MAX_INT:
+            raise PydanticCustomError("int_bound", "is larger than any size tfconf can build ({limit})",
+                                      {"limit": f"{MAX_INT:,}"})
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_int_bound(v)
+
 
 # ----------------------------------------------------------------------------------------------------
 # shared field types
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Name = Annotated[str, Field(min_length=1)]
+
+
+def _file_name(value: Any) -> Any:
+    """A name that becomes a file or folder name (a net, a snapshot prefix): one plain path
+    component, so that no config can make tfconf write outside the run folder."""
+    if not isinstance(value, str):
+        return value  # the str type check reports it
+    bad = None
+    if not value:
+        bad = "is empty"
+    elif value in (".", ".."):
+        bad = f"is {value!r}"
+    elif "/" in value or "\\" in value:
+        bad = "contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        bad = "contains a control character"
+    elif len(value.encode("utf-8")) > 200:
+        bad = f"is {len(value.encode('utf-8'))} bytes long (at most 200)"
+    elif value.startswith("-"):
+        bad = "starts with '-'"
+    if bad:
+        raise PydanticCustomError("file_name", "becomes a file name, so it must be one plain name (letters, "
+                                  "digits, '_', '-', '.'; no '/'), but it {bad}", {"bad": bad})
+    return value
+
+
+#: a name that becomes a file name: checked when the config validates (see :func:`_file_name`)
+FileName = Annotated[str, BeforeValidator(_file_name)]
+
+
+def _last_component(value: Any) -> Any:
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        value = value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return _file_name(value)
+
+
+#: Caffe's ``snapshot_prefix`` (``examples/mnist/lenet``): a path in Caffe, in tfconf only its last
+#: component names the files inside the run folder's snapshots/ (so it can never point elsewhere)
+FilePrefix = Annotated[str, BeforeValidator(_last_component)]
 
 
 def _int_pair(minimum: int | None) -> Any:

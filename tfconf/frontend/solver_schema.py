@@ -49,7 +49,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BeforeValidator, Field, model_validator
 
 from .schema_base import (
-    FiniteFloat, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, StrictModel, located, located_errors,
+    FilePrefix, FiniteFloat, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, StrictModel, located, located_errors,
 )
 
 __all__ = ["LR_POLICIES", "SOLVER_TYPES", "LrPolicy", "Solver", "Warmup", "learning_rate"]
@@ -152,7 +152,8 @@ class Solver(StrictModel):
     """Test batches per test (null: one pass over the test set)."""
     test_initialization: bool = True
     snapshot: NonNegInt = 0
-    snapshot_prefix: Optional[str] = None
+    snapshot_prefix: Optional[FilePrefix] = None
+    """Names the snapshot files (Caffe's path prefix: only its last component; they go to RUN/snapshots/)."""
     snapshot_after_train: bool = True
     random_seed: Optional[NonNegInt] = None
 
