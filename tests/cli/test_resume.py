@@ -213,21 +213,34 @@ def test_second_ctrl_c_stops_at_once(tmp_path):
 
 
 # --------------------------------------------------------------------------------------- divergence
-def test_divergence_names_the_op_and_keeps_the_last_snapshot_finite(tmp_path):
+def test_exploding_weights_are_divergence_before_nan_and_keep_the_last_snapshot(tmp_path):
     cfg = write(tmp_path, "dig.yaml", DIGITS.replace("snapshot: 20", "snapshot: 1"))
     run_dir = tmp_path / "run"
     r = run(["train", cfg, "--out", run_dir, "--set", "solver.base_lr=1e6", "--set", "solver.test_interval=0"])
     assert r.returncode == 2, r.stderr
     line = one_error_line(r.stderr)
-    assert line.startswith("error: training diverged: loss became ")
-    m = re.search(r"op '([^']+)' \(type (\w+)(?:, run fused with .*? as one \w+)?\) of layer '(\w+)' "
-                  r"\((\S+):(\d+):(\d+)\) produced (NaN|Inf)", line)
-    assert m, line
-    assert m.group(4) == cfg and m.group(3) in ("conv1", "relu1", "ip1", "drop1", "ip2", "loss")
+    assert re.match(r"error: training diverged: the loss grew from [\d.]+ \(iteration 0\) to [\d.e+]+ at "
+                    r"iteration 1 without becoming NaN: the weights are exploding \(lr 1e\+06\)", line), line
     done = complete_snapshots(run_dir)
     assert done, "no snapshot before the divergence"
     newest = done[max(done)]
     assert line.endswith(f"the last good snapshot is {newest}")
     for path in (newest, newest[: -len(".solverstate.safetensors")] + ".safetensors"):
         for k, v in load(path).items():
-            assert np.all(np.isfinite(v)), (path, k)
+            assert np.all(np.isfinite(v)) and np.abs(v).max() < 1e10, (path, k)
+
+
+def test_nan_divergence_names_the_op_and_its_layer(tmp_path):
+    text = DIGITS.replace("  - {name: loss, type: SoftmaxWithLoss, bottom: [ip2, label]}",
+                          "  - {name: log, type: Log, bottom: ip2, shift: -100.0}\n"
+                          "  - {name: loss, type: SoftmaxWithLoss, bottom: [log, label]}")
+    cfg = write(tmp_path, "dig.yaml", text)
+    r = run(["train", cfg, "--out", tmp_path / "run", "--set", "solver.test_interval=0"])
+    assert r.returncode == 2, r.stderr
+    line = one_error_line(r.stderr)
+    assert line.startswith("error: training diverged: loss became nan at iteration 0: "), line
+    m = re.search(r"op '([^']+)' \(type (\w+)(?:, run fused with .*? as one \w+)?\) of layer '(\w+)' "
+                  r"\((\S+):(\d+):(\d+)\) produced (NaN|Inf)", line)
+    assert m, line
+    assert m.group(4) == cfg and m.group(3) == "log" and m.group(5) == "12", line
+    assert line.endswith("no snapshot was saved before it")

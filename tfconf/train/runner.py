@@ -395,14 +395,8 @@ def _loop(cfg, solver, s, metrics, prefix, say, quiet, resumed_from=None, stop_a
 
 
 def _save(solver, prefix, last):
-    """A snapshot of finite weights only: a parameter that overflowed is divergence too."""
-    import numpy as np
-
-    from .solver import DivergenceError
-
-    for k, v in solver.weights().items():
-        if not np.all(np.isfinite(v)):
-            raise DivergenceError(f"parameter {k} became non-finite at iteration {solver.iteration}")
+    """A snapshot of sane weights only: a parameter that overflowed or exploded is divergence too."""
+    solver.check_weights()
     last["snapshot"] = solver.save(prefix)[1]
     return last["snapshot"]
 
@@ -438,6 +432,7 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
             smooth = sum(solver.smoothed) / len(solver.smoothed)
             bar.update(it, smooth, lr, t0, start_iter)
             if s.display and it % s.display == 0:
+                solver.check_weights()
                 metrics.write(it, "train", {"loss": smooth, "lr": lr})
                 rate = (it - start_iter) / max(time.perf_counter() - t0, 1e-9)
                 bar.log(f"iter {it:6d}  loss {smooth:.4f}  lr {lr:.6g}  {rate:.1f} it/s")

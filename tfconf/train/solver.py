@@ -229,12 +229,45 @@ class Solver:
             store.clear()
             store.update(before)  # the weights stay those of the last finite iteration
             raise DivergenceError(message)
+        self._check_loss_growth(loss, lr)
         self.iteration += 1
         self.smoothed.append(loss)
         n = max(int(getattr(self.s, "average_loss", 1) or 1), 1)
         if len(self.smoothed) > n:
             self.smoothed.pop(0)
         return loss, lr
+
+    #: a loss this many times its first value is divergence, NaN or not (a net that learns does not
+    #: get 10,000 times worse; the floor keeps a fine-tune's tiny first loss from counting)
+    LOSS_GROWTH, LOSS_FLOOR = 1e4, 1e-3
+    #: a parameter this large is divergence: float32 products of such weights overflow within a few layers
+    WEIGHT_LIMIT = 1e10
+
+    def _check_loss_growth(self, loss, lr):
+        first = getattr(self, "_first_loss", None)
+        if first is None:
+            self._first_loss = (self.iteration, abs(loss))
+            return
+        if abs(loss) > self.LOSS_GROWTH * max(first[1], self.LOSS_FLOOR):
+            raise DivergenceError(
+                f"the loss grew from {first[1]:.4g} (iteration {first[0]}) to {loss:.4g} at iteration "
+                f"{self.iteration} without becoming NaN: the weights are exploding (lr {lr:.4g}); lower "
+                "solver.base_lr or add gradient clipping (solver.clip_gradients)")
+
+    def check_weights(self):
+        """Divergence that has not reached the loss yet: a non-finite or exploding parameter."""
+        import numpy as np
+
+        for k, v in self.weights().items():
+            if v.size == 0:
+                continue
+            big = float(np.max(np.abs(v)))
+            if not np.isfinite(big):
+                raise DivergenceError(f"parameter {k} became non-finite at iteration {self.iteration}")
+            if big > self.WEIGHT_LIMIT:
+                raise DivergenceError(f"parameter {k} reached {big:.3g} at iteration {self.iteration}: the weights "
+                                      "are exploding; lower solver.base_lr or add gradient clipping "
+                                      "(solver.clip_gradients)")
 
     def feed(self, batch):
         """A batch (a tuple in the order of ``self.inputs``: data, label, ...) as a feed dict."""
