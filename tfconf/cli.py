@@ -72,9 +72,15 @@ _CLICK = (typer.Exit, typer.Abort, typer.BadParameter.__mro__[2])
 
 
 def _run(fn):
-    """Call ``fn``; whatever it raises ends in one line on stderr and an exit code (:func:`describe_error`)."""
+    """Call ``fn``; whatever it raises ends in one line on stderr and an exit code (:func:`describe_error`).
+    numpy's floating-point warnings (overflow in tfconf's kernels...) are not shown: what they mean
+    is reported by tfconf itself (divergence names the op and the layer)."""
+    import warnings
+
     try:
-        return fn()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(tfconf|numpy)(\..*)?$")
+            return fn()
     except (SystemExit, *_CLICK):
         raise
     except BaseException as e:  # noqa: BLE001 - every error class is mapped in one place
