@@ -437,14 +437,29 @@ app.command("import-caffe")(_import_caffe_cmd)
 
 
 def main():
+    """The ``tfconf`` script: typer's non-standalone mode, so that a usage error (an unknown option,
+    ``--iterations 0``) is one line too, and anything a command lets escape goes through
+    :func:`describe_error`."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _CLICK[2] as e:  # usage errors and typer.BadParameter
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()  # `tfconf` alone prints the help
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None and type(e).__name__ != "ClickException" else ""
+        typer.echo(f"error: {e.format_message()}{hint}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_SIGINT)
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 - outside a command's own _run (typer, a command's epilogue)
         message, code = describe_error(e)
         typer.echo(message, err=True)
         sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

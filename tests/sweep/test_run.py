@@ -159,7 +159,7 @@ def test_resume_after_sigkill_of_the_sweep(tmp_path):
             time.sleep(0.02)
         else:
             raise AssertionError("the sweep did not get there")
-        with pytest.raises(SweepDirError, match=f"{out} is being run by another sweep process \\(pid {p.pid}\\)"):
+        with pytest.raises(SweepDirError, match=f"{out} is in use by another sweep process \\(pid {p.pid}\\)"):
             resume(str(out))  # one sweep process per folder
         p.send_signal(signal.SIGKILL)
         p.wait(10)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import math
 import os
+import re
 import struct
 from typing import Optional
 
@@ -47,6 +49,49 @@ def _require(path: str, what: str = "data file") -> str:
     if not os.path.exists(path):
         raise DataError(f"{what} not found: {path}")
     return path
+
+
+def _regular(path: str, what: str = "data file") -> str:
+    """``path`` if it is a file that can be read to its end (not a folder, a device such as /dev/zero,
+    or a pipe) and is readable; a DataError naming it otherwise."""
+    _require(path, what)
+    if os.path.isdir(path):
+        raise DataError(f"{path}: the {what} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: the {what} is not a regular file (a device or a pipe)")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: the {what} cannot be read: permission denied")
+    return path
+
+
+def _decode_error(path: str, e: BaseException, kind: str) -> DataError:
+    """The DataError for a file that does not decode as ``kind`` (npz, npy...), from numpy's, zipfile's
+    or gzip's exception: one line, naming the file, never the file's bytes."""
+    text = " ".join(str(e).split())
+    if "allow_pickle" in text or "pickled" in text or "Object arrays" in text:
+        return DataError(f"{path}: the {kind} holds Python objects (an object array), which would have to be "
+                         "unpickled; tfconf loads numeric arrays only (allow_pickle=False): save the data "
+                         "as numbers, e.g. np.savez(path, x=x.astype(np.float32), y=y)")
+    if isinstance(e, MemoryError):
+        return DataError(f"{path}: the {kind} is too large to load into memory")
+    import zipfile
+
+    if isinstance(e, zipfile.BadZipFile):
+        why = "not a zip archive, or a truncated one"
+    elif isinstance(e, EOFError) or any(w in text.lower() for w in ("truncated", "end of", "eof")):
+        why = f"it is truncated: {text[:80]}" if text else "it is truncated"
+    else:
+        why = text[:120] + ("..." if len(text) > 120 else "") if text else type(e).__name__
+    return DataError(f"{path}: not a readable {kind} file ({why})")
+
+
+#: what numpy, zipfile, gzip and zlib raise for a damaged file
+def _decode_errors():
+    import zipfile
+    import zlib
+
+    return (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError, KeyError,
+            TypeError, UnicodeError)
 
 
 def _not_found(source: str, path: str) -> str:
@@ -97,15 +142,35 @@ def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def check_finite(x: np.ndarray, where: str, what: str = "sample") -> None:
+    """A DataError naming the first ``what`` (index along axis 0) of ``x`` that holds NaN or inf: bad data
+    is reported as the data's fault when it is loaded, not later as a diverging layer. One vectorized
+    float64 sum (which finite float32 data cannot overflow) decides; only bad data is searched further."""
+    if x.dtype.kind not in "fc" or x.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        if np.isfinite(np.sum(x, dtype=np.complex128 if x.dtype.kind == "c" else np.float64)):
+            return
+        bad = ~np.isfinite(x.reshape(len(x), -1) if x.ndim else x.reshape(1, 1))
+    first = int(np.flatnonzero(bad.any(axis=1))[0])
+    value = x.reshape(len(x), -1)[first][bad[first]][0] if x.ndim else x
+    kind = "NaN" if np.isnan(value) else "inf"
+    count = int(bad.any(axis=1).sum())
+    more = f" ({count} {what}s in all)" if count > 1 else ""
+    raise DataError(f"{where}: {what} {first} holds {kind}{more}: the data itself is not finite "
+                    "(fix or drop those samples; this is not the net diverging)")
+
+
 def _as_data(x: np.ndarray, where: str, shape: Optional[list[int]] = None) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "iufb":
         raise DataError(f"{where}: data must be numeric. Received dtype {x.dtype}")
+    check_finite(x, where)
     if x.ndim == 0:
         raise DataError(f"{where}: data must have one row per sample. Received a scalar")
     if shape is not None:
-        per = int(np.prod(x.shape[1:]))
-        if per != int(np.prod(shape)):
+        per = math.prod(x.shape[1:])
+        if per != math.prod(shape):
             raise DataError(
                 f"{where}: cannot reshape samples of {per} values to shape {shape}. Received data of shape {list(x.shape)}"
             )
@@ -136,12 +201,35 @@ def checked(x: np.ndarray, y: np.ndarray, where: str, shape: Optional[list[int]]
 _NPZ_KEYS = (("x", "y"), ("data", "label"), ("data", "labels"), ("images", "labels"), ("X", "y"))
 
 
+def _load_npy(path: str, what: str = "data file") -> np.ndarray:
+    try:
+        with open(_regular(path, what), "rb") as f:  # (np.load leaks the file it opens when it fails)
+            x = np.load(f, allow_pickle=False)
+            if not isinstance(x, np.ndarray):  # an .npz under an .npy name
+                raise DataError(f"{path}: an .npz archive, not an .npy array; name it .npz or set format: npz")
+    except DataError:
+        raise
+    except _decode_errors() as e:
+        raise _decode_error(path, e, ".npy") from None
+    return x
+
+
 def read_npz(path: str, split: str):
-    with np.load(_require(path), allow_pickle=False) as f:
-        keys = set(f.files)
-        for xk, yk in ((f"x_{split}", f"y_{split}"),) + _NPZ_KEYS:
-            if xk in keys and yk in keys:
-                return f[xk], f[yk]
+    try:
+        with open(_regular(path), "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise DataError(f"{path}: an .npy array, not an .npz archive; name it .npy or set format: npy")
+            keys = set(f.files)
+            for xk, yk in ((f"x_{split}", f"y_{split}"),) + _NPZ_KEYS:
+                if xk in keys and yk in keys:
+                    try:
+                        return f[xk], f[yk]
+                    except _decode_errors() as e:
+                        raise _decode_error(f"{path} (arrays {xk}, {yk})", e, ".npz") from None
+    except DataError:
+        raise
+    except _decode_errors() as e:
+        raise _decode_error(path, e, ".npz") from None
     raise DataError(
         f"{path}: no data/label arrays found; expected x_{split}/y_{split}, x/y, data/label or images/labels. "
         f"Received arrays: {sorted(keys)}"
@@ -149,17 +237,22 @@ def read_npz(path: str, split: str):
 
 
 def _read_label_file(path: str) -> np.ndarray:
-    _require(path, "labels file")
+    _regular(path, "labels file")
     if path.lower().endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        return _load_npy(path, "labels file")
     try:
         return np.loadtxt(path, ndmin=1)
-    except ValueError as e:
-        raise DataError(f"{path}: labels must be one number per line ({e})") from None
+    except (ValueError, UnicodeError) as e:
+        raise DataError(f"{path}: labels must be one number per line ({_short(e)})") from None
+
+
+def _short(e: BaseException, limit: int = 120) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_npy(path: str, labels: Optional[str]):
-    x = np.load(_require(path), allow_pickle=False)
+    x = _load_npy(path)
     if labels is None:
         raise DataError(f"{path}: an .npy source needs labels: naming its labels file (.npy or one label per line)")
     return x, _read_label_file(labels)
@@ -172,8 +265,17 @@ def _open_text(path: str):
 def read_csv(path: str, label_column, delimiter: str = ","):
     if path.lower().endswith((".tsv", ".tsv.gz")) and delimiter == ",":
         delimiter = "\t"
-    with _open_text(_require(path)) as f:
-        first = f.readline().strip()
+    _regular(path)
+    try:
+        with _open_text(path) as f:
+            first = f.readline(1 << 20).strip()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a CSV text file (byte {e.start} is not UTF-8 text: is it a binary "
+                        "file?)") from None
+    except _decode_errors() as e:
+        raise _decode_error(path, e, "CSV") from None
+    if "\0" in first:
+        raise DataError(f"{path}: not a CSV text file (it holds NUL bytes: is it a binary file?)")
     fields = [s.strip() for s in first.split(delimiter)]
     try:
         [float(s) for s in fields]
@@ -182,8 +284,21 @@ def read_csv(path: str, label_column, delimiter: str = ","):
         header = [s.strip('"') for s in fields]
     try:
         table = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, skiprows=1 if header else 0, ndmin=2)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a CSV text file (a byte after the first line is not UTF-8 text: is "
+                        "it a binary file?)") from None
     except ValueError as e:
-        raise DataError(f"{path}: not a numeric CSV table ({e})") from None
+        # numpy counts rows from 0 after the skipped header, columns from 1
+        m = re.search(r"could not convert string '(.{0,40}?)' to \w+ at row (\d+), column (\d+)", str(e))
+        if m:
+            row = int(m.group(2))
+            raise DataError(f"{path}: not a numeric CSV table: line {row + 1 + bool(header)}, column {m.group(3)} "
+                            f"(sample {row}) is {m.group(1)!r}, not a number") from None
+        raise DataError(f"{path}: not a numeric CSV table ({_short(e)})") from None
+    except _decode_errors() as e:
+        raise _decode_error(path, e, "CSV") from None
+    if header is not None and len(header) > 1 and len(header) != table.shape[1] and table.size:
+        raise DataError(f"{path}: the header has {len(header)} columns but the rows have {table.shape[1]}")
     ncol = table.shape[1]
     if isinstance(label_column, str):
         if header is None or label_column not in header:
@@ -202,8 +317,13 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 def read_idx_file(path: str) -> np.ndarray:
     """One IDX array: magic ``00 00 <dtype> <ndim>``, ``ndim`` big-endian uint32 sizes, then the data."""
     opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(_require(path), "rb") as f:
-        raw = f.read()
+    try:
+        with opener(_regular(path), "rb") as f:
+            raw = f.read()
+    except DataError:
+        raise
+    except _decode_errors() as e:
+        raise _decode_error(path, e, "IDX") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise DataError(
             f"{path}: not an IDX file (bad magic number 0x{raw[:4].hex() or 'empty'}; "
@@ -215,7 +335,7 @@ def read_idx_file(path: str) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: IDX header truncated")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(
             f"{path}: IDX header says {list(dims)} ({expected} bytes) but the file holds {len(raw) - header} bytes"
@@ -259,11 +379,17 @@ def read_image_folder(path: str, is_color: bool = True, new_height=None, new_wid
             if not name.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             file = os.path.join(folder, name)
-            with Image.open(file) as im:
-                im = im.convert("RGB" if is_color else "L")
-                if new_height or new_width:
-                    im = im.resize((new_width or im.width, new_height or im.height), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
+            try:
+                with Image.open(_regular(file, "image")) as im:
+                    im = im.convert("RGB" if is_color else "L")
+                    if new_height or new_width:
+                        im = im.resize((new_width or im.width, new_height or im.height), Image.BILINEAR)
+                    a = np.asarray(im, dtype=np.uint8)
+            except DataError:
+                raise
+            except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types for a bad file
+                raise DataError(f"{file}: not a readable image (sample {len(images)} of {path}; "
+                                f"{_short(e, 100)})") from None
             if first is None:
                 first = (file, a.shape)
             elif a.shape != first[1]:
@@ -285,24 +411,36 @@ def read_hdf5(path: str, split: str):
         import h5py
     except ImportError:
         raise missing_extra("h5py", "hdf5", "An HDF5 source") from None
-    _require(path)
+    _regular(path)
     if path.lower().endswith(".txt"):  # Caffe's HDF5Data source: a list of .h5 files
-        with open(path) as f:
-            files = [resolve(line.strip(), os.path.dirname(path)) for line in f if line.strip()]
+        try:
+            with open(path, encoding="utf-8") as f:
+                files = [resolve(line.strip(), os.path.dirname(path)) for line in f if line.strip()]
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not a text list of HDF5 files (byte {e.start} is not UTF-8 text)") from None
+        except OSError as e:
+            raise _decode_error(path, e, "HDF5 file list") from None
+        if any("\0" in f for f in files):
+            raise DataError(f"{path}: not a text list of HDF5 files (it holds NUL bytes)")
         if not files:
             raise DataError(f"{path}: the HDF5 file list is empty")
     else:
         files = [path]
     xs, ys = [], []
     for file in files:
-        with h5py.File(_require(file, "HDF5 file"), "r") as f:
-            for xk, yk in ((f"x_{split}", f"y_{split}"), ("data", "label"), ("data", "labels"), ("x", "y")):
-                if xk in f and yk in f:
-                    xs.append(np.asarray(f[xk]))
-                    ys.append(np.asarray(f[yk]))
-                    break
-            else:
-                raise DataError(f"{file}: expected datasets 'data' and 'label'. Received: {sorted(f.keys())}")
+        try:
+            with h5py.File(_regular(file, "HDF5 file"), "r") as f:
+                for xk, yk in ((f"x_{split}", f"y_{split}"), ("data", "label"), ("data", "labels"), ("x", "y")):
+                    if xk in f and yk in f:
+                        xs.append(np.asarray(f[xk]))
+                        ys.append(np.asarray(f[yk]))
+                        break
+                else:
+                    raise DataError(f"{file}: expected datasets 'data' and 'label'. Received: {sorted(f.keys())}")
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, TypeError... for a bad file
+            raise _decode_error(file, e, "HDF5") from None
     if len({a.shape[1:] for a in xs}) > 1:
         raise DataError(f"{path}: the HDF5 files hold samples of different shapes: {[list(a.shape[1:]) for a in xs]}")
     return np.concatenate(xs), np.concatenate(ys)

@@ -79,16 +79,18 @@ def _text_files(path: str) -> list[str]:
     out = []
     for d, dirs, files in os.walk(path):
         dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x != "__pycache__")
-        out.extend(os.path.join(d, f) for f in sorted(files) if not f.startswith("."))
+        # (regular files only: a device or a pipe in the folder would be read without end)
+        out.extend(os.path.join(d, f) for f in sorted(files)
+                   if not f.startswith(".") and os.path.isfile(os.path.join(d, f)))
     if not out:
         raise DataError(f"no files in the text folder {path}")
     return out
 
 
-def _read(path: str, strict: bool) -> Optional[str]:
+def _read(path: str, strict: bool, limit: Optional[int] = None) -> Optional[str]:
     try:
         with open(path, encoding="utf-8", errors="strict" if strict else "replace", newline="") as f:
-            return f.read()
+            return f.read(-1 if limit is None else limit)
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     except OSError as e:
@@ -101,7 +103,7 @@ def read_documents(files, max_chars: Optional[int], strict: bool = True) -> list
     """The files' texts in order, stopping once ``max_chars`` characters are read (the last one cut)."""
     docs, total = [], 0
     for f in files:
-        text = _read(f, strict)
+        text = _read(f, strict, None if max_chars is None else max_chars - total)
         if not text:
             continue
         if max_chars is not None and total + len(text) > max_chars:
@@ -197,17 +199,49 @@ def write_vocab(path: str, vocab: list[str], **extra) -> None:
     atomic_write_bytes(path, (json.dumps(body, ensure_ascii=True, indent=1) + "\n").encode())
 
 
+#: the largest vocab.json read (a vocabulary of every Unicode character is about 10 MB)
+MAX_VOCAB_BYTES = 64 * 1024 * 1024
+
+
 def read_vocab(path: str) -> list[str]:
+    """The characters of a vocab.json that :func:`write_vocab` wrote; a DataError naming the file when it
+    is missing, unreadable, too large, truncated or not such a file."""
+    import stat
+
+    damaged = f"{path}: the vocabulary file is damaged or not a vocab.json written by tfconf"
     try:
-        with open(path, encoding="utf-8") as f:
-            body = json.load(f)
-        chars = body["chars"]
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DataError(f"{path}: the vocabulary file is not a regular file")
+            if info.st_size > MAX_VOCAB_BYTES:
+                raise DataError(f"{path}: the vocabulary file has {info.st_size:,} bytes, more than a vocab.json "
+                                f"may ({MAX_VOCAB_BYTES:,})")
+            raw = f.read(MAX_VOCAB_BYTES + 1)
     except FileNotFoundError:
         raise DataError(f"vocabulary file not found: {path}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path} is not a vocab.json written by tfconf ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: the vocabulary file is a folder") from None
+    except PermissionError:
+        raise DataError(f"{path}: the vocabulary file cannot be read: permission denied") from None
+    except OSError as e:
+        raise DataError(f"{path}: the vocabulary file cannot be read: {(e.strerror or str(e)).lower()}") from None
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{damaged} (byte {e.start} is not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{damaged} (not valid JSON, truncated or edited: {e.msg.lower()} line {e.lineno}, "
+                        f"column {e.colno})") from None
+    except (ValueError, RecursionError) as e:  # json's limits: huge numbers, deep nesting
+        raise DataError(f"{damaged} ({type(e).__name__ if isinstance(e, RecursionError) else e})") from None
+    chars = body.get("chars") if isinstance(body, dict) else None
+    if chars is None:
+        raise DataError(f"{damaged} (it has no 'chars' list)")
     if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
         raise DataError(f"{path}: 'chars' must be a list of single characters")
+    if len(set(chars)) != len(chars):
+        raise DataError(f"{path}: 'chars' lists a character twice")
     return chars
 
 

@@ -37,6 +37,8 @@ class Transform:
     ):
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self.scale = float(scale)
+        if not np.isfinite(self.scale):
+            raise DataError(f"scale must be a finite number. Received: {self.scale}")
         self.crop_size = int(crop_size)
         self.train = bool(train)
         # NOTE: Caffe's DataTransformer flips in TEST too when mirror is set (so its test scores vary
@@ -54,6 +56,9 @@ class Transform:
 
     def _check_mean(self, mean: np.ndarray) -> np.ndarray:
         shape = self.sample_shape
+        if not np.all(np.isfinite(mean)):
+            what = "mean_value" if mean.ndim <= 1 else "mean_file"
+            raise DataError(f"{what} holds NaN or inf; the mean subtracted from the data must be finite")
         if mean.ndim == 0 or mean.size == 1:
             return mean.reshape(())
         if mean.ndim == 1:  # mean_value list: one per channel (images) or per feature (vectors)
@@ -103,15 +108,39 @@ class Transform:
 
 
 def read_mean_file(path: str) -> np.ndarray:
-    """A mean image from ``.npy`` or Caffe's ``.binaryproto`` (a serialized BlobProto)."""
+    """A mean image from ``.npy`` or Caffe's ``.binaryproto`` (a serialized BlobProto); a DataError
+    naming the file when it cannot be read, does not decode, or holds NaN or inf."""
+    from tfconf.data.sources import _decode_error, _decode_errors, _regular
+
     if not os.path.exists(path):
         raise DataError(f"mean_file not found: {path}")
-    if path.lower().endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    if path.lower().endswith(".binaryproto"):
-        with open(path, "rb") as f:
-            return parse_blob_proto(f.read(), path)
-    raise DataError(f"mean_file must be .npy or .binaryproto. Received: {path}")
+    if not path.lower().endswith((".npy", ".binaryproto")):
+        raise DataError(f"mean_file must be .npy or .binaryproto. Received: {path}")
+    _regular(path, "mean_file")
+    try:
+        if path.lower().endswith(".npy"):
+            with open(path, "rb") as f:  # (np.load leaks the file it opens when it fails)
+                mean = np.load(f, allow_pickle=False)
+                if not isinstance(mean, np.ndarray):
+                    raise DataError(f"{path}: the mean_file is an .npz archive, not an .npy array")
+        else:
+            with open(path, "rb") as f:
+                mean = parse_blob_proto(f.read(), path)
+    except DataError as e:
+        raise DataError(f"mean_file {e}") from None
+    except _decode_errors() as e:
+        err = _decode_error(path, e, ".npy" if path.lower().endswith(".npy") else ".binaryproto")
+        raise DataError(f"mean_file {err}") from None
+    if mean.dtype.kind not in "iufb":
+        raise DataError(f"{path}: the mean_file must hold numbers. Received dtype {mean.dtype}")
+    if mean.size == 0:
+        raise DataError(f"{path}: the mean_file holds no values")
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(mean)
+    if not finite.all():
+        at = [int(i) for i in np.unravel_index(int(np.flatnonzero(~finite)[0]), mean.shape)]
+        raise DataError(f"{path}: the mean_file holds NaN or inf (first at index {at})")
+    return mean
 
 
 def parse_blob_proto(buf: bytes, where: str = "binaryproto") -> np.ndarray:
@@ -122,4 +151,5 @@ def parse_blob_proto(buf: bytes, where: str = "binaryproto") -> np.ndarray:
     try:
         return read_blob(buf, where)
     except CaffemodelError as e:
-        raise DataError(f"{where}: not a valid Caffe BlobProto ({str(e).split(': ', 1)[-1]})") from None
+        why = str(e).split(": ", 1)[-1].removesuffix(" (not a Caffe .caffemodel, or a truncated one)")
+        raise DataError(f"{where}: not a valid Caffe BlobProto, or a truncated one ({why})") from None

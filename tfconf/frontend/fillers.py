@@ -98,7 +98,8 @@ def filler_tensor(spec, shape, dtype=tc.float32):
     shape = [int(d) for d in shape]
     t = spec.type
     if t == "constant":
-        return tc.constant(np.full(shape, spec.value, dtype=tc.as_dtype(dtype).np))
+        # a Fill op, not a constant array: building (validating) a net allocates nothing
+        return tc.fill(list(shape), np.asarray(spec.value, dtype=tc.as_dtype(dtype).np))
     if t == "uniform":
         return tc.random_uniform(shape, spec.min, spec.max, dtype=dtype)
     if t == "gaussian":

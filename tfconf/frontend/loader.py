@@ -41,19 +41,32 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import MISSING, ConfigError, ConfigIssue, Location, did_you_mean, format_path, suggest
 
 __all__ = [
     "Dumper", "LoadedConfig", "Loader", "SourceMap", "dump_yaml", "load_config", "load_config_string",
-    "parse_override",
+    "parse_override", "MAX_ALIASES", "MAX_BASE_DEPTH", "MAX_BASE_FILES", "MAX_BYTES", "MAX_DEPTH", "MAX_VALUES",
 ]
+
+#: the largest config file (and ``--set`` value) read, in bytes
+MAX_BYTES = 16 * 1024 * 1024
+#: how deep lists and mappings may nest (a config needs about 6 levels)
+MAX_DEPTH = 100
+#: aliases (``*name``) in one file
+MAX_ALIASES = 10_000
+#: values (scalars, lists, mappings) one file expands to once aliases are resolved
+MAX_VALUES = 1_000_000
+#: files in one ``base:`` chain, and files read for one config in all
+MAX_BASE_DEPTH, MAX_BASE_FILES = 32, 256
 
 # YAML 1.2's float syntax: like PyYAML's YAML 1.1 rule, but an exponent needs neither a dot nor a sign.
 _FLOAT_RE = re.compile(r"""^(?:
@@ -70,7 +83,39 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats (``1e-3`` is a float). Used for files and ``--set`` values."""
+    """SafeLoader with YAML 1.2 floats (``1e-3`` is a float). Used for files and ``--set`` values.
+
+    Composition is bounded: more than :data:`MAX_DEPTH` nested lists/mappings or more than
+    :data:`MAX_ALIASES` aliases raise a located :class:`ConfigError` as soon as they are met."""
+
+    def __init__(self, stream, file: str = "<string>", fixed_loc: Location | None = None):
+        super().__init__(stream)
+        self.tfconf_file = file
+        self.tfconf_fixed_loc = fixed_loc
+        self._depth = 0
+        self._aliases = 0
+
+    def _bound(self, mark: Any, message: str) -> ConfigError:
+        loc = self.tfconf_fixed_loc or (_mark_location(self.tfconf_file, mark) if mark is not None
+                                        else Location(self.tfconf_file))
+        return ConfigError([ConfigIssue(loc, "", message)])
+
+    def compose_node(self, parent, index):  # noqa: D102
+        if self.check_event(AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise self._bound(self.peek_event().start_mark,
+                                  f"more than {MAX_ALIASES:,} YAML aliases (*name) in one file; "
+                                  "a config needs far fewer (is this an alias bomb?)")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise self._bound(self.peek_event().start_mark,
+                                  f"lists and mappings are nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 class Dumper(yaml.SafeDumper):
@@ -174,10 +219,32 @@ def _mark_location(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def _yaml_error(exc: yaml.YAMLError, file: str, override: Location | None = None) -> ConfigError:
+def _snippet(text: Any, limit: int = 12) -> str:
+    """At most the first ``limit`` characters of the first token of ``text``, quoted: what an error may
+    show of a file's contents (never whole lines of a file that is not a config)."""
+    words = str(text).split()
+    word = words[0] if words else str(text)
+    more = len(word) > limit or len(words) > 1
+    return repr(word[:limit] + ("..." if more else ""))
+
+
+def _short_quotes(message: str, limit: int = 40) -> str:
+    """Shorten every quoted token of a PyYAML message (an alias, an anchor, a tag) to ``limit`` characters."""
+    return re.sub(r"'([^'\n]{%d,})'" % (limit + 1), lambda m: repr(m.group(1)[:limit] + "..."), message)
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str, override: Location | None = None, text: str | None = None
+                ) -> ConfigError:
     """A one-line located message for a PyYAML error."""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.reader.ReaderError):
+        where = override or _position(file, text, exc.position)
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else int(char)
+        return ConfigError([ConfigIssue(where, "", f"invalid YAML: the non-printable character U+{code:04X} is not "
+                                                   "allowed in YAML text (is this a YAML config?)")])
+    problem = _short_quotes(getattr(exc, "problem", None) or str(exc).splitlines()[0])
     context = getattr(exc, "context", None)
+    context = _short_quotes(context) if context else context
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if "'\\t'" in problem:
         message = "invalid YAML: tab character; indent with spaces, not tabs"
@@ -201,8 +268,15 @@ def _yaml_error(exc: yaml.YAMLError, file: str, override: Location | None = None
     return ConfigError([ConfigIssue(loc, "", message)])
 
 
+def _position(file: str, text: str | None, position: int) -> Location:
+    if text is None:
+        return Location(file)
+    before = text[:position]
+    return Location(file, before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
+
+
 def _tag(tag: str) -> str:
-    return repr(tag.replace("tag:yaml.org,2002:", "!!"))
+    return _short_quotes(repr(tag.replace("tag:yaml.org,2002:", "!!")))
 
 
 class _Builder:
@@ -212,6 +286,7 @@ class _Builder:
         self.loader = loader
         self.file = file
         self.fixed_loc = fixed_loc  # overrides: every value is located at the override text
+        self.values = 0  # values built so far: aliases repeat a node, so this bounds their expansion
 
     def loc(self, node: Node) -> Location:
         return self.fixed_loc or _mark_location(self.file, node.start_mark)
@@ -222,11 +297,27 @@ class _Builder:
     def build(self, node: Node, loc: Location, stack: tuple = ()) -> _Entry:
         if id(node) in stack:
             raise self.fail(node, "recursive YAML alias (a value that contains itself)")
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(node, f"the YAML expands to more than {MAX_VALUES:,} values (aliases repeat what "
+                                  "they name); a config needs far fewer (is this an alias bomb?)")
         if isinstance(node, ScalarNode):
             try:
                 return _Entry(loc, self.loader.construct_object(node, deep=True))
             except yaml.YAMLError as exc:
                 raise _yaml_error(exc, self.file, self.fixed_loc) from None
+            except Exception as exc:  # noqa: BLE001 - any failure of a scalar's constructor is a bad value
+                # PyYAML's constructors assume their resolver's pattern: an explicit tag (!!int 12a), a
+                # date that does not exist (2001-13-45) or an integer of thousands of digits fail here
+                why = " ".join(str(exc).split(";")[0].split())
+                if why.startswith("Exceeds the limit"):
+                    why = "an integer of more than 4300 digits"
+                why = why if len(why) <= 80 else why[:77] + "..."
+                raise self.fail(node, f"cannot read {_snippet(node.value, 24)} as {_tag(node.tag)[1:-1]}"
+                                      f" ({_short_quotes(why)})") from None
+        if len(stack) >= MAX_DEPTH:  # aliases can nest what each file keeps shallow
+            raise self.fail(node, f"lists and mappings are nested more than {MAX_DEPTH} levels deep "
+                                  "(counting what aliases name)")
         stack = stack + (id(node),)
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ_TAG:
@@ -237,6 +328,33 @@ class _Builder:
                 raise self.fail(node, f"unsupported YAML tag {_tag(node.tag)} (only plain values, lists and mappings are allowed)")
             return _Entry(loc, self.mapping(node, stack))
         raise self.fail(node, "unsupported YAML node")  # pragma: no cover
+
+    def check_size(self, node: Node) -> None:
+        """Fail before building when ``node`` would expand (aliases repeat what they name) to more
+        than MAX_VALUES values or nest deeper than MAX_DEPTH; counted once per distinct node."""
+        sizes: dict[int, int] = {}
+
+        def size(n: Node, depth: int, stack: frozenset) -> int:
+            key = id(n)
+            if key in sizes:
+                return sizes[key]
+            if isinstance(n, ScalarNode):
+                return 1
+            if key in stack:
+                raise self.fail(n, "recursive YAML alias (a value that contains itself)")
+            if depth > MAX_DEPTH:
+                raise self.fail(n, f"lists and mappings are nested more than {MAX_DEPTH} levels deep "
+                                   "(counting what aliases name)")
+            inner = stack | {key}
+            items = n.value if isinstance(n, SequenceNode) else [x for kv in n.value for x in kv]
+            total = 1 + sum(size(c, depth + 1, inner) for c in items)
+            if total > MAX_VALUES:
+                raise self.fail(n, f"the YAML expands to more than {MAX_VALUES:,} values (aliases repeat "
+                                   "what they name); a config needs far fewer (is this an alias bomb?)")
+            sizes[key] = total
+            return total
+
+        size(node, 1, frozenset())
 
     def mapping(self, node: MappingNode, stack: tuple) -> dict:
         out: dict = {}
@@ -270,15 +388,23 @@ class _Builder:
 
 
 def _parse(text: str, file: str, fixed_loc: Location | None = None) -> _Entry | None:
-    loader = Loader(text)
+    if len(text) > MAX_BYTES:
+        raise ConfigError([ConfigIssue(fixed_loc or Location(file), "",
+                                       f"the text is {_size(len(text))}: more than a config may be "
+                                       f"({_size(MAX_BYTES)})")])
+    try:
+        loader = Loader(text, file, fixed_loc)  # checks that every character may be in YAML text
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, file, fixed_loc, text) from None
     try:
         try:
             node = loader.get_single_node()
         except yaml.YAMLError as exc:
-            raise _yaml_error(exc, file, fixed_loc) from None
+            raise _yaml_error(exc, file, fixed_loc, text) from None
         if node is None:
             return None
         builder = _Builder(loader, file, fixed_loc)
+        builder.check_size(node)
         return builder.build(node, builder.loc(node))
     finally:
         loader.dispose()
@@ -287,18 +413,64 @@ def _parse(text: str, file: str, fixed_loc: Location | None = None) -> _Entry | 
 # ----------------------------------------------------------------------------------------------------
 # files and composition
 
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
+def _shown(name: str, limit: int = 120) -> str:
+    """A file name as messages show it (a name of thousands of characters is cut)."""
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+def _read_bounded(path: str) -> bytes:
+    """The file's bytes; ValueError when it holds more than MAX_BYTES (checked before reading a regular
+    file, and by reading one byte more than the bound from a device or pipe such as /dev/zero)."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # opening a FIFO would wait for a writer forever
+        raise _NotAFile()
+    with open(path, "rb") as f:
+        info = os.fstat(f.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_BYTES:
+            raise _TooLarge(info.st_size)
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise _TooLarge(None)
+    return raw
+
+
+class _NotAFile(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int | None):
+        super().__init__(size)
+        self.size = size
+
+
 def _read_text(path: str, display: str, where: Location | None, what: str) -> str:
     # a base config's problem is reported at the ``base:`` that names it, a top-level file's at its name
-    loc = where or Location(display)
-    subject = f"{what} {display}" if where else what
+    loc = where or Location(_shown(display))
+    subject = f"{what} {_shown(display)}" if where else what
     try:
-        raw = Path(path).read_bytes()
+        raw = _read_bounded(path)
     except FileNotFoundError:
         problem = "not found"
     except IsADirectoryError:
         problem = "is a directory, not a file"
+    except NotADirectoryError:
+        problem = "not found (a folder in its path is a file)"
+    except PermissionError:
+        problem = "cannot be read: permission denied"
+    except _NotAFile:
+        problem = "is a pipe or socket, not a file"
+    except _TooLarge as exc:
+        size = _size(exc.size) if exc.size is not None else f"more than {_size(MAX_BYTES)}"
+        problem = f"is too large: {size} (a config is at most {_size(MAX_BYTES)})"
+    except ValueError:  # open() refuses a name with a NUL byte
+        problem = "cannot be read: its name contains a NUL byte"
     except OSError as exc:
-        problem = f"cannot be read: {exc.strerror or exc}"
+        problem = f"cannot be read: {(exc.strerror or str(exc)).lower()}"
     else:
         problem = ""
     if problem:
@@ -309,16 +481,27 @@ def _read_text(path: str, display: str, where: Location | None, what: str) -> st
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise ConfigError([ConfigIssue(Location(display, line, column), "",
+        raise ConfigError([ConfigIssue(Location(_shown(display), line, column), "",
                                        "not UTF-8 text (is this a YAML config?)")]) from None
 
 
 class _Composer:
     def __init__(self) -> None:
         self.files: list[Path] = []
+        self.reads = 0
 
     def load(self, path: str, display: str, chain: tuple = (), where: Location | None = None,
              text: str | None = None) -> _Entry:
+        if "\0" in path:
+            raise ConfigError([ConfigIssue(where or Location(_shown(display)), "base" if where else "",
+                                           "a file name cannot contain a NUL byte", display)])
+        if len(chain) >= MAX_BASE_DEPTH:
+            raise ConfigError([ConfigIssue(where, "base", f"the base configs are nested more than "
+                                           f"{MAX_BASE_DEPTH} files deep")])
+        self.reads += 1
+        if self.reads > MAX_BASE_FILES:
+            raise ConfigError([ConfigIssue(where, "base", f"composing this config reads more than "
+                                           f"{MAX_BASE_FILES} base files (each 'base:' entry is read again)")])
         real = os.path.realpath(path) if text is None else f"<text>:{display}"
         if real in [r for r, _ in chain]:
             names = [d for _, d in chain] + [display]
@@ -330,9 +513,10 @@ class _Composer:
         if root is None:
             root = _Entry(Location(display, 1, 1), {})
         if not isinstance(root.value, dict):
+            named = (f"; it is named by the base: at {where}" if where is not None else "")
             raise ConfigError([ConfigIssue(root.loc, "", "a config must be a mapping of sections "
                                            "(name:, layers:, solver:, ...); found "
-                                           f"{_kind(root.value)}")])
+                                           f"{_kind(root.value)}{named}")])
         chain = chain + ((real, display),)
         base_entry = root.value.pop("base", None)
         if base_entry is None:
@@ -357,13 +541,15 @@ class _Composer:
 
 
 def _kind(value: Any) -> str:
+    """What a value is, for messages; never the text itself (a base: may name any file, /etc/passwd)."""
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, str):
-        return f"the text {value!r}"
-    return f"the value {value!r}"
+        return f"text of {len(value):,} characters, not YAML keys" if value.strip() else "blank text"
+    shown = repr(value)
+    return f"the value {shown if len(shown) <= 24 else shown[:21] + '...'}"
 
 
 def _layer_name(entry: _Entry) -> Any:
@@ -450,7 +636,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def _parse_override(text: str) -> tuple[list[str], _Entry]:
-    loc = Location(f"--set {text}")
+    loc = Location(f"--set {_shown(text, 200)}")
 
     def fail(message: str) -> ConfigError:
         return ConfigError([ConfigIssue(loc, "", message)])
@@ -461,7 +647,9 @@ def _parse_override(text: str) -> tuple[list[str], _Entry]:
     key = key.strip()
     parts = key.split(".")
     if not key or any(not p.strip() for p in parts):
-        raise fail(f"bad key {key!r}: expected a dotted path such as layers.conv1.num_output")
+        raise fail(f"bad key {_shown(key, 60)!r}: expected a dotted path such as layers.conv1.num_output")
+    if len(parts) > MAX_DEPTH:
+        raise fail(f"the key has {len(parts)} parts: more than the {MAX_DEPTH} levels a config may nest")
     entry = _parse(raw, loc.file, fixed_loc=loc)
     if entry is None:
         entry = _Entry(loc, None)
@@ -469,7 +657,7 @@ def _parse_override(text: str) -> tuple[list[str], _Entry]:
 
 
 def _apply_override(root: _Entry, text: str) -> None:
-    loc = Location(f"--set {text}")
+    loc = Location(f"--set {_shown(text, 200)}")
     parts, value = _parse_override(text)
 
     def fail(message: str) -> ConfigError:

@@ -16,11 +16,20 @@ The protobuf wire format is a sequence of (key, value) pairs, key = field_number
 with wire types 0 (varint), 1 (8 bytes), 2 (length-delimited: a varint length, then the bytes: a
 string, a nested message or a packed repeated field) and 5 (4 bytes). Repeated numbers may also be
 written one by one (unpacked); both forms are read.
+
+A hostile or truncated file is a :class:`CaffemodelError` naming the byte: a declared length is checked
+against the bytes its message has left before anything is read (nothing is allocated for it), the
+messages read nest a fixed 4 levels (net, layer, blob, shape), a shape has at most
+:data:`MAX_DIMS` axes, and memory stays proportional to the file (unpacked values are gathered into one
+buffer, packed ones are views of the file's bytes).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import stat
 from typing import Iterator
 
 import numpy as np
@@ -41,6 +50,8 @@ V1_LAYER_TYPES: dict[int, str] = {
 _V1_CODES = {v: k for k, v in V1_LAYER_TYPES.items()}
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+#: the most axes a blob's shape may have (numpy's limit)
+MAX_DIMS = 32
 
 
 class CaffemodelError(ValueError):
@@ -121,25 +132,34 @@ class _Reader:
             raise self.fail(at, "a layer name or type is not UTF-8") from None
 
     def numbers(self, wire: int, value, dtype: str, chunks: list, at: int) -> None:
-        """A packed run (wire type 2) or one unpacked value of a float/double field."""
+        """A packed run (wire type 2) or one unpacked value of a float/double field. Packed runs are
+        views of the file; unpacked values are appended to one growing buffer (a bytearray at the end
+        of ``chunks``), so that memory stays proportional to the file."""
         itemsize = np.dtype(dtype).itemsize
         if wire not in (LENGTH, FIXED32 if itemsize == 4 else FIXED64):
             raise self.fail(at, f"a {'float' if itemsize == 4 else 'double'} field has wire type {wire}")
         start, end = value
         if (end - start) % itemsize:
             raise self.fail(at, f"{end - start} bytes of packed {dtype} values (not a multiple of {itemsize})")
-        chunks.append(np.frombuffer(self.buf[start:end], dtype=dtype))
+        if wire == LENGTH:
+            chunks.append(np.frombuffer(self.buf[start:end], dtype=dtype))
+        else:
+            if not chunks or not isinstance(chunks[-1], bytearray):
+                chunks.append(bytearray())
+            chunks[-1] += self.buf[start:end]
 
-    def ints(self, wire: int, value, out: list, at: int) -> None:
+    def ints(self, wire: int, value, out: list, at: int, limit: int = MAX_DIMS) -> None:
         if wire == VARINT:
             out.append(_signed(value))
         elif wire == LENGTH:
             i, end = value
-            while i < end:
+            while i < end and len(out) <= limit:
                 v, i = self.varint(i, end)
                 out.append(_signed(v))
         else:
             raise self.fail(at, f"an integer field has wire type {wire}")
+        if len(out) > limit:
+            raise self.fail(at, f"a blob shape has more than {limit} axes")
 
     def blob(self, span, where: str) -> Blob:
         floats: list = []
@@ -162,11 +182,14 @@ class _Reader:
                 seen_legacy = True
         if floats and doubles:
             raise CaffemodelError(f"{self.path}: {where} has both float and double data")
-        values = np.concatenate(doubles or floats) if (doubles or floats) else np.zeros(0, np.float32)
+        dtype = "<f8" if doubles else "<f4"
+        parts = [np.frombuffer(c, dtype=dtype) if isinstance(c, bytearray) else c for c in (doubles or floats)]
+        values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         is_legacy = dims is None and seen_legacy
         shape = dims if dims is not None else (legacy if seen_legacy else [values.size])
-        if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != values.size:
-            raise CaffemodelError(f"{self.path}: {where} has shape {list(shape)} but {values.size} values")
+        if any(d < 0 for d in shape) or math.prod(shape) != values.size:  # exact: no int64 wrap-around
+            shown = list(shape) if len(str(list(shape))) < 200 else f"{str(list(shape))[:200]}...]"
+            raise CaffemodelError(f"{self.path}: {where} has shape {shown} but {values.size} values")
         return Blob(values.astype(np.float32).reshape(shape), legacy=is_legacy)
 
     def layer(self, span, v1: bool, index: int) -> CaffeLayer:
@@ -204,17 +227,39 @@ def _signed(v: int) -> int:
 def read_caffemodel(path: str, display: str | None = None) -> list[CaffeLayer]:
     """The layers of a ``.caffemodel`` in file order (layers without blobs included)."""
     display = display or str(path)
-    try:
-        with open(path, "rb") as f:
-            buf = f.read()
-    except FileNotFoundError:
-        raise CaffemodelError(f"{display}: no such file") from None
-    except IsADirectoryError:
-        raise CaffemodelError(f"{display}: is a folder, not a .caffemodel") from None
+    buf = read_file(path, display)
     layers = _Reader(buf, display).net()
     if not layers:
         raise CaffemodelError(f"{display}: holds no layers (not a Caffe .caffemodel?)")
     return layers
+
+
+def read_file(path: str, display: str | None = None, what: str = ".caffemodel") -> bytes:
+    """The bytes of a regular file (a device such as /dev/zero or a pipe would be read without end);
+    a CaffemodelError naming the file for whatever stops it being read."""
+    display = display or str(path)
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CaffemodelError(f"{display}: not a regular file (a device or a pipe); give the {what} "
+                                      "file itself")
+            return f.read()
+    except CaffemodelError:
+        raise
+    except FileNotFoundError:
+        raise CaffemodelError(f"{display}: no such file") from None
+    except IsADirectoryError:
+        raise CaffemodelError(f"{display}: is a folder, not a {what}") from None
+    except NotADirectoryError:
+        raise CaffemodelError(f"{display}: no such file (a folder in its path is a file)") from None
+    except PermissionError:
+        raise CaffemodelError(f"{display}: cannot be read: permission denied") from None
+    except MemoryError:
+        raise CaffemodelError(f"{display}: too large to read into memory") from None
+    except ValueError:  # a NUL byte in the name
+        raise CaffemodelError(f"{display}: cannot be read: its name contains a NUL byte") from None
+    except OSError as e:
+        raise CaffemodelError(f"{display}: cannot be read: {(e.strerror or str(e)).lower()}") from None
 
 
 def read_blob(buf: bytes, where: str = "binaryproto") -> np.ndarray:

@@ -35,11 +35,11 @@ def read_metrics(run_dir):
         raise RunDirError(f"{run_dir} is not a run folder: it has no metrics.jsonl (tfconf train writes "
                           "config.yaml, metrics.jsonl and snapshots/ into its --out folder)")
     events = []
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes spoil their line only
         for line in f:
             try:
                 e = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(e, dict) and isinstance(e.get("iteration"), int):
                 events.append(e)
@@ -80,7 +80,8 @@ def plot_runs(run_dirs, title=None):
                                and isinstance(v, (int, float))]
     panels = [("train", "loss")] + [("test", n) for n in test_names]
     if not any(_series(ev, ph, n) for _, ev in runs for ph, n in panels):
-        raise RunDirError(f"nothing to plot: {', '.join(run_dirs)} recorded no loss or test metric yet")
+        files = ", ".join(os.path.join(d, "metrics.jsonl") for d in run_dirs)
+        raise RunDirError(f"nothing to plot: {files} recorded no loss or test metric yet")
     ncols = min(len(panels), 3)
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows))

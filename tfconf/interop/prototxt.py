@@ -18,6 +18,9 @@ knows no schema: it returns a tree of :class:`Message` objects, each a list of :
 order, and leaves the meaning of each name (and whether a field may repeat) to its caller.
 
 Errors are :class:`~tfconf.frontend.errors.ConfigError` located at ``file:line:column`` (1-based).
+Reading is bounded: a file holds at most :data:`MAX_BYTES` bytes (checked before it is read whole)
+and messages nest at most :data:`MAX_DEPTH` levels deep; any malformed input, however hostile, is such
+a located error.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from typing import Iterator, Union
 
 from tfconf.frontend.errors import ConfigError, ConfigIssue, Location
 
-__all__ = ["Enum", "Field", "Message", "parse", "parse_file"]
+__all__ = ["Enum", "Field", "Message", "parse", "parse_file", "MAX_BYTES", "MAX_DEPTH"]
+
+#: the largest .prototxt read, in bytes (Caffe's largest nets are a few hundred kB)
+MAX_BYTES = 16 * 1024 * 1024
+#: how deep ``{ ... }`` blocks may nest (Caffe's messages nest about 4 levels)
+MAX_DEPTH = 100
 
 
 class Enum(str):
@@ -160,6 +168,9 @@ class _Tokenizer:
     def _number(self, word: str, line: int, col: int):
         body = word.lstrip("-")
         sign = -1 if word.startswith("-") else 1
+        if len(body) > 400:  # int() refuses thousands of digits; no protobuf number has that many
+            raise self.error(line, col, f"the number {word[:20]}... has {len(body)} characters; no protobuf "
+                             "number is that long")
         if body[:2].lower() == "0x":
             return sign * int(body, 16)
         if body[-1:] in "fF" and not body[:2].lower() == "0x":
@@ -187,7 +198,11 @@ class _Tokenizer:
                 i += 1
                 break
             if c != "\\":
-                out += c.encode("utf-8")
+                try:
+                    out += c.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate (only in text not read from a file)
+                    raise self.error(line, i - line_start + 1, f"the character U+{ord(c):04X} cannot be "
+                                     "in a string") from None
                 i += 1
                 continue
             esc = text[i + 1] if i + 1 < len(text) else ""
@@ -235,6 +250,7 @@ class _Parser:
         self.lexer = _Tokenizer(text, file)
         self.stream = self.lexer.tokens()
         self.tok = next(self.stream)
+        self.depth = 0
 
     def loc(self, tok: _Tok) -> Location:
         return Location(self.file, tok.line, tok.col)
@@ -292,8 +308,14 @@ class _Parser:
         return [Field(name, self.scalar(), loc)]
 
     def block(self) -> Message:
+        if self.depth >= MAX_DEPTH:
+            raise self.error(self.tok, f"messages are nested more than {MAX_DEPTH} levels deep")
         opened = self.advance()
-        return self.message("}" if opened.text == "{" else ">", opened)
+        self.depth += 1
+        try:
+            return self.message("}" if opened.text == "{" else ">", opened)
+        finally:
+            self.depth -= 1
 
     def list_value(self) -> list:
         """``[v, v, ...]``: (value, location) pairs."""
@@ -328,20 +350,46 @@ class _Parser:
 
 def parse(text: str, file: str = "<string>") -> Message:
     """Parse protobuf text format; every :class:`Field` knows its ``file:line:column``."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(ConfigIssue(Location(file), "", f"the text has {len(text):,} characters: more than a "
+                                      f".prototxt may ({MAX_BYTES:,})"))
     return _Parser(text, file).message(None, None)
 
 
 def parse_file(path: str, display: str | None = None) -> Message:
     """Parse a ``.prototxt`` file; ``display`` is the name errors show (default: ``path``)."""
+    import os
+    import stat
+
     display = display or str(path)
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(ConfigIssue(Location(display), "", message))
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_BYTES:
+                raise fail(f"the file has {info.st_size:,} bytes: more than a .prototxt may ({MAX_BYTES:,}); "
+                           "a binary .caffemodel goes to --weights")
+            raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(ConfigIssue(Location(display), "", "no such file")) from None
+        raise fail("no such file") from None
     except IsADirectoryError:
-        raise ConfigError(ConfigIssue(Location(display), "", "is a folder, not a .prototxt file")) from None
+        raise fail("is a folder, not a .prototxt file") from None
+    except NotADirectoryError:
+        raise fail("no such file (a folder in its path is a file)") from None
+    except PermissionError:
+        raise fail("cannot be read: permission denied") from None
+    except ValueError:  # a NUL byte in the name
+        raise fail("cannot be read: its name contains a NUL byte") from None
+    except OSError as e:
+        raise fail(f"cannot be read: {(e.strerror or str(e)).lower()}") from None
+    if len(raw) > MAX_BYTES:
+        raise fail(f"more than {MAX_BYTES:,} bytes: too large for a .prototxt")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(ConfigIssue(Location(display), "", f"not a text file (byte {e.start} is not "
-                                      "UTF-8); a binary .caffemodel goes to --weights")) from None
+        raise fail(f"not a text file (byte {e.start} is not UTF-8); a binary .caffemodel goes to "
+                   "--weights") from None
     return parse(text, display)

@@ -163,7 +163,7 @@ def _relocate(err: ConfigError, trial: Trial, loaded: LoadedConfig) -> tuple[lis
     (``solver.base_lr=-1``) when the issue points at one, else the trial's whole label."""
     keys, values = [], []
     for issue in err.issues:
-        loc, cause = issue.location, trial.label
+        loc, cause = issue.location, None  # None: not about a swept value (the base config's own problem)
         text = loc.file[len("--set "):] if loc is not None and loc.is_override else None
         if text in trial.sources:
             key_path, value_path = trial.sources[text]
@@ -176,8 +176,8 @@ def _relocate(err: ConfigError, trial: Trial, loaded: LoadedConfig) -> tuple[lis
     return keys, values
 
 
-def _grouped(values: list) -> list:
-    """One line per distinct problem, naming every trial that has it."""
+def _grouped(values: list, labels: dict) -> list:
+    """One line per distinct problem, naming every trial that has it (``labels``: trial id → label)."""
     groups: dict = {}
     for loc, path, cause, message, received, tid in values:
         key = (str(loc), path, cause, message, repr(received))
@@ -186,7 +186,9 @@ def _grouped(values: list) -> list:
     for loc, path, cause, message, received, ids in groups.values():
         shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
         noun = "trial" if len(ids) == 1 else "trials"
-        out.append(ConfigIssue(loc, path, f"{noun} {shown} ({cause}): {message}", received))
+        if cause is None:  # the same problem in every trial it is in: one line, labelled when it is one trial
+            cause = labels[ids[0]] if len(ids) == 1 else None
+        out.append(ConfigIssue(loc, path, f"{noun} {shown}{f' ({cause})' if cause else ''}: {message}", received))
     return out
 
 
@@ -223,7 +225,7 @@ def expand(path, overrides: Iterable[str] = ()) -> Sweep:
         if metric is None:
             metric, mode = _default_metric(cfg)
     if bad:
-        lines = _grouped(bad)
+        lines = _grouped(bad, {t.id: t.label for t in trials})
         if len(lines) > MAX_REPORTED:
             more = len(lines) - MAX_REPORTED
             lines = lines[:MAX_REPORTED] + [ConfigIssue(None, "", f"... and {more} more issue"

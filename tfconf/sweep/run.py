@@ -85,7 +85,7 @@ def metric_value(trial_dir: str, result: dict, metric: str):
             for line in f:
                 try:
                     ev = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if ev.get("phase") == phase and name in ev and (upto is None or ev["iteration"] <= upto):
                     found = float(ev[name])

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 
 from tfconf.train.snapshot import atomic_write_bytes
@@ -102,13 +103,20 @@ class SweepDir:
         if not os.path.exists(meta):
             raise SweepDirError(f"{path} is not a sweep folder (it has no sweep.json)")
         d = cls(path)
-        with open(meta) as f:
-            d.meta = json.load(f)
+        d.meta = _read_json(meta, "sweep.json", f"restore it from a copy: without it {path} cannot be resumed "
+                            "or ranked (its trials' run folders t000/... are intact)")
+        _check_meta(d.meta, meta)
         spath = os.path.join(path, "status.json")
         d.status = {}
         if os.path.exists(spath):
-            with open(spath) as f:
-                d.status = json.load(f).get("trials", {})
+            fix = (f"restore it from a copy, or delete it and run `tfconf sweep run --resume {path}`: every "
+                   "trial then starts as pending and continues from its own last snapshot")
+            body = _read_json(spath, "status.json", fix)
+            trials = body.get("trials") if isinstance(body, dict) else None
+            if not isinstance(trials, dict) or not all(_valid_record(r) for r in trials.values()):
+                raise SweepDirError(f"{spath}: the sweep's status.json is damaged (its trials are not "
+                                    f"records with a state of {', '.join(STATES)}); {fix}")
+            d.status = trials
         for t in d.trials:
             d.status.setdefault(t["id"], {"state": "pending", "iterations": 0, "metric": None,
                                           "error": None, "attempts": 0})
@@ -118,31 +126,20 @@ class SweepDir:
     def lock(self) -> None:
         """Hold SWEEP/.lock (released when this process ends, however it ends); a second sweep
         process on the same folder is refused."""
+        from tfconf.train.runfolder import FolderBusy, FolderLock
+
         if getattr(self, "_lock", None) is not None:
             return
-        f = open(os.path.join(self.path, ".lock"), "a+")
+        lock = FolderLock(self.path, ".lock", what="another sweep process")
         try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - not POSIX: no lock
-            pass
-        except OSError:
-            f.seek(0)
-            holder = f.read().strip()
-            f.close()
-            raise SweepDirError(f"{self.path} is being run by another sweep process"
-                                + (f" (pid {holder})" if holder else "")) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        self._lock = f
+            self._lock = lock.acquire()
+        except FolderBusy as e:
+            raise SweepDirError(str(e)) from None
 
     def unlock(self) -> None:
-        f = getattr(self, "_lock", None)
-        if f is not None:
-            f.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
             self._lock = None
 
     # ------------------------------------------------------------------ access
@@ -265,6 +262,64 @@ class SweepDir:
             if rec.get("weights"):
                 lines.append(f"  weights: {os.path.join(self.path, rec['weights'])}")
         return "\n".join(lines)
+
+
+#: the largest sweep.json/status.json read (a sweep of 10,000 trials writes about 10 MB)
+MAX_JSON_BYTES = 256 * 1024 * 1024
+
+
+def _read_json(path: str, name: str, fix: str):
+    """A sweep file's JSON; a SweepDirError that says the file is damaged and what to do otherwise."""
+    import stat
+
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_JSON_BYTES:
+                what = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"{info.st_size:,} bytes"
+                raise SweepDirError(f"{path}: the sweep's {name} is damaged ({what}); {fix}")
+            raw = f.read()
+    except SweepDirError:
+        raise
+    except OSError as e:
+        raise SweepDirError(f"{path}: the sweep's {name} cannot be read: "
+                            f"{(e.strerror or str(e)).lower()}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        why = f"byte {e.start} is not UTF-8 text"
+    except json.JSONDecodeError as e:
+        why = f"not valid JSON, truncated or edited: {e.msg.lower()} line {e.lineno}, column {e.colno}"
+    except (ValueError, RecursionError) as e:  # json's own limits (deep nesting, huge numbers)
+        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())[:80]
+    raise SweepDirError(f"{path}: the sweep's {name} is damaged ({why}); {fix}")
+
+
+def _check_meta(meta, path: str) -> None:
+    fix = "restore it from a copy: without it the sweep cannot be resumed or ranked"
+    ok = (isinstance(meta, dict) and isinstance(meta.get("trials"), list) and isinstance(meta.get("metric"), str)
+          and meta.get("mode") in ("min", "max") and isinstance(meta.get("root"), str)
+          and all(isinstance(t, dict) and isinstance(t.get("id"), str) and isinstance(t.get("params"), dict)
+                  for t in meta["trials"]))
+    if not ok:
+        raise SweepDirError(f"{path}: the sweep's sweep.json is damaged (it lacks its metric, mode, root or "
+                            f"trials); {fix}")
+    for t in meta["trials"]:  # a trial's id is the name of its folder inside the sweep's
+        if not _TRIAL_ID.match(t["id"]) or t["id"] in (".", ".."):
+            raise SweepDirError(f"{path}: the sweep's sweep.json is damaged (trial id {t['id'][:40]!r} is not a "
+                                f"plain folder name); {fix}")
+
+
+_TRIAL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+
+
+def _number_or_none(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _valid_record(rec) -> bool:
+    return (isinstance(rec, dict) and rec.get("state") in STATES
+            and all(_number_or_none(rec.get(k)) for k in ("metric", "iterations", "stopped_at", "wall_time")))
 
 
 def _fmt(v) -> str:

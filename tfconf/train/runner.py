@@ -136,11 +136,16 @@ class _Metrics:
             self.csv.writerow(["iteration", "phase", "name", "value"])
 
     def write(self, iteration, phase, values):
-        self.jsonl.write(json.dumps({"iteration": iteration, "phase": phase, **values}) + "\n")
-        for k, v in values.items():
-            self.csv.writerow([iteration, phase, k, v])
-        self.jsonl.flush()
-        self.csvf.flush()
+        try:
+            self.jsonl.write(json.dumps({"iteration": iteration, "phase": phase, **values}) + "\n")
+            for k, v in values.items():
+                self.csv.writerow([iteration, phase, k, v])
+            self.jsonl.flush()
+            self.csvf.flush()
+        except OSError as e:  # a full disk: say which file
+            if e.filename is not None or not e.errno:
+                raise
+            raise OSError(e.errno, e.strerror, self.jsonl.name) from None
         for cb in self.callbacks:
             cb.on_metrics(iteration, phase, values)
 

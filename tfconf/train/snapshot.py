@@ -42,9 +42,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.fchmod(f.fileno(), _MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno:  # a full disk: say which file
+            raise OSError(e.errno, e.strerror, path) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(d, os.O_RDONLY)

@@ -33,13 +33,18 @@ from tfconf.frontend.schema_base import FiniteFloat, NonNegFloat, StrictModel, l
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: the longest entry or file name (a folder or file name on every file system)
+MAX_NAME = 200
 URL_SCHEMES = ("file://", "http://", "https://")
 
 
 def _plain_file_name(v: str) -> str:
     """A file beside the card: no folders, no '..' (a card never points outside its entry)."""
-    if not v or os.path.basename(v) != v or v in (".", ".."):
-        raise ValueError(f"must be a file name in the entry's folder (no '/' or '..'). Received: {v!r}")
+    if (not v or os.path.basename(v) != v or v in (".", "..") or "\\" in v or "\0" in v
+            or len(v) > MAX_NAME):
+        shown = v if len(v) <= 60 else v[:57] + "..."
+        raise ValueError(f"must be a file name in the entry's folder (no '/' or '..'; no backslash or NUL; at "
+                         f"most {MAX_NAME} characters). Received: {shown!r}")
     return v
 
 
@@ -82,7 +87,7 @@ class CardFile(StrictModel):
     file: str
     sha256: str
     url: Optional[str] = None
-    size: Optional[int] = Field(None, ge=0, description="Bytes (informative).")
+    size: Optional[int] = Field(None, ge=0, description="Bytes; bounds the download of a url (needed with a url).")
 
     @field_validator("file")
     @classmethod
@@ -102,6 +107,13 @@ class CardFile(StrictModel):
         if v is not None and not v.startswith(URL_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(URL_SCHEMES)}. Received: {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _url_needs_size(self):
+        if self.url is not None and self.size is None:
+            raise located(("size",), "a file fetched from a url needs its size in bytes (the download is "
+                          "stopped as soon as more arrive)")
+        return self
 
 
 class CardWeights(CardFile):
@@ -145,8 +157,10 @@ class ZooCard(StrictModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME.match(v):
-            raise ValueError(f"must be letters, digits, '_', '-' or '.'. Received: {v!r}")
+        if not NAME.match(v) or len(v) > MAX_NAME:
+            shown = v if len(v) <= 60 else v[:57] + "..."
+            raise ValueError(f"must be letters, digits, '_', '-' or '.' (at most {MAX_NAME}; it is a folder "
+                             f"name). Received: {shown!r}")
         return v
 
     @model_validator(mode="after")

@@ -102,15 +102,18 @@ def show(name: str = typer.Argument(..., help="The entry, e.g. lenet.")):
 def get(
     name: str = typer.Argument(..., help="The entry, e.g. lenet."),
     dest: Optional[str] = typer.Argument(None, help="Folder to copy into (default ./NAME)."),
+    force: bool = typer.Option(False, "--force", help="Replace files of an earlier copy in the folder that "
+                               "were edited since (without it, an edited file is an error naming it)."),
 ):
     """Copy an entry's config, card and weights into a folder for editing; weights that only a url
-    holds are downloaded, and every file is verified by sha256 (a mismatch deletes the download).
-    Example: tfconf zoo get lenet my_lenet && tfconf train my_lenet/model.yaml"""
+    holds are downloaded (at most the card's size), and every file is verified by sha256 (a mismatch
+    deletes the download). Getting again into an earlier, unedited copy changes nothing; a file edited
+    since is refused unless --force. Example: tfconf zoo get lenet my_lenet && tfconf train my_lenet/model.yaml"""
     reg = _registry()
 
     def go():
         e = reg.find(name)
-        return e, reg.get(e, dest or e.name)
+        return e, reg.get(e, dest or e.name, force=force)
 
     e, done = _go(go)
     for f, how in done:

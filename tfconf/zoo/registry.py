@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .card import CardFile, ZooCard, load_card
+from .card import MAX_NAME, NAME as NAME_RE, CardFile, ZooCard, load_card
 
 PREFIX = "zoo:"
 ENV = "TFCONF_ZOO_PATH"
@@ -114,10 +114,34 @@ def _load_entry(name, d, builtin) -> Entry:
     return Entry(name, d, card, builtin)
 
 
+
+
+
+def check_name(name: str, what: str = "zoo entry name") -> str:
+    """``name`` if it can be a folder name inside a zoo (or the default ``zoo get`` folder); a ZooError
+    saying why not otherwise: a '/', '..', an absolute path, a NUL byte or more than 200 characters."""
+    shown = repr(name if len(name) <= 60 else name[:57] + "...")
+    why = None
+    if not name:
+        why = "it is empty"
+    elif "\0" in name:
+        why = "it contains a NUL byte"
+    elif len(name) > MAX_NAME:
+        why = f"it has {len(name)} characters (at most {MAX_NAME})"
+    elif "/" in name or "\\" in name or os.path.isabs(name):
+        why = "it contains a path separator (an entry is one folder of a zoo)"
+    elif name in (".", "..") or not NAME_RE.match(name):
+        why = "it must be letters, digits, '_', '-' or '.', starting with a letter or a digit"
+    if why:
+        raise ZooError(f"{PREFIX}{shown}: not a valid {what}: {why}")
+    return name
+
+
 def find(name: str) -> Entry:
     """The entry called ``name`` (``zoo:`` prefix allowed); a ZooError listing the known names if none."""
     if name.startswith(PREFIX):
         name = name[len(PREFIX):]
+    check_name(name)
     for n, d, builtin in _entry_dirs():
         if n == name:
             return _load_entry(n, d, builtin)
@@ -185,26 +209,61 @@ def config_for(ref: str) -> str:
 # -------------------------------------------------------------------------------------------- fetch
 
 
-def fetch(url: str, dest: str, sha256: str, timeout: float = 60.0) -> str:
+#: the bound of a download whose card gives no size (cards that name a url must give one)
+DEFAULT_MAX_DOWNLOAD = 1 << 30
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes"
+
+
+def fetch(url: str, dest: str, sha256: str, size: Optional[int] = None, timeout: float = 60.0) -> str:
     """Download ``url`` (file://, http://, https://) to ``dest``, checking sha256 before the file
-    takes its name: a mismatch deletes the download and raises ChecksumError."""
+    takes its name: a mismatch deletes the download and raises ChecksumError.
+
+    ``size`` (the card's, in bytes) bounds the download: it stops, and the partial file is deleted, as
+    soon as more bytes arrive (a ``file:///dev/zero`` url cannot fill the disk), and fewer bytes are a
+    truncated download. Without a size the bound is :data:`DEFAULT_MAX_DOWNLOAD`."""
     import urllib.error
     import urllib.request
 
     if not url.startswith(("file://", "http://", "https://")):
         raise ZooError(f"{url}: only file://, http:// and https:// urls are fetched")
+    bound = DEFAULT_MAX_DOWNLOAD if size is None else int(size)
     folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
+        _usual_mode(fd)
+    except OSError as e:
+        raise ZooError(f"{folder}: cannot write the download there ({(e.strerror or str(e)).lower()})") from None
     h = hashlib.sha256()
+    got_bytes = 0
     try:
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
+                declared = getattr(src, "headers", None) and src.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > bound:
+                    raise ZooError(f"{url}: the server announces {_size(int(declared))} but the card says "
+                                   f"{_size(bound)}; nothing was downloaded")
+                while True:
+                    chunk = src.read(min(1 << 20, bound - got_bytes + 1))
+                    if not chunk:
+                        break
+                    got_bytes += len(chunk)
+                    if got_bytes > bound:
+                        said = "the card says" if size is not None else "the limit for a card without a size is"
+                        raise ZooError(f"{url}: more than {_size(bound)} arrived but {said} {_size(bound)}; "
+                                       "the download was stopped and deleted")
                     h.update(chunk)
                     out.write(chunk)
+        except ZooError:
+            raise
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise ZooError(f"{url}: download failed ({getattr(e, 'reason', e)})") from None
+        if size is not None and got_bytes != size:
+            raise ChecksumError(f"{url}: the download has {_size(got_bytes)} but the card says {_size(size)} "
+                                "(truncated?); the download was deleted")
         got = h.hexdigest()
         if got != sha256:
             raise ChecksumError(f"{url}: the download's sha256 is {got} but the card says {sha256}; "
@@ -216,23 +275,91 @@ def fetch(url: str, dest: str, sha256: str, timeout: float = 60.0) -> str:
     return dest
 
 
-def get(entry: Entry, dest: str) -> list[tuple[str, str]]:
+def _usual_mode(fd: int) -> None:
+    """Give a temporary file (mkstemp makes it 0600) the mode a plain new file would have."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+
+
+def _same_file(path: str, sha256: str) -> bool:
+    return sha256_file(path) == sha256
+
+
+def edited_files(entry: Entry, dest: str) -> list[str]:
+    """The files of an earlier ``zoo get`` copy in ``dest`` that differ from the entry's (edited since,
+    or not the entry's at all); files that are not there yet are not listed."""
+    out = []
+    wanted = [(f.file, f.sha256) for f in entry.card.shipped]
+    wanted += [(name, sha256_file(entry.dir / name)) for name in (CONFIG, CARD)]
+    for name, sha in wanted:
+        target = os.path.join(dest, name)
+        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isfile(target)):
+            out.append(name)  # a link or a folder where the file goes: never written through
+        elif os.path.isfile(target) and not _same_file(target, sha):
+            out.append(name)
+    return out
+
+
+def _copy_into(src, target: str) -> None:
+    """Copy ``src`` to ``target`` through a temporary file renamed over it (a link at ``target`` is
+    replaced, never written through)."""
+    folder = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
+    try:
+        _usual_mode(fd)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def get(entry: Entry, dest: str, force: bool = False) -> list[tuple[str, str]]:
     """Copy the entry (config, card, shipped files) into ``dest`` for editing; files not here are
-    fetched from their url. Every file is verified. Returns (file, how) pairs."""
-    os.makedirs(dest, exist_ok=True)
+    fetched from their url (bounded by the card's size). Every file is verified. Returns (file, how) pairs.
+
+    Over an earlier copy: unedited files are left as they are; a file that differs from the entry's
+    (edited since) is a ZooError naming it, unless ``force``, which replaces it."""
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise ZooError(f"{dest}: exists and is not a folder; `tfconf zoo get {entry.name} DIR` copies into a folder")
+    names = [f.file for f in entry.card.shipped] + [CONFIG, CARD]
+    folders = [n for n in names if os.path.isdir(os.path.join(dest, n)) and not os.path.islink(os.path.join(dest, n))]
+    if folders:
+        raise ZooError(f"{os.path.join(dest, folders[0])}: is a folder where zoo:{entry.name}'s file goes; move it "
+                       "away or get into another folder")
+    edited = edited_files(entry, dest) if os.path.isdir(dest) else []
+    if edited and not force:
+        first = os.path.join(dest, edited[0])
+        more = f" (and {', '.join(edited[1:])})" if len(edited) > 1 else ""
+        raise ZooError(f"{first}{more}: differs from zoo:{entry.name}'s copy (edited since `zoo get`?); "
+                       f"refusing to overwrite it. Move it away, get into another folder, or pass --force "
+                       f"to replace it")
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as e:
+        raise ZooError(f"{dest}: cannot create the folder ({(e.strerror or str(e)).lower()})") from None
     done = []
+
+    def note(name: str, how: str) -> None:
+        done.append((name, how + (" (replaced your edited copy: --force)" if name in edited else "")))
+
     for f in entry.card.shipped:
         target = os.path.join(dest, f.file)
+        if f.file not in edited and os.path.isfile(target) and not os.path.islink(target):
+            note(f.file, "already there, sha256 ok")  # an unedited earlier copy (verified by edited_files)
+            continue
         if check_file(entry, f) == "remote":
-            fetch(f.url, target, f.sha256)
-            done.append((f.file, f"downloaded from {f.url}, sha256 ok"))
+            fetch(f.url, target, f.sha256, size=f.size)
+            note(f.file, f"downloaded from {f.url}, sha256 ok")
         else:
-            shutil.copyfile(entry.dir / f.file, target)
+            _copy_into(entry.dir / f.file, target)
             if sha256_file(target) != f.sha256:  # a copy gone wrong must not look verified
                 os.unlink(target)
                 raise ChecksumError(f"{target}: the copy's sha256 differs from the card's; deleted")
-            done.append((f.file, "copied, sha256 ok"))
+            note(f.file, "copied, sha256 ok")
     for name in (CONFIG, CARD):
-        shutil.copyfile(entry.dir / name, os.path.join(dest, name))
-        done.append((name, "copied"))
+        _copy_into(entry.dir / name, os.path.join(dest, name))
+        note(name, "copied")
     return done

@@ -82,7 +82,9 @@ class ParamSpec(StrictModel):
 def _listify(v):
     if v is None:
         return None
-    return [v] if isinstance(v, str) else list(v)
+    if isinstance(v, str):
+        return [v]
+    return list(v) if isinstance(v, (list, tuple)) else v  # anything else: the type check reports it
 
 
 class LayerSpec(StrictModel):
