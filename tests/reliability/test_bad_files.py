@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from .util import Box, spirals, success, train_ok, user_error
+from .util import Box, spirals, success, user_error
 
 
 class _Evil:
@@ -30,14 +30,6 @@ def _pickled_npz(path, marker, **arrays):
     evil[0], evil[1] = _Evil(marker), _Evil(marker)
     np.savez(path, **{k: (evil if v is None else v) for k, v in arrays.items()})
     return path
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    box = Box(tmp_path_factory.mktemp("weights"))
-    cfg = box.write("net.yaml", spirals())
-    train_ok(box, cfg, box.work / "run")
-    return box.work / "run" / "snapshots" / "tiny_iter_40.safetensors"
 
 
 def _bad_weights(box: Box, kind: str, good) -> tuple:

@@ -11,17 +11,9 @@ import resource
 import numpy as np
 import pytest
 
-from .util import Box, spirals, train_ok, user_error
+from .util import spirals, user_error
 
 BYTES = r"\d[\d.,]*\s*(bytes|[KMGTP]i?B)\b"
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    box = Box(tmp_path_factory.mktemp("weights"))
-    cfg = box.write("net.yaml", spirals())
-    train_ok(box, cfg, box.work / "run")
-    return box.work / "run" / "snapshots" / "tiny_iter_40.safetensors"
 
 
 @pytest.fixture
