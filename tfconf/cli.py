@@ -67,8 +67,10 @@ def _user_errors():
             TensorBoardUnavailable, SweepPlotUnavailable, SweepDirError)
 
 
-#: typer's own control flow and usage errors (typer/click print those themselves, exit code 2)
-_CLICK = (typer.Exit, typer.Abort, typer.BadParameter.__mro__[2])
+#: click's base of usage errors (typer.BadParameter, unknown options...): exit code 2, one line in main()
+_CLICK_ERROR = typer.BadParameter.__mro__[2]
+#: typer's own control flow and usage errors: passed through to typer
+_CLICK = (typer.Exit, typer.Abort, _CLICK_ERROR)
 
 
 def _run(fn):
@@ -110,10 +112,6 @@ def describe_error(e: BaseException) -> tuple[str, int]:
 
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", EXIT_SIGINT
-    if isinstance(e, _user_errors()) and not isinstance(e, OSError):
-        return (str(e) if _is_located(e) else f"error: {e}"), EXIT_USER
-    if isinstance(e, DivergenceError):
-        return f"error: training diverged: {e}", EXIT_USER
     if isinstance(e, OSError):
         if e.filename is None and e.strerror is None:
             return f"error: {e}", EXIT_USER  # raised by tfconf with its own message
@@ -121,6 +119,10 @@ def describe_error(e: BaseException) -> tuple[str, int]:
         what = _OS_HINTS.get(name) or (e.strerror or str(e)).rstrip(".").lower()
         files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
         return f"error: {files + ': ' if files else ''}{what}", EXIT_USER
+    if isinstance(e, _user_errors()):
+        return (str(e) if _is_located(e) else f"error: {e}"), EXIT_USER
+    if isinstance(e, DivergenceError):
+        return f"error: training diverged: {e}", EXIT_USER
     if isinstance(e, MemoryError):
         detail = str(e) or "an allocation failed"
         return (f"error: out of memory: {detail}. Lower the batch size or the layer sizes "
@@ -442,7 +444,7 @@ def main():
     :func:`describe_error`."""
     try:
         code = app(standalone_mode=False)
-    except _CLICK[2] as e:  # usage errors and typer.BadParameter
+    except _CLICK_ERROR as e:
         if type(e).__name__ == "NoArgsIsHelpError":
             e.show()  # `tfconf` alone prints the help
             sys.exit(e.exit_code)

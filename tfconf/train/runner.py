@@ -50,7 +50,7 @@ def _snapshot_candidates(resume):
     raise FileNotFoundError(f"--resume {resume}: no complete snapshot found there")
 
 
-def _restore_newest_good(solver, candidates, say):
+def _restore_newest_good(solver, candidates):
     """Restore the newest snapshot that reads; a damaged newer one is skipped with a warning naming
     both. Returns the path restored."""
     import sys
@@ -142,10 +142,8 @@ class _Metrics:
                 self.csv.writerow([iteration, phase, k, v])
             self.jsonl.flush()
             self.csvf.flush()
-        except OSError as e:  # a full disk: say which file
-            if e.filename is not None or not e.errno:
-                raise
-            raise OSError(e.errno, e.strerror, self.jsonl.name) from None
+        except OSError as e:
+            raise snap.naming(e, self.jsonl.name) from None
         for cb in self.callbacks:
             cb.on_metrics(iteration, phase, values)
 
@@ -272,8 +270,8 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
     """``stop_at``: pause at that iteration (with a snapshot and a test pass) instead of max_iter;
     the lr policy still sees max_iter (sweeps' successive halving trains in rungs this way).
     ``callbacks``: :class:`Callback` objects told of the run's start, metrics and end. ``force``:
-    replace the run ``out`` already holds (:mod:`tfconf.train.runfolder`). The result says
-    ``interrupted`` (the signal's name) when SIGINT or SIGTERM stopped the run."""
+    replace the run ``out`` already holds (:mod:`tfconf.train.runfolder`). The result's
+    ``interrupted`` is true, and its ``signal`` the signal's name, when SIGINT or SIGTERM stopped the run."""
     from . import runfolder
 
     s = cfg.net.solver
@@ -310,7 +308,7 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
                 found = None
                 _check_folder(run_dir, None, resume, force)  # again, now that no one else can start
                 if resume:
-                    found = _restore_newest_good(solver, candidates, say)
+                    found = _restore_newest_good(solver, candidates)
                     say(f"resumed from {found} at iteration {solver.iteration}")
                 elif force:
                     replaced = runfolder.clear(run_dir)
@@ -412,7 +410,6 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
     test_metrics = {}
     last_snapshot = None
     loss = None
-
     test_at = None
 
     def run_test():

@@ -32,6 +32,13 @@ def _file_mode() -> int:
 _MODE = _file_mode()
 
 
+def naming(e: OSError, path: str) -> OSError:
+    """``e`` with ``path`` as its file when the OS gave none (a write to a full disk names nothing)."""
+    if e.filename is not None or not e.errno:
+        return e
+    return OSError(e.errno, e.strerror, path)
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=d)
@@ -45,8 +52,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None and e.errno:  # a full disk: say which file
-            raise OSError(e.errno, e.strerror, path) from None
+        if isinstance(e, OSError):
+            raise naming(e, path) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(d, os.O_RDONLY)

@@ -261,7 +261,7 @@ class Solver:
         for k, v in self.weights().items():
             if v.size == 0:
                 continue
-            big = float(np.max(np.abs(v)))
+            big = max(float(v.max()), -float(v.min()))  # (NaN propagates; no |v| copy)
             if not np.isfinite(big):
                 raise DivergenceError(f"parameter {k} became non-finite at iteration {self.iteration}")
             if big > self.WEIGHT_LIMIT:
