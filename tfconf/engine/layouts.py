@@ -35,4 +35,4 @@ def plan_layouts(order, hooks, consumers, fetches):
 def _takes(hook, provider, op, t):
     if hook is None or hook.provider != provider:
         return False
-    return all(i in hook.blocked_inputs for i, x in enumerate(op.inputs) if x is t)
+    return all(hook.takes_blocked(i) for i, x in enumerate(op.inputs) if x is t)

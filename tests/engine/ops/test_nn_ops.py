@@ -333,6 +333,32 @@ def test_batch_normalization():
              lambda a, b, c: (a - b) / np.sqrt(c + 1e-3))
 
 
+def _np_batch_norm(a, eps=1e-3):
+    axes = (0,) + tuple(range(2, a.ndim))
+    m, v = a.mean(axes), a.var(axes)
+    shape = (1, -1) + (1,) * (a.ndim - 2)
+    return (a - m.reshape(shape)) / np.sqrt(v.reshape(shape) + eps), m, v
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 3, 2), (2, 3, 2, 2, 2)], ids=str)
+def test_fused_batch_norm(shape):
+    # y, mean and variance all differentiated (the statistics through their composite), and the
+    # gradient op's own gradient (second order) through FusedBatchNormGrad's composite
+    from tfconf.engine.ops.nn import fused_batch_norm_training
+
+    check_op(lambda t: fused_batch_norm_training(t, 1e-3), [rand(*shape)], _np_batch_norm,
+             second_order=True, dynamic=len(shape) == 4)
+
+
+def test_fused_batch_norm_rejects_rank_1_and_integers():
+    from tfconf.engine.ops.nn import fused_batch_norm_training
+
+    with pytest.raises(ValueError, match="rank >= 2"):
+        fused_batch_norm_training(tc.constant(np.ones(3, np.float32)))
+    with pytest.raises(TypeError, match="floating"):
+        fused_batch_norm_training(tc.constant(np.ones((2, 3), np.int32)))
+
+
 # ---------------------------------------------------------------------------- softmax family
 def np_log_softmax(x, axis=-1):
     s = x - x.max(axis=axis, keepdims=True)

@@ -16,13 +16,16 @@ import importlib
 
 #: every provider tfconf knows, in order of preference
 PROVIDERS = ("onednn",)
+#: ``blocked_inputs`` of a hook whose every input may come in the provider's layout
+ALL = "all"
 
 
 class KernelHook:
     """A provider's kernel for one op type.
 
     ``blocked_inputs``: input positions that accept a value in the provider's own layout (so the
-    layout stage may leave the producer's output in it); ``blocked_output``: whether the kernel
+    layout stage may leave the producer's output in it), or ``ALL`` (any number of inputs, each
+    taking one: elementwise ops); ``blocked_output``: whether the kernel
     can leave its output in the provider's layout. The factory module defines
     ``accepts_<name>(op) -> str | None`` (None: accepted, else the reason the reference runs it)
     and ``make_<name>(op, ctx, plan) -> kernel``."""
@@ -31,8 +34,12 @@ class KernelHook:
 
     def __init__(self, provider, module, name, blocked_inputs=(), blocked_output=False):
         self.provider, self.module, self.name = provider, module, name
-        self.blocked_inputs = tuple(blocked_inputs)
+        self.blocked_inputs = blocked_inputs if blocked_inputs is ALL else tuple(blocked_inputs)
         self.blocked_output = bool(blocked_output)
+
+    def takes_blocked(self, i):
+        """Whether input ``i`` may come in the provider's layout."""
+        return self.blocked_inputs is ALL or i in self.blocked_inputs
 
     def _fn(self, prefix):
         return getattr(importlib.import_module(self.module), f"{prefix}_{self.name}")

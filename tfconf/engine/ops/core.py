@@ -9,7 +9,7 @@ import numpy as np
 from .. import shapes as S
 from ..dtypes import as_dtype, dtype_of_value, float32, int32
 from ..graph import Operation, Tensor, get_default_graph
-from ..kernels.providers import onednn
+from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
 
 
@@ -403,6 +403,8 @@ def _only_x_sets_unknown_dims(gs, xs, os_):
 @register
 class AddN(OpDef):
     """Sum of any number of same-shaped tensors (gradient accumulation). d/dx_i = dy."""
+
+    kernels = {"onednn": onednn("elementwise", blocked_inputs=ALL, blocked_output=True)}
 
     def infer(op):
         ins = op.inputs

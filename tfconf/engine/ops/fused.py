@@ -20,7 +20,7 @@ import types
 import numpy as np
 
 from .. import shapes as S
-from ..kernels.providers import onednn
+from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, get_op_def, register
 from .core import convert_to_tensor, graph_of, make, reduce_to_like, shape
 
@@ -496,7 +496,10 @@ def cuda_kernel(cupy, program, in_dtypes):
 @register
 class FusedElementwise(OpDef):
     """out = the last step of ``program`` (a tuple of Instr) over the op's inputs. Made by the
-    plan rewriter after gradients exist, so it is never differentiated."""
+    plan rewriter after gradients exist, so it is never differentiated. On 4-D float32 values a
+    chain of binary steps with ReLU runs as one oneDNN primitive in its inputs' layout."""
+
+    kernels = {"onednn": onednn("fused_elementwise", blocked_inputs=ALL, blocked_output=True)}
 
     def infer(op):
         last = op.attrs["program"][-1]

@@ -9,7 +9,7 @@ import numpy as np
 from .. import shapes as S
 from ..dtypes import as_dtype, bool_
 from ..graph import Tensor
-from ..kernels.providers import onednn
+from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
 from .core import binary_inputs, convert_to_tensor, make, reduce_to_like, same_as_input, zeros_like
 
@@ -141,13 +141,15 @@ class LeakyRelu(OpDef):
 
 
 # ---------------------------------------------------------------------------- binary table
-def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True):
+def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True, kernels=None):
     def infer(op):
         a, b = op.inputs
         shape = S.broadcast(a._shape, b._shape)
         return [(shape, out_dtype or a.dtype)]
 
     body = {"__doc__": doc, "infer": infer}
+    if kernels:
+        body["kernels"] = kernels
     if isinstance(kernel, str):
         body["make_kernel"] = _ufunc_kernel(kernel)
         body["forward"] = lambda xp, a, b, _k=kernel: getattr(xp, _k)(a, b)
@@ -184,14 +186,18 @@ def ones_like_(x):
     return ones_like(x)
 
 
-Add = _binary("Add", "add", _bin_grad(lambda op, dy: dy, lambda op, dy: dy), "z = x + y")
-Sub = _binary("Sub", "subtract", _bin_grad(lambda op, dy: dy, lambda op, dy: -dy), "z = x - y")
+#: 4-D float32 operands run as oneDNN binary primitives in the layout they come in
+_ONEDNN_ELEMENTWISE = {"onednn": onednn("elementwise", blocked_inputs=ALL, blocked_output=True)}
+Add = _binary("Add", "add", _bin_grad(lambda op, dy: dy, lambda op, dy: dy), "z = x + y",
+              kernels=_ONEDNN_ELEMENTWISE)
+Sub = _binary("Sub", "subtract", _bin_grad(lambda op, dy: dy, lambda op, dy: -dy), "z = x - y",
+              kernels=_ONEDNN_ELEMENTWISE)
 Mul = _binary("Mul", "multiply", _bin_grad(lambda op, dy: dy * op.inputs[1], lambda op, dy: dy * op.inputs[0]),
-              "z = x·y;  dx = y·dz, dy = x·dz")
+              "z = x·y;  dx = y·dz, dy = x·dz", kernels=_ONEDNN_ELEMENTWISE)
 RealDiv = _binary(
     "RealDiv", "true_divide",
     _bin_grad(lambda op, dy: dy / op.inputs[1], lambda op, dy: -dy * op.inputs[0] / (op.inputs[1] * op.inputs[1])),
-    "z = x / y;  dx = dz/y, dy = -x·dz/y²")
+    "z = x / y;  dx = dz/y, dy = -x·dz/y²", kernels=_ONEDNN_ELEMENTWISE)
 Pow = _binary(
     "Pow", "power",
     _bin_grad(lambda op, dy: dy * op.inputs[1] * pow(op.inputs[0], op.inputs[1] - 1), _pow_y_grad),

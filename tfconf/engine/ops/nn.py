@@ -615,6 +615,133 @@ def moments(x, axes, shift=None, keepdims=False, name=None):
     return mean, variance
 
 
+# ---------------------------------------------------------------------------- batch normalisation
+def _stat_axes(rank):
+    return (0,) + tuple(range(2, rank))
+
+
+def _per_channel(v, rank):
+    """A [C] tensor shaped [1, C, 1, ...] to broadcast against a rank-``rank`` NCHW value."""
+    return reshape(v, [1, -1] + [1] * (rank - 2))
+
+
+def _composite_gradient(ys, xs, grad_ys):
+    """Gradients of a composite built here from primitives (the fused ops' rarely needed
+    derivatives: the statistics' own, and second order) by the same autodiff as everything else."""
+    from ..autodiff import gradients
+
+    return gradients(ys, xs, grad_ys=grad_ys, name="composite")
+
+
+def _rank_of(x, what):
+    if x._shape is None:
+        raise ValueError(f"{what} needs an input of known rank")
+    return len(x._shape)
+
+
+@register
+class FusedBatchNorm(OpDef):
+    """Batch normalisation with the batch's own statistics, channels on axis 1 (N, C, ...):
+    y = (x - mean) / sqrt(var + epsilon), where mean and the biased variance var (outputs 1 and
+    2, shape [C]) are taken over every axis but 1. One op where the composite (moments, subtract,
+    rsqrt, multiply) takes six and its gradient a dozen; oneDNN's batch normalisation runs it in
+    the layout a convolution leaves its output in. dx = FusedBatchNormGrad; gradients reaching the
+    statistics themselves follow from their composite (mean = Σx/m, var = Σ(x - mean)²/m)."""
+
+    kernels = {"onednn": onednn("batch_norm", blocked_inputs=(0,), blocked_output=True)}
+    grad_accepts_none = True
+
+    def infer(op):
+        x = op.inputs[0]
+        s = x._shape
+        if not x.dtype.is_floating:
+            raise TypeError(f"batch normalisation needs a floating input, received {x.dtype.name}")
+        if s is not None and len(s) < 2:
+            raise ValueError(f"batch normalisation needs an N×C×... input of rank >= 2, received {S.fmt(s)}")
+        c = None if s is None else s[1]
+        return [(s, x.dtype), ((c,), x.dtype), ((c,), x.dtype)]
+
+    def forward(xp, x, epsilon):
+        axes = _stat_axes(x.ndim)
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        var = xp.square(xc).mean(axis=axes, keepdims=True)
+        y = xc
+        y *= (1 / xp.sqrt(var + x.dtype.type(epsilon))).astype(x.dtype, copy=False)
+        return y, mean.reshape(-1), var.reshape(-1)
+
+    def grad(op, dy, dmean, dvar):
+        x = op.inputs[0]
+        mean, var = op.outputs[1], op.outputs[2]
+        dx = None
+        if dy is not None:
+            dx = make("FusedBatchNormGrad", [dy, x, mean, var], op.attrs)
+        if dmean is not None or dvar is not None:
+            axes = list(_stat_axes(_rank_of(x, "the gradient of batch statistics")))
+            m = reduce_mean(x, axes)
+            v = reduce_mean(squared_difference(x, reduce_mean(x, axes, keepdims=True)), axes)
+            pairs = [(t, g) for t, g in ((m, dmean), (v, dvar)) if g is not None]
+            (extra,) = _composite_gradient([t for t, _ in pairs], [x], [g for _, g in pairs])
+            dx = extra if dx is None else dx + extra
+        return [dx]
+
+
+def _batch_norm_grad_composite(dy, x, mean, var, epsilon):
+    """FusedBatchNormGrad from primitives: dx = r·(dy - mean(dy) - (x - μ)·r²·mean(dy·(x - μ)))
+    with r = 1/sqrt(var + ε), the means over every axis but 1."""
+    from .math import rsqrt
+
+    rank = _rank_of(x, "the second derivative of batch normalisation")
+    axes = list(_stat_axes(rank))
+    r = _per_channel(rsqrt(var + epsilon), rank)
+    xc = x - _per_channel(mean, rank)
+    return r * (dy - reduce_mean(dy, axes, keepdims=True)
+                - xc * (r * r) * reduce_mean(dy * xc, axes, keepdims=True))
+
+
+@register
+class FusedBatchNormGrad(OpDef):
+    """dx of FusedBatchNorm from (dy, x, mean, var): r·(dy - mean(dy) - x̂·mean(dy·x̂)) with
+    r = 1/sqrt(var + ε) and x̂ = (x - mean)·r, the means over every axis but 1. Its own
+    gradient (second order) is its composite's."""
+
+    kernels = {"onednn": onednn("batch_norm_grad", blocked_inputs=(0, 1), blocked_output=True)}
+
+    def infer(op):
+        dy, x = op.inputs[0], op.inputs[1]
+        if not S.compatible(dy._shape, x._shape):
+            raise ValueError(f"batch-norm gradient: dy {S.fmt(dy._shape)} and x {S.fmt(x._shape)} differ")
+        return [(x._shape if x._shape is not None else dy._shape, x.dtype)]
+
+    def forward(xp, dy, x, mean, var, epsilon):
+        axes = _stat_axes(x.ndim)
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
+        r = (1 / xp.sqrt(var + x.dtype.type(epsilon))).astype(x.dtype, copy=False).reshape(bshape)
+        xc = x - mean.reshape(bshape)
+        k = (dy * xc).mean(axis=axes, keepdims=True) * (r * r)
+        xc *= k
+        dx = dy - dy.mean(axis=axes, keepdims=True)
+        dx -= xc
+        dx *= r
+        return dx
+
+    def grad(op, ddx):
+        # the composite reads copies of the inputs, so that its gradients are its own partial
+        # derivatives (mean and var are functions of x: their paths are the outer gradient's)
+        from .core import identity
+
+        ins = [identity(t) for t in op.inputs]
+        z = _batch_norm_grad_composite(*ins, op.attrs["epsilon"])
+        return _composite_gradient([z], ins, [ddx])
+
+
+def fused_batch_norm_training(x, epsilon=1e-5, name=None):
+    """(y, mean, variance) of batch normalisation with the batch's statistics over every axis
+    but 1 (the biased variance): the FusedBatchNorm op."""
+    x = convert_to_tensor(x)
+    return tuple(graph_of(x).create_op("FusedBatchNorm", [x], {"epsilon": float(epsilon)}, name).outputs)
+
+
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
     """(x - mean) · scale / sqrt(variance + eps) + offset."""
     from .math import rsqrt

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 import tfconf as tc
 
+from ...engine.ops.nn import fused_batch_norm_training
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler
 from .base import LayerSpec, register_layer
 from .shape import canonical_axis, dim_of, reshape_to
@@ -51,13 +52,13 @@ class BatchNorm(LayerSpec):
             mean = _per_channel(tc.cast(mean_v, x.dtype), rank)
             var = _per_channel(tc.cast(var_v, x.dtype), rank)
             return [tc.multiply(x - mean, tc.rsqrt(var + self.eps), name=self.name)]
-        axes = [0] + list(range(2, rank))
-        mean, var = tc.nn.moments(x, axes, keepdims=True)
-        y = tc.multiply(x - mean, tc.rsqrt(var + self.eps), name=self.name)
+        # one op (engine FusedBatchNorm: oneDNN's batch normalisation where it runs) for what
+        # moments, subtract, rsqrt and multiply compute
+        y, mean, var = fused_batch_norm_training(x, self.eps, name=self.name)
         # Moving estimates (no gradient flows into them).
         f = self.moving_average_fraction
-        bm = tc.stop_gradient(tc.reshape(mean, [c]))
-        bv = tc.stop_gradient(tc.reshape(var, [c]))
+        bm = tc.stop_gradient(mean)
+        bv = tc.stop_gradient(var)
         if None in shp:
             m = tc.cast(tc.size(x), x.dtype) / float(c)
             corr = m / tc.maximum(m - 1.0, tc.constant(1.0, dtype=x.dtype))

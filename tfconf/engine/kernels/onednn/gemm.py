@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from .lib import call_with_signals_held, library
+from .lib import call_with_signals_held, library, output_array
 
 _sgemm = None
 
@@ -69,7 +69,7 @@ def sgemm(a, b, trans_a=False, trans_b=False, out=None, bias=None, relu=False):
     if k != k2:
         raise ValueError(f"matmul: inner dimensions differ ({m}x{k} @ {k2}x{n})")
     if out is None:
-        out = np.empty((m, n), np.float32)
+        out = output_array((m, n))
     elif out.shape != (m, n) or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable \
             or np.may_share_memory(out, a) or np.may_share_memory(out, b):
         raise ValueError(f"sgemm: out must be a writable C-contiguous float32 [{m}, {n}] array apart from the operands")

@@ -145,6 +145,10 @@ _SIGNATURES = {
     "dnnl_lrn_backward_primitive_desc_create": (
         ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, _vp, ctypes.c_int64, ctypes.c_float, ctypes.c_float,
         ctypes.c_float, _vp, _vp),
+    "dnnl_batch_normalization_forward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, ctypes.c_float, ctypes.c_uint, _vp),
+    "dnnl_batch_normalization_backward_primitive_desc_create": (
+        ctypes.POINTER(_vp), _vp, ctypes.c_int, _vp, _vp, _vp, ctypes.c_float, ctypes.c_uint, _vp, _vp),
     "dnnl_softmax_forward_primitive_desc_create": (
         ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int, _vp, _vp, ctypes.c_int, _vp),
     "dnnl_primitive_desc_query": (_vp, ctypes.c_int, ctypes.c_int, _vp),
@@ -314,6 +318,70 @@ def empty_bytes(nbytes):
     raw = np.empty(nbytes + 64, dtype=np.uint8)
     off = (-raw.ctypes.data) % 64
     return raw[off:off + nbytes]
+
+
+class _OutputPool:
+    """Recycled buffers for the provider kernels' outputs. A fresh large allocation is mapped
+    from the kernel on every run and pays a page fault per 4 KiB on first write (an 8 MiB
+    ResNet activation: 2,048 faults, several ms on this project's VM, more than the kernel
+    itself), while the numpy kernels write in place into dying inputs. A buffer here is handed
+    out again once nothing references it or any view of it (reference counts: a fetched array,
+    a Blocked value or a later op's view keeps it taken), so reuse can never alias a live
+    value. Buffers of at least ``MIN_BYTES``; at most ``PER_SIZE`` kept per size, beyond which
+    allocations are plain ones."""
+
+    MIN_BYTES = 1 << 18
+    PER_SIZE = 64
+
+    def __init__(self):
+        self._by_size = {}
+        self._lock = threading.Lock()
+        probe = self._new(self.MIN_BYTES)
+        self._idle = _refs(probe)  # the counts of an entry only this pool holds
+
+    @staticmethod
+    def _new(nbytes):
+        v = empty_bytes(nbytes)
+        return (v.base, v)
+
+    def take(self, nbytes):
+        if nbytes < self.MIN_BYTES:
+            return empty_bytes(nbytes)
+        with self._lock:
+            entries = self._by_size.setdefault(nbytes, [])
+            for entry in entries:
+                if _refs(entry) == self._idle:
+                    return entry[1]
+            entry = self._new(nbytes)
+            if len(entries) < self.PER_SIZE:
+                entries.append(entry)
+            return entry[1]
+
+    def held_bytes(self):
+        return sum(n * len(e) for n, e in self._by_size.items())
+
+
+def _refs(entry):
+    return sys.getrefcount(entry[0]), sys.getrefcount(entry[1])
+
+
+_pool = None
+
+
+def output_bytes(nbytes):
+    """A 64-byte aligned uint8 buffer for a kernel's output (recycled, :class:`_OutputPool`)."""
+    global _pool
+    if _pool is None:
+        _pool = _OutputPool()
+    return _pool.take(nbytes)
+
+
+def output_array(shape):
+    """An uninitialised C-contiguous float32 array for a kernel's output (recycled)."""
+    n = 4
+    for d in shape:
+        n *= int(d)
+    return output_bytes(n).view(np.float32).reshape(shape)
 
 
 class Attr:

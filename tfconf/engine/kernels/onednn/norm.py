@@ -1,5 +1,6 @@
 """oneDNN kernels for normalisations: local response normalisation across channels (forward, and
-its gradient from the forward's kept workspace) and softmax forward.
+its gradient from the forward's kept workspace), batch normalisation with the batch's statistics
+(forward and its input gradient) and softmax forward.
 
 LRN: tfconf's (TensorFlow's) op is y = x / (bias + alpha * S)^beta with S the sum of x² over the
 2r + 1 channels centred on each one (zero beyond the edges). oneDNN's ``lrn_across_channels``
@@ -8,6 +9,10 @@ same way (for odd n), so tfconf's parameters map to local_size = 2r + 1, alpha' 
 and k = bias. It runs in the layout its input comes in (a Blocked value from a convolution, ReLU or
 pooling keeps its channel blocks), like pooling and ReLU, or in NHWC where oneDNN has only its slow
 reference kernel for that layout (:func:`lrn_layout`); the provider takes local_size 3 and 5 only.
+
+Batch normalisation runs in the layout its input comes in (a convolution's blocked output stays
+blocked through it), on 2-D to 5-D NCHW values; its statistics are plain [C] arrays, the biased
+variance as tfconf's op defines it.
 
 Softmax runs on plain arrays (its inputs are products or reshapes, never blocked), along the
 innermost axis.
@@ -267,6 +272,109 @@ class LRNBackward(_LRNBase):
         if own is not None:
             ptrs[L.ARG_WORKSPACE] = self._workspace(prim, own, x, y, keep)
         prim(ptrs)
+        return dxout.finish(dx)
+
+
+# ---------------------------------------------------------------------------- batch normalisation
+ARG_MEAN, ARG_VARIANCE = 49, 50  # DNNL_ARG_MEAN, DNNL_ARG_VARIANCE
+
+
+def _bnorm_fwd_pd(md, epsilon):
+    lib = L.library()
+    pd = ctypes.c_void_p()
+    attr = L.Attr()
+    lib.check("batch normalization forward", lib.batch_normalization_forward_primitive_desc_create(
+        ctypes.byref(pd), lib.engine, L.FORWARD_TRAINING, md.handle, md.handle, epsilon, 0, attr.handle))
+    return pd
+
+
+def _checked_optimised(pd, what):
+    try:
+        fast = _optimised(pd)
+    except L.DnnlError:
+        L.library().primitive_desc_destroy(pd)
+        raise
+    if not fast:
+        L.library().primitive_desc_destroy(pd)
+        raise ReferenceOnly(what)
+    return pd
+
+
+def _bn_value(v):
+    return _float32_value(v) and 2 <= len(v.shape) <= 5 and 0 not in tuple(v.shape)
+
+
+class BatchNormForward(_PerShape):
+    """(y, mean, variance) of FusedBatchNorm: oneDNN's forward-training batch normalisation in
+    the layout x comes in (y in the same one)."""
+
+    def __init__(self, fallback, epsilon, blocked_out=False):
+        super().__init__(fallback, blocked_out)
+        self.epsilon = float(epsilon)
+
+    def _make(self, shape, md):
+        pd = _checked_optimised(_bnorm_fwd_pd(md, self.epsilon), "batch normalization")
+        prim = L.Primitive(pd, (L.ARG_SRC, L.ARG_DST, ARG_MEAN, ARG_VARIANCE), "batch normalization forward")
+        return prim, Input(prim.mds[L.ARG_SRC], shape), Output(prim.mds[L.ARG_DST], shape, self.blocked_out)
+
+    def __call__(self, x):
+        built = None
+        if _bn_value(x):
+            shape = tuple(x.shape)
+            md, key = _layout_of(x)
+            built = self.built((shape, key), lambda: self._make(shape, md or L.MemoryDesc.plain(shape)))
+        if built is None:
+            return self.fallback(*_plain_args((x,)))
+        prim, xin, yout = built
+        keep = []
+        y, py = yout.new()
+        c = x.shape[1]
+        mean, var = np.empty(c, np.float32), np.empty(c, np.float32)
+        prim({L.ARG_SRC: xin.pointer(x, keep), L.ARG_DST: py, ARG_MEAN: mean.ctypes.data,
+              ARG_VARIANCE: var.ctypes.data})
+        return yout.finish(y), mean, var
+
+
+class BatchNormBackward(_PerShape):
+    """dx of FusedBatchNorm from (dy, x, mean, variance): oneDNN's backward-data batch
+    normalisation in the layout x comes in (dy is reordered into it when it differs)."""
+
+    def __init__(self, fallback, epsilon, blocked_out=False):
+        super().__init__(fallback, blocked_out)
+        self.epsilon = float(epsilon)
+
+    def _make(self, shape, md):
+        lib = L.library()
+        hint = _bnorm_fwd_pd(md, self.epsilon)
+        try:
+            pd = ctypes.c_void_p()
+            attr = L.Attr()
+            lib.check("batch normalization backward", lib.batch_normalization_backward_primitive_desc_create(
+                ctypes.byref(pd), lib.engine, L.BACKWARD_DATA, md.handle, md.handle, md.handle, self.epsilon, 0,
+                hint, attr.handle))
+        finally:
+            lib.primitive_desc_destroy(hint)
+        pd = _checked_optimised(pd, "batch normalization backward")
+        prim = L.Primitive(pd, (L.ARG_SRC, ARG_MEAN, ARG_VARIANCE, L.ARG_DIFF_DST, L.ARG_DIFF_SRC),
+                           "batch normalization backward")
+        return (prim, Input(prim.mds[L.ARG_SRC], shape), Input(prim.mds[L.ARG_DIFF_DST], shape),
+                Output(prim.mds[L.ARG_DIFF_SRC], shape, self.blocked_out))
+
+    def __call__(self, dy, x, mean, var):
+        built = None
+        if (_bn_value(x) and _float32_value(dy) and tuple(dy.shape) == tuple(x.shape)
+                and mean.dtype == np.float32 and var.dtype == np.float32):
+            shape = tuple(x.shape)
+            md, key = _layout_of(x)
+            built = self.built((shape, key), lambda: self._make(shape, md or L.MemoryDesc.plain(shape)))
+        if built is None:
+            return self.fallback(*_plain_args((dy, x, mean, var)))
+        prim, xin, dyin, dxout = built
+        keep = []
+        mean, var = np.ascontiguousarray(mean), np.ascontiguousarray(var)
+        dx, pdx = dxout.new()
+        prim({L.ARG_SRC: xin.pointer(x, keep), ARG_MEAN: mean.ctypes.data, ARG_VARIANCE: var.ctypes.data,
+              L.ARG_DIFF_DST: dyin.pointer(dy, keep), L.ARG_DIFF_SRC: pdx})
         return dxout.finish(dx)
 
 

@@ -210,6 +210,44 @@ def make_sum_to_shape(op, ctx, plan):
     return K.channel_sum(_reference(op, ctx))
 
 
+# ---------------------------------------------------------------------------- elementwise chains
+def _chain_accepts(op, program):
+    from .elementwise import chain_reason
+
+    return _float32(op) or chain_reason(program, [t._shape for t in op.inputs], op.outputs[0]._shape)
+
+
+def _chain(op, ctx, plan, program):
+    from .elementwise import ElementwiseChain
+
+    return ElementwiseChain(_reference(op, ctx), program, blocked_out=plan.blocked(op.outputs[0]))
+
+
+def _single(op):
+    from .elementwise import single_step_program
+
+    return single_step_program(op.type, len(op.inputs))
+
+
+def accepts_elementwise(op):
+    """Add, Sub, Mul, RealDiv and AddN (of two or more) on 4-D float32 values."""
+    if op.type == "AddN" and len(op.inputs) < 2:
+        return "a single input"
+    return _chain_accepts(op, _single(op))
+
+
+def make_elementwise(op, ctx, plan):
+    return _chain(op, ctx, plan, _single(op))
+
+
+def accepts_fused_elementwise(op):
+    return _chain_accepts(op, op.attrs["program"])
+
+
+def make_fused_elementwise(op, ctx, plan):
+    return _chain(op, ctx, plan, op.attrs["program"])
+
+
 # ---------------------------------------------------------------------------- matrix products
 def accepts_matmul(op):
     """2-D float32 products, on oneDNN's GEMM (gemm.py): in a oneDNN plan the same thread team
@@ -378,6 +416,34 @@ def make_lrn_grad(op, ctx, plan):
     fwd = plan.kernel_of(op.inputs[1].op)
     fwd = fwd if isinstance(fwd, LRNForward) else None
     return LRNBackward(_reference(op, ctx), *_lrn_args(op), forward=fwd, blocked_out=plan.blocked(op.outputs[0]))
+
+
+# ---------------------------------------------------------------------------- batch normalisation
+def _bn_accepts(op, x):
+    shape = x._shape
+    if shape is None or not 2 <= len(shape) <= 5:
+        return "input of unknown rank" if shape is None else f"input of rank {len(shape)}"
+    return _float32(op)
+
+
+def accepts_batch_norm(op):
+    return _bn_accepts(op, op.inputs[0])
+
+
+def make_batch_norm(op, ctx, plan):
+    from .norm import BatchNormForward
+
+    return BatchNormForward(_reference(op, ctx), op.attrs["epsilon"], blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_batch_norm_grad(op):
+    return _bn_accepts(op, op.inputs[1])
+
+
+def make_batch_norm_grad(op, ctx, plan):
+    from .norm import BatchNormBackward
+
+    return BatchNormBackward(_reference(op, ctx), op.attrs["epsilon"], blocked_out=plan.blocked(op.outputs[0]))
 
 
 def accepts_softmax(op):

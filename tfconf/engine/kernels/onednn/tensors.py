@@ -52,7 +52,7 @@ def to_plain(v):
     """``v`` as a plain numpy array (a Blocked value is reordered; anything else is returned)."""
     if not isinstance(v, Blocked):
         return v
-    out = np.empty(v.shape, np.float32)
+    out = L.output_array(v.shape)
     key = v.shape
     for md, prim in _to_plain.get(key, ()):
         if md == v.md:
@@ -125,10 +125,10 @@ class Output:
     def new(self):
         """(value to return, pointer the primitive writes to)."""
         if self.direct:
-            y = np.empty(self.shape, np.float32)
+            y = L.output_array(self.shape)
             return y, y.ctypes.data
         if self.blocked:
-            buf = L.empty_bytes(self.md.nbytes)
+            buf = L.output_bytes(self.md.nbytes)
             return Blocked(self.shape, self.md, buf), buf.ctypes.data
         return None, self.buf.ctypes.data
 
@@ -136,6 +136,6 @@ class Output:
         """The value to hand on once the primitive ran (reorders to plain where needed)."""
         if y is not None:
             return y
-        y = np.empty(self.shape, np.float32)
+        y = L.output_array(self.shape)
         self._out({L.ARG_SRC: self.buf.ctypes.data, L.ARG_DST: y.ctypes.data})
         return y
