@@ -54,6 +54,43 @@ def lstm_weights(rng, dtype=np.float32):
     return w
 
 
+def resnet20_blocks():
+    """The basic blocks of model_zoo/resnet20_cifar/model.yaml: (name, in channels, out channels,
+    stride, projection shortcut). Stages 3 and 4 start with stride 2 and a 1x1 projection."""
+    out, cin = [], 16
+    for stage, cout in ((2, 16), (3, 32), (4, 64)):
+        for b in "abc":
+            first = b == "a" and stage > 2
+            out.append((f"res{stage}{b}", cin, cout, 2 if first else 1, first))
+            cin = cout
+    return out
+
+
+def resnet20_convs():
+    """(convolution layer name, in, out, kernel, stride) of every convolution, in layer order."""
+    out = [("conv1", 3, 16, 3, 1)]
+    for name, cin, cout, stride, proj in resnet20_blocks():
+        out += [(f"{name}_branch2a", cin, cout, 3, stride), (f"{name}_branch2b", cout, cout, 3, 1)]
+        if proj:
+            out.append((f"{name}_branch1", cin, cout, 1, stride))
+    return out
+
+
+def resnet20_weights(rng, dtype=np.float32):
+    """ResNet-20 (the zoo's resnet20_cifar), keyed by the zoo's layer names: per convolution C
+    ``C_w`` (OIHW, msra: He normal over fan-in) and the gamma/beta of its ``C_scale`` layer
+    (``C_gamma`` ones, ``C_beta`` zeros; its ``C_bn`` has no parameters); ``fc10_w`` [64, 10]
+    ([in, out] like the other models' inner products, msra) and ``fc10_b``."""
+    w = {}
+    for name, cin, cout, k, _ in resnet20_convs():
+        w[f"{name}_w"] = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(dtype)
+        w[f"{name}_gamma"] = np.ones(cout, dtype)
+        w[f"{name}_beta"] = np.zeros(cout, dtype)
+    w["fc10_w"] = (rng.standard_normal((64, 10)) * np.sqrt(2.0 / 64)).astype(dtype)
+    w["fc10_b"] = np.zeros(10, dtype)
+    return w
+
+
 def mlp_weights(rng, sizes=(784, 512, 512, 10), dtype=np.float32):
     w = {}
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -114,7 +151,7 @@ def tfconf_lstm(tc, weights, x):
     params, meta = {}, {}
     inputs = {"x": x}
     net = build_net(specs, NetState(phase="train"), x.graph, params, meta, inputs)
-    tfconf_lstm.cont = inputs["cont"]
+    tfconf_lstm.feeds = {inputs["cont"]: np.ones((s["steps"], s["batch"]), np.float32)}
     tfconf_lstm.updates = net.updates
     tfconf_lstm.load = {}
     for k in range(s["layers"]):
@@ -125,6 +162,34 @@ def tfconf_lstm(tc, weights, x):
     return tc.reshape(net.tops["out"], [-1, s["classes"]])
 
 
+tfconf_lstm.full_shape = True  # its xshape is [T, N, input]: the batch is part of it
+
+
+def tfconf_resnet20(tc, weights, x):
+    """The zoo's ResNet-20 (model_zoo/resnet20_cifar/model.yaml) as the front end builds it for the
+    train phase (BatchNorm on the batch's own statistics, its moving-average updates in
+    ``.updates``), without the loss and accuracy layers, with these weights loaded."""
+    from tfconf.frontend.compiler import build_net
+    from tfconf.frontend.layers import NetState, get_layer_class
+    from tfconf.frontend.loader import load_config
+    from tfconf.zoo.registry import builtin_root
+
+    layers = load_config(builtin_root() / "resnet20_cifar" / "model.yaml").data["layers"]
+    specs = [get_layer_class(d["type"]).model_validate(d) for d in layers]
+    specs = [sp for sp in specs if not sp.is_loss and sp.type != "Accuracy" and not sp.type.endswith("Data")]
+    params = {}
+    net = build_net(specs, NetState(phase="train"), x.graph, params, {}, {"data": x})
+    load = {}
+    for name, *_ in resnet20_convs():
+        load[params[f"{name}/weights"]] = weights[f"{name}_w"]
+        load[params[f"{name}_scale/scale"]] = weights[f"{name}_gamma"]
+        load[params[f"{name}_scale/bias"]] = weights[f"{name}_beta"]
+    load[params["fc10/weights"]] = np.ascontiguousarray(weights["fc10_w"].T)  # Caffe's [out, in]
+    load[params["fc10/bias"]] = weights["fc10_b"]
+    tfconf_resnet20.load, tfconf_resnet20.updates = load, net.updates
+    return net.tops["fc10"]
+
+
 def _find_param(params, suffix):
     hits = [v for k, v in params.items() if str(k).endswith(suffix)]
     if len(hits) != 1:
@@ -133,23 +198,30 @@ def _find_param(params, suffix):
 
 
 def tfconf_train_step(model, weights, xshape, lr=0.01, momentum=0.9):
-    """Returns (run_step(x, y), session) for one SGD-momentum training step per Session.run."""
+    """Returns (run_step(x, y), session) for one SGD-momentum training step per Session.run.
+
+    A model built by the front end says what else its step needs through attributes of the
+    model function, set when it builds: ``updates`` (ops run with every step: BatchNorm's moving
+    averages, the LSTM's carried state), ``feeds`` (placeholder → value fed every step) and
+    ``load`` (Variable → value loaded after initialisation: the given weights into the layers'
+    parameters); ``full_shape`` (set once) means ``xshape`` includes the batch axis."""
     import tfconf as tc
 
     g = tc.Graph()
     with g.as_default():
-        x = tc.placeholder(tc.float32, [None, *xshape] if model is not tfconf_lstm else xshape, name="x")
+        x = tc.placeholder(tc.float32, xshape if getattr(model, "full_shape", False) else [None, *xshape],
+                           name="x")
         y = tc.placeholder(tc.int64, [None], name="y")
         logits = model(tc, weights, x)
         loss = tc.reduce_mean(tc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         train = tc.train.MomentumOptimizer(lr, momentum).minimize(loss)
-        feed = {}
-        if model is tfconf_lstm:
-            train = tc.group(train, *model.updates)
-            feed[model.cont] = np.ones(xshape[:2], np.float32)
+        updates = list(getattr(model, "updates", ()))
+        if updates:
+            train = tc.group(train, *updates)
+        feed = dict(getattr(model, "feeds", {}))
         sess = tc.Session(graph=g)
         sess.run(tc.global_variables_initializer())
-        for var, value in getattr(model, "load", {}).items() if model is tfconf_lstm else ():
+        for var, value in getattr(model, "load", {}).items():
             var.load(value, sess)
 
     def step(xv, yv):
@@ -244,6 +316,35 @@ def torch_mlp(torch, weights, device=None):
     return forward, list(p.values())
 
 
+def torch_resnet20(torch, weights, device=None):
+    """ResNet-20 with nn.BatchNorm2d (affine: the Scale layers' gamma and beta) in train mode, so
+    it normalises with the batch's statistics (biased variance, eps 1e-5) as Caffe's train phase."""
+    F = torch.nn.functional
+    dev = device or "cpu"
+    p = _torch_params(torch, {k: a for k, a in weights.items() if k.endswith("_w") or k == "fc10_b"}, device)
+    bn = {}
+    for name, _, cout, _, _ in resnet20_convs():
+        m = torch.nn.BatchNorm2d(cout, eps=1e-5, affine=True).to(dev)
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(weights[f"{name}_gamma"]))
+            m.bias.copy_(torch.from_numpy(weights[f"{name}_beta"]))
+        bn[name] = m.train()
+
+    def conv_bn(h, name, stride, pad):
+        return bn[name](F.conv2d(h, p[f"{name}_w"], stride=stride, padding=pad))
+
+    def forward(x):
+        h = F.relu(conv_bn(x, "conv1", 1, 1))
+        for name, _, _, stride, proj in resnet20_blocks():
+            r = F.relu(conv_bn(h, f"{name}_branch2a", stride, 1))
+            r = conv_bn(r, f"{name}_branch2b", 1, 1)
+            h = F.relu((conv_bn(h, f"{name}_branch1", stride, 0) if proj else h) + r)
+        h = h.mean((2, 3))
+        return h @ p["fc10_w"] + p["fc10_b"]
+
+    return forward, list(p.values()) + [q for m in bn.values() for q in m.parameters()]
+
+
 def torch_train_step(torch, forward, params, lr=0.01, momentum=0.9, device=None):
     """One SGD-momentum step per call; with ``device`` the batch is copied there first."""
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
@@ -286,6 +387,8 @@ def tf_train_step(tf, kind, weights, lr=0.01, momentum=0.9, threads=None):
         elif kind == "cifar":
             w = dict(weights, conv1_w=_nhwc(weights["conv1_w"]), conv2_w=_nhwc(weights["conv2_w"]),
                      conv3_w=_nhwc(weights["conv3_w"]), ip1_w=_rows_chw_to_hwc(weights["ip1_w"], 64, 4, 4))
+        elif kind == "resnet20":
+            w = {k: _nhwc(a) if k.endswith("_w") and a.ndim == 4 else a for k, a in weights.items()}
         else:
             w = dict(weights)
         v = {k: v1.Variable(a, name=k) for k, a in w.items()}
@@ -312,6 +415,28 @@ def tf_train_step(tf, kind, weights, lr=0.01, momentum=0.9, threads=None):
             h = tf.reshape(h, [-1, 1024])
             h = tf.matmul(h, v["ip1_w"]) + v["ip1_b"]
             logits = tf.matmul(h, v["ip2_w"]) + v["ip2_b"]
+        elif kind == "resnet20":
+            x = v1.placeholder(tf.float32, [None, 32, 32, 3])
+
+            def conv_bn(h, name, stride, pad):
+                # explicit padding: "SAME" at stride 2 pads only after, Caffe's pad 1 both sides
+                h = nn.conv2d(h, v[f"{name}_w"], stride, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+                y, mean, var = v1.nn.fused_batch_norm(h, v[f"{name}_gamma"], v[f"{name}_beta"], epsilon=1e-5,
+                                                      is_training=True)
+                # moving averages as BatchNorm keeps them (momentum 0.9), run with every step
+                c = h.shape[-1]
+                mm = v1.Variable(np.zeros(c, np.float32), trainable=False, name=f"{name}_mean")
+                mv = v1.Variable(np.ones(c, np.float32), trainable=False, name=f"{name}_var")
+                extra.extend([mm.assign(0.9 * mm + 0.1 * mean), mv.assign(0.9 * mv + 0.1 * var)])
+                return y
+
+            h = nn.relu(conv_bn(x, "conv1", 1, 1))
+            for name, _, _, stride, proj in resnet20_blocks():
+                r = nn.relu(conv_bn(h, f"{name}_branch2a", stride, 1))
+                r = conv_bn(r, f"{name}_branch2b", 1, 1)
+                h = nn.relu((conv_bn(h, f"{name}_branch1", stride, 0) if proj else h) + r)
+            h = tf.reduce_mean(h, [1, 2])
+            logits = tf.matmul(h, v["fc10_w"]) + v["fc10_b"]
         elif kind == "mlp":
             n = len(weights) // 2
             x = v1.placeholder(tf.float32, [None, weights["fc0_w"].shape[0]])
@@ -354,7 +479,7 @@ def tf_train_step(tf, kind, weights, lr=0.01, momentum=0.9, threads=None):
     cache = {}
 
     def step(xv, yv):
-        if kind in ("lenet", "cifar"):
+        if kind in ("lenet", "cifar", "resnet20"):
             key = id(xv)
             if key not in cache:
                 cache.clear()

@@ -67,6 +67,8 @@ MODELS = {
               models.tfconf_cifar, (3, 32, 32), models.torch_cifar),
     "lstm": ("LSTM 2x256, seq 50, batch 32", 32, models.lstm_weights, _sequences, models.tfconf_lstm,
              (models.LSTM_SHAPE["steps"], 32, models.LSTM_SHAPE["input"]), models.torch_lstm),
+    "resnet20": ("ResNet-20, batch 128", 128, models.resnet20_weights, _images((3, 32, 32)),
+                 models.tfconf_resnet20, (3, 32, 32), models.torch_resnet20),
 }
 FRAMEWORKS = ("tfconf", "pytorch", "tensorflow")
 
