@@ -65,6 +65,43 @@ def test_batch_norm_float64_stays_on_the_reference(g):
     assert "FusedBatchNorm" not in info.kernels["types"].get("onednn", {})
 
 
+# ---------------------------------------------------------------------------- channel affine alone
+@pytest.mark.parametrize("shape,offset", [((8, 16, 7, 7), True), ((4, 3, 9, 9), False), ((32, 10), True),
+                                          ((2, 5, 3, 4, 4), True), ((6, 20, 5, 5), False)], ids=str)
+def test_channel_affine_forward_and_gradients(g, shape, offset):
+    from tfconf.engine.ops.nn import channel_affine
+
+    rng = np.random.default_rng(sum(shape))
+    c = shape[1]
+    x = tc.placeholder(tc.float32, shape)
+    s = tc.constant(rng.uniform(0.5, 2, c).astype(np.float32))
+    o = tc.constant(rng.standard_normal(c).astype(np.float32)) if offset else None
+    y = channel_affine(x, s, o)
+    r = tc.constant(rng.standard_normal(shape).astype(np.float32))
+    grads = tc.gradients(tc.reduce_sum(y * r), [x, s] + ([o] if offset else []))
+    xv = rng.standard_normal(shape).astype(np.float32)
+    got, want, info, kernels = run_both(g, [y] + grads, {x: xv}, kernels=True)
+    for a, b in zip(got, want):
+        _close(a, b, BN_TOL)
+    types = info.kernels["types"]["onednn"]
+    assert types.get("ChannelAffine") == 1 and types.get("ChannelAffineGrad") == 1, types
+    assert not info.kernels["fallbacks"], info.kernels["fallbacks"]
+
+
+def test_addn_of_blocked_values_is_one_sum(g):
+    rng = np.random.default_rng(3)
+    x = tc.placeholder(tc.float32, (2, 3, 8, 8))
+    w1, w2 = (tc.constant(rng.standard_normal((16, 3, 3, 3)).astype(np.float32)) for _ in range(2))
+    a, b = tc.nn.conv2d(x, w1, padding=1), tc.nn.conv2d(x, w2, padding=1)
+    out = tc.nn.relu(tc.add_n([a, b, a]))
+    xv = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    got, want, info, kernels = run_both(g, [out], {x: xv}, kernels=True)
+    _close(got[0], want[0], PLAN_TOL)
+    (k,) = _of(kernels, "SumN")
+    assert all(key[1] is not None for key in k._by_shape), k._by_shape  # its inputs came blocked
+    assert not info.kernels["fallbacks"], info.kernels["fallbacks"]
+
+
 # ---------------------------------------------------------------------------- a ResNet block in a plan
 def _resnet_block(g, c, stride_in=1):
     """conv -> BN -> Scale -> ReLU -> conv -> BN -> Scale, + shortcut, ReLU (Caffe's ResNet
@@ -113,10 +150,13 @@ def test_resnet_block_forward_and_gradients(g, c):
         assert type(a) is np.ndarray and a.dtype == np.float32
         _close(a, b, PLAN_TOL)
     types = info.kernels["types"]["onednn"]
-    for t in ("FusedBatchNorm", "FusedBatchNormGrad", "AddN", "Conv2D", "ReluGrad"):
+    for t in ("FusedBatchNorm", "FusedBatchNormGrad", "ChannelAffine", "ChannelAffineGrad", "AddN", "Conv2D",
+              "Conv2DBackpropInput", "Conv2DBackpropFilter", "ReluGrad"):
         assert types.get(t), (t, types)
-    assert types.get("FusedElementwise") or types.get("Mul"), types
-    assert info.kernels["blocked_tensors"] >= 4
+    # every kernel of the block ran on oneDNN (none fell back to numpy for its layout), and the
+    # activations between them stayed in oneDNN's layout
+    assert not info.kernels["fallbacks"], info.kernels["fallbacks"]
+    assert info.kernels["blocked_tensors"] >= 10, info.kernels["blocked_tensors"]
 
 
 # ---------------------------------------------------------------------------- elementwise chains

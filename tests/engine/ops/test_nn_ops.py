@@ -359,6 +359,31 @@ def test_fused_batch_norm_rejects_rank_1_and_integers():
         fused_batch_norm_training(tc.constant(np.ones((2, 3), np.int32)))
 
 
+@pytest.mark.parametrize("shape,offset", [((4, 3), True), ((3, 2, 3, 2), True), ((3, 2, 3, 2), False),
+                                          ((2, 3, 2, 2, 2), True)], ids=str)
+def test_channel_affine(shape, offset):
+    from tfconf.engine.ops.nn import channel_affine
+
+    c = shape[1]
+    b = (1, -1) + (1,) * (len(shape) - 2)
+    inputs = [rand(*shape), rand(c)] + ([rand(c)] if offset else [])
+    if offset:
+        check_op(lambda x, s, o: channel_affine(x, s, o), inputs,
+                 lambda x, s, o: x * s.reshape(b) + o.reshape(b), second_order=True, dynamic=[0])
+    else:
+        check_op(lambda x, s: channel_affine(x, s), inputs, lambda x, s: x * s.reshape(b), second_order=True)
+
+
+def test_channel_affine_rejects_wrong_operands():
+    from tfconf.engine.ops.nn import channel_affine
+
+    x = tc.constant(np.ones((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"must be \[C\]"):
+        channel_affine(x, tc.constant(np.ones(4, np.float32)))
+    with pytest.raises(ValueError, match="rank >= 2"):
+        channel_affine(tc.constant(np.ones(3, np.float32)), tc.constant(np.ones(3, np.float32)))
+
+
 # ---------------------------------------------------------------------------- softmax family
 def np_log_softmax(x, axis=-1):
     s = x - x.max(axis=axis, keepdims=True)

@@ -742,6 +742,92 @@ def fused_batch_norm_training(x, epsilon=1e-5, name=None):
     return tuple(graph_of(x).create_op("FusedBatchNorm", [x], {"epsilon": float(epsilon)}, name).outputs)
 
 
+# ---------------------------------------------------------------------------- channel affine
+@register
+class ChannelAffine(OpDef):
+    """y = x·scale + offset per channel (axis 1 of N, C, ...; scale and offset of shape [C];
+    without offset: y = x·scale): Caffe's Scale layer in its usual form. One op where the
+    composite takes a reshape and two broadcasts forward and four ops backward, so that oneDNN
+    runs both directions in the layout a convolution or batch norm leaves its output in.
+    Gradients: ChannelAffineGrad (dx, dscale, doffset in one pass)."""
+
+    kernels = {"onednn": onednn("channel_affine", blocked_inputs=(0,), blocked_output=True)}
+
+    def infer(op):
+        x, scale = op.inputs[0], op.inputs[1]
+        s = x._shape
+        if s is not None and len(s) < 2:
+            raise ValueError(f"a channel affine needs an N×C×... input of rank >= 2, received {S.fmt(s)}")
+        for t in op.inputs[1:]:
+            if t.dtype != x.dtype:
+                raise TypeError(f"channel affine operands differ in dtype: {x.dtype.name} and {t.dtype.name}")
+            if t._shape is not None and (len(t._shape) != 1 or (s is not None and not S.compatible(t._shape, s[1:2]))):
+                raise ValueError(f"a channel affine's scale and offset must be [C] for an input of shape {S.fmt(s)}; "
+                                 f"received {S.fmt(t._shape)}")
+        return [(s, x.dtype)]
+
+    def forward(xp, x, scale, offset=None):
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
+        y = x * scale.reshape(bshape)
+        if offset is not None:
+            y += offset.reshape(bshape)
+        return y
+
+    def grad(op, dy):
+        x, scale = op.inputs[0], op.inputs[1]
+        outs = graph_of(dy, x, scale).create_op("ChannelAffineGrad", [dy, x, scale],
+                                                {"offset": len(op.inputs) == 3}).outputs
+        return list(outs)
+
+
+def _channel_affine_grad_composite(dy, x, scale, offset):
+    rank = _rank_of(x, "the second derivative of a channel affine")
+    axes = list(_stat_axes(rank))
+    outs = [dy * _per_channel(scale, rank), reduce_sum(dy * x, axes)]
+    return outs + [reduce_sum(dy, axes)] if offset else outs
+
+
+@register
+class ChannelAffineGrad(OpDef):
+    """(dx, dscale[, doffset]) of ChannelAffine from (dy, x, scale): dy·scale, Σ dy·x and Σ dy
+    over every axis but 1. Its own gradient (second order) is its composite's."""
+
+    kernels = {"onednn": onednn("channel_affine_grad", blocked_inputs=(0, 1), blocked_output=True)}
+    grad_accepts_none = True
+
+    def infer(op):
+        dy, x, scale = op.inputs
+        c = scale._shape
+        outs = [(x._shape if x._shape is not None else dy._shape, x.dtype), (c, x.dtype)]
+        return outs + [(c, x.dtype)] if op.attrs["offset"] else outs
+
+    def forward(xp, dy, x, scale, offset):
+        axes = _stat_axes(x.ndim)
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
+        dx = dy * scale.reshape(bshape)
+        dscale = (dy * x).sum(axis=axes)
+        return (dx, dscale, dy.sum(axis=axes)) if offset else (dx, dscale)
+
+    def grad(op, *gs):
+        from .core import identity
+
+        ins = [identity(t) for t in op.inputs]
+        outs = _channel_affine_grad_composite(*ins, op.attrs["offset"])
+        pairs = [(o, g) for o, g in zip(outs, gs) if g is not None]
+        if not pairs:
+            return [None, None, None]
+        return _composite_gradient([o for o, _ in pairs], ins, [g for _, g in pairs])
+
+
+def channel_affine(x, scale, offset=None, name=None):
+    """y = x·scale (+ offset) per channel (axis 1), scale and offset of shape [C]."""
+    x = convert_to_tensor(x)
+    ins = [x, convert_to_tensor(scale, dtype=x.dtype)]
+    if offset is not None:
+        ins.append(convert_to_tensor(offset, dtype=x.dtype))
+    return make("ChannelAffine", ins, None, name)
+
+
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
     """(x - mean) · scale / sqrt(variance + eps) + offset."""
     from .math import rsqrt

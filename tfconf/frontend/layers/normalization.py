@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 import tfconf as tc
 
-from ...engine.ops.nn import fused_batch_norm_training
+from ...engine.ops.nn import channel_affine, fused_batch_norm_training
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler
 from .base import LayerSpec, register_layer
 from .shape import canonical_axis, dim_of, reshape_to
@@ -142,6 +142,11 @@ class Scale(_ScaleBiasBase):
         else:
             a, shape = _operand_shape(x.shape.as_list(), self.axis, self.num_axes, "Scale")
             s, bias_index = ctx.param(0, "scale", shape, self.filler), 1
+            if a == 1 and len(shape) == 1 and rank >= 2:
+                # the usual form (a learned scale per channel after a BatchNorm): one op, which
+                # oneDNN runs in the layout the batch norm leaves its output in
+                b = ctx.param(bias_index, "bias", shape, self.bias_filler) if self.bias_term else None
+                return [tc.identity(channel_affine(x, s, b), name=self.name)]
         y = x * _align(s, rank, a)
         if self.bias_term:
             b = ctx.param(bias_index, "bias", shape, self.bias_filler)

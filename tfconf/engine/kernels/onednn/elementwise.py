@@ -1,7 +1,9 @@
-"""Elementwise chains on oneDNN: Add, Sub, Mul, RealDiv, AddN, and the rewriter's
-FusedElementwise programs that are a chain of those with ReLU and negation, on 4-D float32
-values in whatever layout they come in (a convolution's or batch norm's blocked output stays
-blocked through a Caffe Scale, an Eltwise sum or a gradient accumulation).
+"""Elementwise ops on oneDNN: AddN as the sum primitive (any layout: a ResNet's shortcut sum and
+its gradient accumulation stay channel-blocked), and Add, Sub, Mul, RealDiv and the rewriter's
+FusedElementwise programs that are a chain of those with ReLU and negation as one binary
+primitive on 4-D float32 values, in plain or NHWC layout (oneDNN 3.2 has only its reference
+binary implementation for channel-blocked layouts: there the chain is declined and numpy runs
+it; Caffe's Scale after a batch norm is the ChannelAffine op instead, norm.py).
 
 A chain is one primitive: its first step (a binary, or an eltwise op on one operand) and every
 later step as a post-op reading the previous result and at most one operand of the op. The main
@@ -190,6 +192,60 @@ def _shaped(x, dims):
     if isinstance(x, Blocked) or x.shape == dims:
         return x
     return np.ascontiguousarray(x).reshape(dims)
+
+
+ARG_MULTIPLE_SRC = 1024  # DNNL_ARG_MULTIPLE_SRC: the i-th source of a sum
+_sum_bound = False
+
+
+def _sum_pd(md, n):
+    global _sum_bound
+    lib = L.library()
+    f = lib.dll.dnnl_sum_primitive_desc_create
+    if not _sum_bound:
+        vp = ctypes.c_void_p
+        f.argtypes = [ctypes.POINTER(vp), vp, vp, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(vp), vp]
+        f.restype = ctypes.c_int
+        _sum_bound = True
+    pd = ctypes.c_void_p()
+    attr = L.Attr()
+    scales = (ctypes.c_float * n)(*([1.0] * n))
+    srcs = (ctypes.c_void_p * n)(*([md.handle] * n))
+    lib.check("sum", f(ctypes.byref(pd), lib.engine, md.handle, n, scales, srcs, attr.handle))
+    return pd
+
+
+class SumN(_PerShape):
+    """AddN of same-shaped float32 values as oneDNN's sum primitive, in the first blocked input's
+    layout (the others are reordered into it): a ResNet's shortcut sum and its gradient
+    accumulation stay blocked, which the binary primitive cannot do in oneDNN 3.2."""
+
+    def _make(self, shape, md, n):
+        from .norm import _checked_optimised
+
+        pd = _checked_optimised(_sum_pd(md, n), "sum")
+        args = [ARG_MULTIPLE_SRC + i for i in range(n)]
+        prim = L.Primitive(pd, args + [ARG_DST], "sum")
+        return prim, [Input(prim.mds[a], shape) for a in args], Output(prim.mds[ARG_DST], shape, self.blocked_out)
+
+    def __call__(self, *xs):
+        built = None
+        shape = tuple(xs[0].shape)
+        if len(xs) >= 2 and 0 not in shape and all(
+                (isinstance(x, Blocked) or (x.__class__ is np.ndarray and x.dtype == np.float32))
+                and tuple(x.shape) == shape for x in xs):
+            md, key = next((_layout_of(x) for x in xs if isinstance(x, Blocked)), (None, None))
+            built = self.built((shape, key, len(xs)),
+                               lambda: self._make(shape, md or L.MemoryDesc.plain(shape), len(xs)))
+        if built is None:
+            return self.fallback(*_plain_args(xs))
+        prim, ins, yout = built
+        keep = []
+        y, py = yout.new()
+        ptrs = {ARG_MULTIPLE_SRC + i: inp.pointer(x, keep) for i, (inp, x) in enumerate(zip(ins, xs))}
+        ptrs[ARG_DST] = py
+        prim(ptrs)
+        return yout.finish(y)
 
 
 def single_step_program(op_type, n_inputs):

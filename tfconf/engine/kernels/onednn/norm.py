@@ -10,7 +10,8 @@ and k = bias. It runs in the layout its input comes in (a Blocked value from a c
 pooling keeps its channel blocks), like pooling and ReLU, or in NHWC where oneDNN has only its slow
 reference kernel for that layout (:func:`lrn_layout`); the provider takes local_size 3 and 5 only.
 
-Batch normalisation runs in the layout its input comes in (a convolution's blocked output stays
+Batch normalisation, and the channel affine (Caffe's Scale) computed by the same primitive, run
+in the layout their input comes in (a convolution's blocked output stays
 blocked through it), on 2-D to 5-D NCHW values; its statistics are plain [C] arrays, the biased
 variance as tfconf's op defines it.
 
@@ -376,6 +377,113 @@ class BatchNormBackward(_PerShape):
         prim({L.ARG_SRC: xin.pointer(x, keep), ARG_MEAN: mean.ctypes.data, ARG_VARIANCE: var.ctypes.data,
               L.ARG_DIFF_DST: dyin.pointer(dy, keep), L.ARG_DIFF_SRC: pdx})
         return dxout.finish(dx)
+
+
+# ---------------------------------------------------------------------------- channel affine
+ARG_SCALE, ARG_SHIFT, ARG_DIFF_SCALE, ARG_DIFF_SHIFT = 51, 52, 255, 256
+GLOBAL_STATS, USE_SCALE, USE_SHIFT = 0x1, 0x2, 0x4
+
+
+class _AffineBase(_PerShape):
+    """ChannelAffine as oneDNN's batch normalisation with given statistics mean 0 and variance 1
+    at epsilon 0: y = scale·(x - 0)/sqrt(1 + 0) + offset, which its jit kernels compute in
+    every layout (oneDNN 3.2's binary primitive has only its reference implementation for the
+    channel-blocked ones), and whose backward gives dx, dscale and doffset in one pass."""
+
+    def __init__(self, fallback, offset, blocked_out=False):
+        super().__init__(fallback, blocked_out)
+        self.offset = bool(offset)
+        self.flags = GLOBAL_STATS | USE_SCALE | (USE_SHIFT if offset else 0)
+        self._stats = {}
+
+    def stats(self, c):
+        st = self._stats.get(c)
+        if st is None:
+            st = self._stats[c] = (np.zeros(c, np.float32), np.ones(c, np.float32))
+        return st
+
+    def _fwd_pd(self, md, prop):
+        lib = L.library()
+        pd = ctypes.c_void_p()
+        attr = L.Attr()
+        lib.check("channel affine forward", lib.batch_normalization_forward_primitive_desc_create(
+            ctypes.byref(pd), lib.engine, prop, md.handle, md.handle, 0.0, self.flags, attr.handle))
+        return pd
+
+
+class ChannelAffineForward(_AffineBase):
+    def _make(self, shape, md):
+        pd = _checked_optimised(self._fwd_pd(md, L.FORWARD_INFERENCE), "channel affine")
+        args = (L.ARG_SRC, L.ARG_DST, ARG_MEAN, ARG_VARIANCE, ARG_SCALE) + ((ARG_SHIFT,) if self.offset else ())
+        prim = L.Primitive(pd, args, "channel affine forward")
+        return prim, Input(prim.mds[L.ARG_SRC], shape), Output(prim.mds[L.ARG_DST], shape, self.blocked_out)
+
+    def __call__(self, x, scale, offset=None):
+        built = None
+        params = (scale,) if offset is None else (scale, offset)
+        if _bn_value(x) and all(p.dtype == np.float32 and p.shape == (x.shape[1],) for p in params):
+            shape = tuple(x.shape)
+            md, key = _layout_of(x)
+            built = self.built((shape, key), lambda: self._make(shape, md or L.MemoryDesc.plain(shape)))
+        if built is None:
+            return self.fallback(*_plain_args((x,) + params))
+        prim, xin, yout = built
+        keep = []
+        mean, var = self.stats(x.shape[1])
+        y, py = yout.new()
+        ptrs = {L.ARG_SRC: xin.pointer(x, keep), L.ARG_DST: py, ARG_MEAN: mean.ctypes.data,
+                ARG_VARIANCE: var.ctypes.data, ARG_SCALE: np.ascontiguousarray(scale).ctypes.data}
+        if self.offset:
+            off = np.ascontiguousarray(offset)
+            ptrs[ARG_SHIFT] = off.ctypes.data
+        prim(ptrs)
+        return yout.finish(y)
+
+
+class ChannelAffineBackward(_AffineBase):
+    def _make(self, shape, md):
+        lib = L.library()
+        hint = self._fwd_pd(md, L.FORWARD_TRAINING)
+        try:
+            pd = ctypes.c_void_p()
+            attr = L.Attr()
+            lib.check("channel affine backward", lib.batch_normalization_backward_primitive_desc_create(
+                ctypes.byref(pd), lib.engine, L.BACKWARD, md.handle, md.handle, md.handle, 0.0, self.flags, hint,
+                attr.handle))
+        finally:
+            lib.primitive_desc_destroy(hint)
+        pd = _checked_optimised(pd, "channel affine backward")
+        args = (L.ARG_SRC, ARG_MEAN, ARG_VARIANCE, ARG_SCALE, L.ARG_DIFF_DST, L.ARG_DIFF_SRC, ARG_DIFF_SCALE) + (
+            (ARG_DIFF_SHIFT,) if self.offset else ())
+        prim = L.Primitive(pd, args, "channel affine backward")
+        return (prim, Input(prim.mds[L.ARG_SRC], shape), Input(prim.mds[L.ARG_DIFF_DST], shape),
+                Output(prim.mds[L.ARG_DIFF_SRC], shape, self.blocked_out))
+
+    def __call__(self, dy, x, scale):
+        built = None
+        if (_bn_value(x) and _float32_value(dy) and tuple(dy.shape) == tuple(x.shape)
+                and scale.dtype == np.float32 and scale.shape == (x.shape[1],)):
+            shape = tuple(x.shape)
+            md, key = _layout_of(x)
+            built = self.built((shape, key), lambda: self._make(shape, md or L.MemoryDesc.plain(shape)))
+        if built is None:
+            return self.fallback(*_plain_args((dy, x, scale)))
+        prim, xin, dyin, dxout = built
+        keep = []
+        c = x.shape[1]
+        mean, var = self.stats(c)
+        scale = np.ascontiguousarray(scale)
+        dx, pdx = dxout.new()
+        dscale = np.empty(c, np.float32)
+        ptrs = {L.ARG_SRC: xin.pointer(x, keep), ARG_MEAN: mean.ctypes.data, ARG_VARIANCE: var.ctypes.data,
+                ARG_SCALE: scale.ctypes.data, L.ARG_DIFF_DST: dyin.pointer(dy, keep), L.ARG_DIFF_SRC: pdx,
+                ARG_DIFF_SCALE: dscale.ctypes.data}
+        if self.offset:
+            doffset = np.empty(c, np.float32)
+            ptrs[ARG_DIFF_SHIFT] = doffset.ctypes.data
+        prim(ptrs)
+        dx = dxout.finish(dx)
+        return (dx, dscale, doffset) if self.offset else (dx, dscale)
 
 
 # ---------------------------------------------------------------------------- softmax

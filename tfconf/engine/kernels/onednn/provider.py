@@ -237,6 +237,10 @@ def accepts_elementwise(op):
 
 
 def make_elementwise(op, ctx, plan):
+    if op.type == "AddN":
+        from .elementwise import SumN
+
+        return SumN(_reference(op, ctx), blocked_out=plan.blocked(op.outputs[0]))
     return _chain(op, ctx, plan, _single(op))
 
 
@@ -444,6 +448,26 @@ def make_batch_norm_grad(op, ctx, plan):
     from .norm import BatchNormBackward
 
     return BatchNormBackward(_reference(op, ctx), op.attrs["epsilon"], blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_channel_affine(op):
+    return _bn_accepts(op, op.inputs[0])
+
+
+def make_channel_affine(op, ctx, plan):
+    from .norm import ChannelAffineForward
+
+    return ChannelAffineForward(_reference(op, ctx), len(op.inputs) == 3, blocked_out=plan.blocked(op.outputs[0]))
+
+
+def accepts_channel_affine_grad(op):
+    return _bn_accepts(op, op.inputs[1])
+
+
+def make_channel_affine_grad(op, ctx, plan):
+    from .norm import ChannelAffineBackward
+
+    return ChannelAffineBackward(_reference(op, ctx), op.attrs["offset"], blocked_out=plan.blocked(op.outputs[0]))
 
 
 def accepts_softmax(op):
