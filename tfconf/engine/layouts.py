@@ -3,9 +3,9 @@
 oneDNN's primitives are fastest on blocked layouts (channels in blocks of 8 or 16 innermost);
 converting every tensor back to plain NCHW between two oneDNN ops would cost two reorders per
 edge. A tensor stays in the provider's layout when its producer can leave it there and every op
-that reads it is a kernel of the same provider that takes that layout at that input; a fetched
-tensor, one read by a reference (numpy) kernel, or one crossing a device boundary is produced
-plain. So the only reorders left are at the edges of oneDNN regions, done by the producing kernel
+that reads it is a kernel of the same provider that takes that layout at that input (or reads
+only its shape: Shape, Size, Rank); a fetched tensor, one read by a reference (numpy) kernel, or
+one crossing a device boundary is produced plain. So the only reorders left are at the edges of oneDNN regions, done by the producing kernel
 (to plain) or the consuming one (into the layout its primitive wants), and everything a user
 sees — fetches, Variables, snapshots, exports — is a plain numpy array.
 """
@@ -33,6 +33,8 @@ def plan_layouts(order, hooks, consumers, fetches):
 
 
 def _takes(hook, provider, op, t):
+    if op.op_def.reads_only_shape:  # Shape, Size, Rank of a value never read its data
+        return True
     if hook is None or hook.provider != provider:
         return False
     return all(hook.takes_blocked(i) for i, x in enumerate(op.inputs) if x is t)

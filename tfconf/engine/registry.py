@@ -35,6 +35,9 @@ class OpDef:
     # would wait for the device), and ``host_outputs`` ops (Shape, Size, Rank) produce numpy.
     host_inputs = ()
     host_outputs = False
+    #: True for ops that read only their input's shape (Shape, Size, Rank): the layout stage lets
+    #: such a reader see a provider's blocked value (which has .shape, .size and .ndim)
+    reads_only_shape = False
     #: fast kernels beside the reference one: {provider name: kernels.providers.KernelHook}; the
     #: compile pipeline's kernel-choice stage picks one per op and device (engine/kernel_choice.py)
     kernels = {}

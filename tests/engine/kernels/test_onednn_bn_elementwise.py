@@ -224,3 +224,18 @@ def test_fetched_outputs_survive_later_runs(g):
         first = s.run(y, {x: np.ones((8, 16, 32, 32), np.float32)})
         s.run(y, {x: np.full((8, 16, 32, 32), 5.0, np.float32)})
     np.testing.assert_array_equal(first, np.ones((8, 16, 32, 32), np.float32))
+
+
+def test_shape_readers_leave_a_value_blocked(g):
+    # a batch norm over an unknown batch reads its input's Size (for the variance correction):
+    # a reader of the shape alone must not force the convolution's output out of its layout
+    rng = np.random.default_rng(4)
+    x = tc.placeholder(tc.float32, (None, 3, 8, 8))
+    w = tc.constant(rng.standard_normal((16, 3, 3, 3)).astype(np.float32))
+    h = tc.nn.conv2d(x, w, padding=1)
+    fetches = [tc.nn.relu(h), tc.size(h), tc.shape(h)]
+    xv = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    got, want, info = run_both(g, fetches, {x: xv})
+    _close(got[0], want[0], PLAN_TOL)
+    assert int(got[1]) == 2 * 16 * 64 and list(got[2]) == [2, 16, 8, 8]
+    assert info.kernels["blocked_tensors"] >= 1, info.kernels

@@ -244,6 +244,7 @@ class Shape(OpDef):
 
     nondifferentiable = True
     host_outputs = True
+    reads_only_shape = True
 
     def infer(op):
         s = op.inputs[0]._shape
@@ -262,6 +263,7 @@ class Size(OpDef):
     nondifferentiable = True
 
     host_outputs = True
+    reads_only_shape = True
 
     def infer(op):
         return [((), int32)]
@@ -279,6 +281,7 @@ class Rank(OpDef):
     nondifferentiable = True
 
     host_outputs = True
+    reads_only_shape = True
 
     def infer(op):
         return [((), int32)]

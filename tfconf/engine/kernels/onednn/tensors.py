@@ -66,17 +66,17 @@ def to_plain(v):
 
 class Input:
     """One input argument of a primitive whose layout is ``md``: takes a plain array or a Blocked
-    value and gives the pointer to pass, reordering into a buffer of its own when the layouts
-    differ (reorders are made on first need and kept)."""
+    value and gives the pointer to pass, reordering into a buffer of the output pool for the call
+    when the layouts differ (so a plan's reorders share memory instead of each kernel keeping
+    one; reorders are made on first need and kept)."""
 
-    __slots__ = ("md", "shape", "plain_md", "direct", "buf", "_from")
+    __slots__ = ("md", "shape", "plain_md", "direct", "_from")
 
     def __init__(self, md, shape):
         self.md = md
         self.shape = tuple(shape)
         self.plain_md = L.MemoryDesc.plain(self.shape)
         self.direct = md == self.plain_md
-        self.buf = None if self.direct else L.empty_bytes(md.nbytes)
         self._from = []  # (source md, reorder primitive)
 
     def _reorder_from(self, md):
@@ -87,23 +87,25 @@ class Input:
         self._from.append((md, prim))
         return prim
 
+    def _into(self, src_md, src_ptr, keep):
+        buf = L.output_bytes(self.md.nbytes)
+        keep.append(buf)  # taken until the caller's primitive has run
+        self._reorder_from(src_md)({L.ARG_SRC: src_ptr, L.ARG_DST: buf.ctypes.data})
+        return buf.ctypes.data
+
     def pointer(self, v, keep):
         """The data pointer for value ``v``; arrays that must outlive the call go into ``keep``."""
         if isinstance(v, Blocked):
+            keep.append(v)
             if v.md == self.md:
-                keep.append(v)
                 return v.buf.ctypes.data
-            if self.buf is None:
-                self.buf = L.empty_bytes(self.md.nbytes)
-            self._reorder_from(v.md)({L.ARG_SRC: v.buf.ctypes.data, L.ARG_DST: self.buf.ctypes.data})
-            return self.buf.ctypes.data
+            return self._into(v.md, v.buf.ctypes.data, keep)
         if v.__class__ is not np.ndarray or v.dtype != np.float32 or not v.flags.c_contiguous:
             v = np.ascontiguousarray(v, dtype=np.float32)
+        keep.append(v)
         if self.direct:
-            keep.append(v)
             return v.ctypes.data
-        self._reorder_from(self.plain_md)({L.ARG_SRC: v.ctypes.data, L.ARG_DST: self.buf.ctypes.data})
-        return self.buf.ctypes.data
+        return self._into(self.plain_md, v.ctypes.data, keep)
 
 
 class Output:
