@@ -43,8 +43,9 @@ def describe_providers():
 
             lib = library()
             lines.append(f"CPU kernels: oneDNN {lib.version_string} ({lib.path}) for convolution, pooling, "
-                         f"matrix products, LRN, batch norm, softmax, ReLU, elementwise chains and parameter "
-                         f"updates; numpy for the rest (TFCONF_KERNELS=numpy for the reference only)")
+                         f"matrix products, LRN, batch norm, softmax, ReLU, elementwise chains, LSTM and GRU "
+                         f"layers and parameter updates; numpy for the rest (TFCONF_KERNELS=numpy for "
+                         f"the reference only)")
         elif why is not None:
             lines.append(f"CPU kernels: numpy reference kernels only ({name} unavailable: {why})")
     return lines

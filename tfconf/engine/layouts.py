@@ -5,9 +5,10 @@ converting every tensor back to plain NCHW between two oneDNN ops would cost two
 edge. A tensor stays in the provider's layout when its producer can leave it there and every op
 that reads it is a kernel of the same provider that takes that layout at that input (or reads
 only its shape: Shape, Size, Rank); a fetched tensor, one read by a reference (numpy) kernel, or
-one crossing a device boundary is produced plain. So the only reorders left are at the edges of oneDNN regions, done by the producing kernel
-(to plain) or the consuming one (into the layout its primitive wants), and everything a user
-sees — fetches, Variables, snapshots, exports — is a plain numpy array.
+one crossing a device boundary is produced plain. So the only reorders left are at the edges of
+oneDNN regions, done by the producing kernel (to plain) or the consuming one (into the layout its
+primitive wants), and everything a user sees — fetches, Variables, snapshots, exports — is a
+plain numpy array.
 """
 
 from __future__ import annotations

@@ -646,6 +646,49 @@ def test_lstm_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch
     assert types.get("LSTMLayer") == 1 and types.get("LSTMLayerGrad") == 1
 
 
+@pytest.mark.parametrize("reset,fetch,H", [(None, "all", 8), ("inside", "all", 8), ("first", "all", 8), (None, "hs", 8),
+                                           (None, "all", 64)])
+def test_gru_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch, H):
+    # (H = 64: large enough that a freed temporary the primitive read was overwritten in time)
+    from tfconf.engine.ops.rnn import gru_layer
+
+    rng = np.random.default_rng(9)
+    T, N, C = 6, 4, 5
+    x = tc.placeholder(tc.float32, (T, None, C))
+    w_x = tc.Variable(rng.uniform(-0.4, 0.4, (3 * H, C)).astype(np.float32))
+    b_x = tc.Variable(rng.uniform(-0.3, 0.3, 3 * H).astype(np.float32))
+    w_h = tc.Variable(rng.uniform(-0.4, 0.4, (3 * H, H)).astype(np.float32))
+    b_h = tc.Variable(rng.uniform(-0.3, 0.3, 3 * H).astype(np.float32))
+    mask_v = np.ones((T, N, 1), np.float32)
+    if reset == "inside":
+        mask_v[3, 2] = 0  # a reset inside the sequence: the reference kernel runs
+    elif reset == "first":
+        mask_v[0, 1] = 0  # a stream starting here: oneDNN starts it from a zero state
+    mask = tc.placeholder(tc.float32, (T, None, 1))
+    h0 = tc.constant(rng.standard_normal((N, H)).astype(np.float32))
+    hs, h = gru_layer(x, w_x, b_x, w_h, b_h, mask, h0)
+    loss = tc.reduce_sum(hs * hs) + (tc.reduce_sum(h * h * h) if fetch == "all" else 0.0)
+    grads = tc.gradients(loss, [x, w_x, b_x, w_h, b_h, h0])
+    feeds = {x: rng.standard_normal((T, N, C)).astype(np.float32), mask: mask_v}
+    fetches = [hs, h] + grads
+    fast, ref = _sessions(g)
+    with fast, ref:
+        for s in (fast, ref):
+            s.run(tc.global_variables_initializer())
+        got = fast.run(fetches, feeds)
+        want = ref.run(fetches, feeds)
+        got2 = fast.run(fetches, feeds)  # the workspace and the weight buffers are reused
+        types = fast.plan_info(fetches, feeds).kernels["types"]["onednn"]
+        kernels = [k for comp in fast._plans.values() for k in comp.kernel_plan._kernels.values()]
+    for a, bb, a2, what in zip(got, want, got2, ("hs", "h", "dx", "dw_x", "db_x", "dw_h", "db_h", "dh0")):
+        _close(a, bb, 2e-5, what)
+        np.testing.assert_array_equal(a, a2, err_msg=what)
+    assert types.get("GRULayer") == 1 and types.get("GRULayerGrad") == 1
+    (fwd,) = [k for k in kernels if type(k).__name__ == "GRULayerForward"]
+    if reset != "inside":  # the primitive ran (it was built for the shape)
+        assert fwd.built and all(v is not None for v in fwd.built.values())
+
+
 def test_lstm_layer_training_keeps_updating_its_weights_in_place(g):
     # the gradient kernel matches the forward's weight copies by id, holding no reference that
     # would stop ApplyMomentum working in place

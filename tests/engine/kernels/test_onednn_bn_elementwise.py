@@ -37,8 +37,8 @@ def _of(kernels, cls_name):
 
 
 # ---------------------------------------------------------------------------- batch norm alone
-@pytest.mark.parametrize("shape", [(8, 16, 7, 7), (4, 3, 9, 9), (32, 10), (2, 5, 3, 4, 4), (6, 20, 5, 5), (1, 64, 2, 2)],
-                         ids=str)
+@pytest.mark.parametrize("shape", [(8, 16, 7, 7), (4, 3, 9, 9), (32, 10), (2, 5, 3, 4, 4), (6, 20, 5, 5),
+                                   (1, 64, 2, 2)], ids=str)
 def test_batch_norm_forward_and_gradient(g, shape):
     rng = np.random.default_rng(sum(shape))
     x = tc.placeholder(tc.float32, shape)

@@ -55,6 +55,8 @@ NOT_DIFFERENTIABLE = {
     "LSTMSequenceGrad": "second derivative of the LSTM scan not implemented (cuDNN's RNN backward has none)",
     "LSTMLayerGrad": "second derivative of the LSTM layer not implemented (oneDNN's and cuDNN's RNN backward "
                      "have none)",
+    "GRULayerGrad": "second derivative of the GRU layer not implemented (oneDNN's and cuDNN's RNN backward "
+                    "have none)",
     "ProdGrad": "second derivative of reduce_prod not implemented",
     "ConcatGradSlice": "gradient of concat when sizes along the axis are only known at run time; "
                        "second derivatives through such a concat are not implemented",

@@ -213,3 +213,60 @@ def test_lstm_layer_shape_errors():
     with pytest.raises(ValueError, match=r"\[4·H, H\]"):
         lstm_layer(tc.placeholder(tc.float32, [2, 2, 4]), np.ones((12, 4)), np.ones(12), np.ones((10, 3)),
                    np.ones((2, 2, 1)), h, h)
+
+
+# ----------------------------------------------------------------------------- GRULayer
+def _gru_ref(x, w_x, b_x, w_h, b_h, mask, h0):
+    """PyTorch's GRU equations, step by step (hp = h·cont_t)."""
+    T, N, C = x.shape
+    H = w_h.shape[1]
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h, hs = h0, []
+    for t in range(T):
+        hp = h * mask[t]
+        gx, gh = x[t] @ w_x.T + b_x, hp @ w_h.T + b_h
+        r = sig(gx[:, :H] + gh[:, :H])
+        z = sig(gx[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+        h = (1 - z) * n + z * hp
+        hs.append(h)
+    return np.stack(hs), h
+
+
+def _gru(*ins):
+    from tfconf.engine.ops.rnn import gru_layer
+
+    return list(gru_layer(*ins))
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_gru_layer_forward_and_gradients(reset):
+    T, N, C, H = 4, 3, 5, 2
+    mask = np.ones((T, N, 1))
+    if reset:
+        mask[2, 1] = 0.0
+        mask[0, 0] = 0.0
+    ins = [RNG.standard_normal((T, N, C)), RNG.standard_normal((3 * H, C)) * 0.5, RNG.standard_normal(3 * H) * 0.3,
+           RNG.standard_normal((3 * H, H)) * 0.7, RNG.standard_normal(3 * H) * 0.3, mask, RNG.standard_normal((N, H))]
+    check_op(_gru, ins, lambda *a: list(_gru_ref(*a)), wrt=[0, 1, 2, 3, 4, 6], dynamic=True)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_gru_layer_gradient_through_one_output(which):
+    T, N, C, H = 3, 2, 4, 3
+    ins = [RNG.standard_normal((T, N, C)), RNG.standard_normal((3 * H, C)) * 0.5, RNG.standard_normal(3 * H) * 0.3,
+           RNG.standard_normal((3 * H, H)) * 0.5, RNG.standard_normal(3 * H) * 0.3, np.ones((T, N, 1)),
+           RNG.standard_normal((N, H))]
+    check_op(lambda *a: _gru(*a)[which], ins, lambda *a: _gru_ref(*a)[which], wrt=[0, 1, 2, 3, 4, 6])
+
+
+def test_gru_layer_shape_errors():
+    from tfconf.engine.ops.rnn import gru_layer
+
+    h = tc.placeholder(tc.float32, [2, 3])
+    with pytest.raises(ValueError, match=r"\[T, N, C\]"):
+        gru_layer(tc.placeholder(tc.float32, [2, 4]), np.ones((9, 4)), np.ones(9), np.ones((9, 3)), np.ones(9),
+                  np.ones((2, 2, 1)), h)
+    with pytest.raises(ValueError, match=r"\[3·H, H\]"):
+        gru_layer(tc.placeholder(tc.float32, [2, 2, 4]), np.ones((9, 4)), np.ones(9), np.ones((12, 3)), np.ones(9),
+                  np.ones((2, 2, 1)), h)

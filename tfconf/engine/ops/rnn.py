@@ -445,3 +445,127 @@ def lstm_layer(x, w_x, b, w_h, mask, h0, c0, name=None):
     ins = [x] + [convert_to_tensor(t, dtype=x.dtype, graph=g) for t in (w_x, b, w_h, mask, h0, c0)]
     op = g.create_op("LSTMLayer", ins, None, name or "LSTMLayer")
     return op.outputs[0], op.outputs[1], op.outputs[2]
+
+
+# ---------------------------------------------------------------------------- GRU layer
+def _sigmoid(xp, v):
+    out = xp.negative(v)
+    xp.exp(out, out=out)
+    out += 1
+    return xp.reciprocal(out, out=out)
+
+
+def _gru_forward(xp, x, w_x, b_x, w_h, b_h, mask, h0):
+    """The reference scan: gx = x·W_xᵀ + b_x over all T·N rows, then per step (hp = h·cont_t)
+    gh = hp·W_hᵀ + b_h, r = σ(gx_r + gh_r), z = σ(gx_z + gh_z), n = tanh(gx_n + r·gh_n),
+    h = (1 - z)·n + z·hp. Returns hs, the last h and ``saved`` (r, z, n, gh_n per step)."""
+    T, N, C = x.shape
+    H = w_h.shape[1]
+    gx = (xp.matmul(x.reshape(T * N, C), w_x.T) + b_x).reshape(T, N, 3 * H)
+    saved = xp.empty((T, N, 4 * H), dtype=x.dtype)
+    hs = xp.empty((T, N, H), dtype=x.dtype)
+    h = h0
+    for t in range(T):
+        hp = h * mask[t]
+        gh = xp.matmul(hp, w_h.T) + b_h
+        r = _sigmoid(xp, gx[t, :, :H] + gh[:, :H])
+        z = _sigmoid(xp, gx[t, :, H:2 * H] + gh[:, H:2 * H])
+        n = xp.tanh(gx[t, :, 2 * H:] + r * gh[:, 2 * H:])
+        h = n + z * (hp - n)
+        hs[t] = h
+        s = saved[t]
+        s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:] = r, z, n, gh[:, 2 * H:]
+    return hs, hs[T - 1].copy() if T else h0 * 1, saved.reshape(-1)
+
+
+@register
+class GRULayer(OpDef):
+    """A whole (forward-direction) GRU layer from its input, as one op, in PyTorch's and cuDNN's
+    form (the GRU layer's: gate order r, z, n, the reset applied to W_h·h + b_h): the input
+    projection and the recurrence from h0 with the cont mask [T, N, 1] (hp = h·cont_t before
+    each step, as the unrolled layer). One op because oneDNN's linear-before-reset GRU primitive
+    computes exactly this in one call (the provider kernel); the reference is a numpy scan.
+
+    Inputs: ``x`` [T, N, C], ``w_x`` [3H, C], ``b_x`` [3H], ``w_h`` [3H, H], ``b_h`` [3H], ``mask``,
+    ``h0`` [N, H]. Outputs: ``hs`` [T, N, H], the last ``h`` and ``saved`` [None]: what the gradient
+    needs, internal to it (the reference's activations, or a oneDNN kernel's workspace)."""
+
+    grad_accepts_none = True
+    kernels = {"onednn": onednn("gru_layer")}
+
+    def infer(op):
+        x, w_x, b_x, w_h = op.inputs[:4]
+        xs, ws = x._shape, w_h._shape
+        if xs is not None and len(xs) != 3:
+            raise ValueError(f"x must have shape [T, N, C]. Received: {S.fmt(xs)}")
+        h = ws[1] if ws is not None and len(ws) == 2 else None
+        if h is not None and ws[0] is not None and ws[0] != 3 * h:
+            raise ValueError(f"w_h must have shape [3·H, H]. Received: {S.fmt(ws)}")
+        t, n = (xs[0], xs[1]) if xs is not None else (None, None)
+        return [((t, n, h), x.dtype), ((n, h), x.dtype), ((None,), x.dtype)]
+
+    def forward(xp, x, w_x, b_x, w_h, b_h, mask, h0):
+        return _gru_forward(xp, x, w_x, b_x, w_h, b_h, mask, h0)
+
+    def grad(op, dhs, dh_last, dsaved=None):
+        if dsaved is not None:
+            raise ValueError("GRULayer's saved output is internal to its gradient; it cannot be differentiated")
+        present = {"dhs": dhs is not None, "dh_last": dh_last is not None}
+        ins = list(op.inputs) + list(op.outputs)
+        ins += [t for t, p in zip((dhs, dh_last), present.values()) if p]
+        g = graph_of(op.inputs[0]).create_op("GRULayerGrad", ins, present, "GRULayerGrad")
+        dx, dw_x, db_x, dw_h, db_h, dh0 = g.outputs
+        return [dx, dw_x, db_x, dw_h, db_h, None, dh0]
+
+
+@register
+class GRULayerGrad(OpDef):
+    """The gradient of :class:`GRULayer`: d x, d w_x, d b_x, d w_h, d b_h, d h0 (back-propagation
+    through time over the forward's saved gates)."""
+
+    nondifferentiable = True
+    kernels = {"onednn": onednn("gru_layer_grad")}
+
+    def infer(op):
+        return [(op.inputs[i]._shape, op.inputs[i].dtype) for i in (0, 1, 2, 3, 4, 6)]
+
+    def forward(xp, x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *rest, dhs, dh_last):
+        T, N, C = x.shape
+        H = w_h.shape[1]
+        if saved.dtype != x.dtype or saved.size != T * N * 4 * H:  # another kernel's: recompute ours
+            hs, h_last, saved = _gru_forward(xp, x, w_x, b_x, w_h, b_h, mask, h0)
+        saved = saved.reshape(T, N, 4 * H)
+        rest = list(rest)
+        g_hs = rest.pop(0) if dhs else None
+        g_last = rest.pop(0) if dh_last else None
+        dgx = xp.empty((T, N, 3 * H), dtype=x.dtype)
+        dw_h = xp.zeros_like(w_h)
+        db_h = xp.zeros_like(b_h)
+        dh_next = g_last if g_last is not None else xp.zeros((N, H), dtype=x.dtype)
+        for t in range(T - 1, -1, -1):
+            s = saved[t]
+            r, z, n, ghn = s[:, :H], s[:, H:2 * H], s[:, 2 * H:3 * H], s[:, 3 * H:]
+            hp = (hs[t - 1] if t else h0) * mask[t]
+            dh = dh_next + g_hs[t] if g_hs is not None else dh_next
+            dn = dh * (1 - z) * (1 - n * n)
+            dz = dh * (hp - n) * z * (1 - z)
+            dr = dn * ghn * r * (1 - r)
+            d = dgx[t]
+            d[:, :H], d[:, H:2 * H], d[:, 2 * H:] = dr, dz, dn
+            dgh = xp.concatenate([dr, dz, dn * r], axis=1)
+            dw_h += xp.matmul(dgh.T, hp)
+            db_h += dgh.sum(axis=0)
+            dh_next = (xp.matmul(dgh, w_h) + dh * z) * mask[t]
+        d2 = dgx.reshape(T * N, 3 * H)
+        dx = xp.matmul(d2, w_x).reshape(T, N, C)
+        dw_x = xp.matmul(d2.T, x.reshape(T * N, C))
+        return dx, dw_x, d2.sum(axis=0), dw_h, db_h, dh_next
+
+
+def gru_layer(x, w_x, b_x, w_h, b_h, mask, h0, name=None):
+    """(hs, h_last) of a forward GRU layer over ``x`` [T, N, C]; see :class:`GRULayer`."""
+    x = convert_to_tensor(x)
+    g = graph_of(x)
+    ins = [x] + [convert_to_tensor(t, dtype=x.dtype, graph=g) for t in (w_x, b_x, w_h, b_h, mask, h0)]
+    op = g.create_op("GRULayer", ins, None, name or "GRULayer")
+    return op.outputs[0], op.outputs[1]

@@ -37,9 +37,11 @@ from t = T-1 down to 0 whose state resets where the *next* step starts a sequenc
 (cont_{t+1} = 0) and starts from zero at T-1 in every run (it cannot be carried: it would come from the
 future). The two hidden sequences are concatenated on axis 2.
 
-The input projection W_x x_t is one matmul over all T·N rows. RNN and GRU unroll the recurrence into
-T small matmuls and the gates' elementwise ops per step, all ordinary engine ops, so autodiff gives
-the backward; LSTM runs each direction as one op with its own gradient: the forward direction
+The input projection W_x x_t is one matmul over all T·N rows. RNN (and GRU's reverse direction or
+one with a static input) unroll the recurrence into T small matmuls and the gates' elementwise ops
+per step, all ordinary engine ops, so autodiff gives the backward; GRU's forward direction is one
+``GRULayer`` op (oneDNN's linear-before-reset GRU primitive runs it in one call); LSTM runs each
+direction as one op with its own gradient: the forward direction
 (without a static input) as one ``LSTMLayer`` (projection and scan, which oneDNN's LSTM primitive
 runs in one call), the others as an ``LSTMSequence`` scan after the projection. The sequence
 length must be known when the net is built.
@@ -53,7 +55,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 import tfconf as tc
-from tfconf.engine.ops.rnn import carried_state, lstm_layer, lstm_sequence
+from tfconf.engine.ops.rnn import carried_state, gru_layer, lstm_layer, lstm_sequence
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, register_layer
@@ -283,6 +285,18 @@ class GRU(_Recurrent):
 
     def extra_params(self, sfx, h):
         return {"b_h": ("bias_h" + sfx, [3 * h], self.bias_filler)}
+
+    def _direction(self, ctx, x3, mask, static, steps, reverse):
+        """The forward direction without a static input is one GRULayer (projection and scan,
+        which oneDNN's linear-before-reset GRU primitive runs in one call); the others unroll."""
+        if reverse or static is not None:
+            return super()._direction(ctx, x3, mask, static, steps, reverse)
+        with tc.name_scope("forward"):
+            p = self._params(ctx, x3.shape.as_list()[2], None, reverse)
+            (v,) = [self._state_variable(ctx, n) for n in self.state_names]
+            hs, h_last = gru_layer(x3, p["w_x"], p["b"], p["w_h"], p["b_h"], mask, carried_state(v.value(), mask[0]))
+            ctx.updates.append(v.assign(h_last, name=f"{v.op.name.rsplit('/', 1)[-1]}_store"))
+            return hs
 
     def step(self, p, gx, prev):
         xr, xz, xn = tc.split(gx, 3, axis=1)

@@ -431,8 +431,9 @@ class ChannelAffineForward(_AffineBase):
         keep = []
         mean, var = self.stats(x.shape[1])
         y, py = yout.new()
+        scale = np.ascontiguousarray(scale)  # (a name holds it until the primitive ran)
         ptrs = {L.ARG_SRC: xin.pointer(x, keep), L.ARG_DST: py, ARG_MEAN: mean.ctypes.data,
-                ARG_VARIANCE: var.ctypes.data, ARG_SCALE: np.ascontiguousarray(scale).ctypes.data}
+                ARG_VARIANCE: var.ctypes.data, ARG_SCALE: scale.ctypes.data}
         if self.offset:
             off = np.ascontiguousarray(offset)
             ptrs[ARG_SHIFT] = off.ctypes.data

@@ -531,3 +531,29 @@ def make_lstm_layer_grad(op, ctx, plan):
     fwd = plan.kernel_of(op.inputs[10].op)  # the LSTMLayer whose saved output this reads
     return LSTMLayerBackward(_scan(op), a["dhs"], a["dh_last"], a["dc_last"],
                              fwd if isinstance(fwd, LSTMLayerForward) else None)
+
+
+def accepts_gru_layer(op):
+    """float32 with every shape known but the batch: oneDNN's linear-before-reset GRU primitive
+    runs the whole layer (projection and recurrence) in one call each way."""
+    return accepts_lstm_layer(op)  # the same x, w_x, b_x, w_h inputs come first
+
+
+def make_gru_layer(op, ctx, plan):
+    from .rnn import GRULayerForward
+
+    training = any(c.type == "GRULayerGrad" for t in op.outputs for c in plan.consumers(t))
+    return GRULayerForward(_scan(op), training)  # the fallback: the scan, its products on oneDNN
+
+
+def accepts_gru_layer_grad(op):
+    return accepts_lstm_layer(op)
+
+
+def make_gru_layer_grad(op, ctx, plan):
+    from .rnn import GRULayerBackward, GRULayerForward
+
+    a = op.attrs
+    fwd = plan.kernel_of(op.inputs[9].op)  # the GRULayer whose saved output this reads
+    return GRULayerBackward(_scan(op), a["dhs"], a["dh_last"],
+                            fwd if isinstance(fwd, GRULayerForward) else None)

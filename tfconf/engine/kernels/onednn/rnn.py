@@ -38,7 +38,7 @@ def _fn(name, nmds):
     lib = L.library()
     f = getattr(lib.dll, name)
     if name not in _bound:
-        tail = [_vp] if name.startswith("dnnl_lstm_forward") else [_vp, _vp]  # (hint,) attr
+        tail = [_vp] if "_forward_" in name else [_vp, _vp]  # (hint,) attr
         f.argtypes = [ctypes.POINTER(_vp), _vp, ctypes.c_int, ctypes.c_int] + [_vp] * nmds + [ctypes.c_uint] + tail
         f.restype = ctypes.c_int
         _bound.add(name)
@@ -65,17 +65,17 @@ def _no_resets(mask):
 
 
 class _Shapes:
-    """Descriptors of one (T, N, C, H)."""
+    """Descriptors of one (T, N, C, H) for a cell of G gates (and B bias rows)."""
 
-    def __init__(self, T, N, C, H):
+    def __init__(self, T, N, C, H, G=4, B=4):
         P = L.MemoryDesc.plain
         self.src, self.dst = P((T, N, C)), P((T, N, H))
         self.it = P((1, 1, N, H))
-        self.w_layer, self.w_iter = L.MemoryDesc.any((1, 1, C, 4, H)), L.MemoryDesc.any((1, 1, H, 4, H))
-        # ldigo read from a [4, H, K] array (gate, output, input): what _gates_onednn makes
-        self.w_layer_ours = P((1, 1, C, 4, H), (4 * H * C, 4 * H * C, 1, H * C, C))
-        self.w_iter_ours = P((1, 1, H, 4, H), (4 * H * H, 4 * H * H, 1, H * H, H))
-        self.bias = P((1, 1, 4, H))
+        self.w_layer, self.w_iter = L.MemoryDesc.any((1, 1, C, G, H)), L.MemoryDesc.any((1, 1, H, G, H))
+        # ldigo read from a [G, H, K] array (gate, output, input): what _gates_onednn makes
+        self.w_layer_ours = P((1, 1, C, G, H), (G * H * C, G * H * C, 1, H * C, C))
+        self.w_iter_ours = P((1, 1, H, G, H), (G * H * H, G * H * H, 1, H * H, H))
+        self.bias = P((1, 1, B, H))
 
 
 def _forward_pd(s, prop):
@@ -288,3 +288,188 @@ class LSTMLayerBackward:
         db_out[list(_PERM)] = db
         return (dx, _gates_tfconf(dwl.reshape(4, H, C)), db_out.reshape(4 * H),
                 _gates_tfconf(dwi.reshape(4, H, H)), dh0, dc0)
+
+
+# ---------------------------------------------------------------------------- GRU
+#: oneDNN's linear-before-reset GRU gate k is tfconf's gate _GPERM[k] ((r, z, n) -> (u = z, r, o = n))
+_GPERM = (1, 0, 2)
+
+
+def _gru_gates(w, H):
+    """[3H, K] in tfconf's gate order -> [3, H, K] in oneDNN's (whole gate blocks copied)."""
+    return w.reshape(3, H, w.shape[1])[list(_GPERM)]
+
+
+def _gru_gates_tfconf(w3):
+    out = np.empty_like(w3)
+    out[list(_GPERM)] = w3
+    return out.reshape(-1, w3.shape[2])
+
+
+def _gru_bias(b_x, b_h, H):
+    """oneDNN's [4, H] bias: (b_x + b_h) for u = z and r, b_x for o = n, then b_h of n."""
+    bx, bh = b_x.reshape(3, H), b_h.reshape(3, H)
+    return np.ascontiguousarray(np.stack([bx[1] + bh[1], bx[0] + bh[0], bx[2], bh[2]]), dtype=np.float32)
+
+
+def _gru_forward_pd(s, prop):
+    lib = L.library()
+    pd = _vp()
+    attr = L.Attr()
+    f = _fn("dnnl_lbr_gru_forward_primitive_desc_create", 7)
+    lib.check("lbr_gru_forward_primitive_desc_create",
+              f(ctypes.byref(pd), lib.engine, prop, LEFT2RIGHT, s.src.handle, s.it.handle, s.w_layer.handle,
+                s.w_iter.handle, s.bias.handle, s.dst.handle, s.it.handle, 0, attr.handle))
+    return pd
+
+
+_GRU_FWD_ARGS = [A_SRC_LAYER, A_SRC_ITER, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER]
+
+
+class GRULayerForward:
+    """GRULayer's forward on oneDNN's linear-before-reset GRU primitive (training when the plan
+    has its gradient, else inference); a batch whose cont mask resets a stream after the first
+    step runs the reference, as for LSTMLayer."""
+
+    def __init__(self, reference, training):
+        self.reference, self.training = reference, training
+        self.built = {}
+        self.last = None  # (id(w_x), id(w_h), their oneDNN-order copies), as LSTMLayerForward's
+
+    def _build(self, T, N, C, H):
+        s = _Shapes(T, N, C, H, G=3, B=4)
+        prop = L.FORWARD_TRAINING if self.training else L.FORWARD_INFERENCE
+        prim = L.Primitive(_gru_forward_pd(s, prop), _GRU_FWD_ARGS + ([A_WS] if self.training else []),
+                           "gru forward")
+        return s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours), _weights_into(prim, A_W_ITER, s.w_iter_ours)
+
+    def __call__(self, x, w_x, b_x, w_h, b_h, mask, h0):
+        T, N, C = x.shape
+        H = w_h.shape[1]
+        self.last = None
+        if x.dtype != np.float32 or N == 0 or T == 0 or not _no_resets(mask) or h0.shape != (N, H):
+            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0)
+        key = (T, N, C, H)
+        built = self.built.get(key, False)
+        if built is False:
+            try:
+                built = [*self._build(T, N, C, H), None]
+            except L.DnnlError:
+                built = None
+            self.built[key] = built
+        if built is None:
+            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0)
+        s, prim, conv_l, conv_i = built[:4]
+        wl, wi = _gru_gates(w_x, H), _gru_gates(w_h, H)
+        self.last = (id(w_x), id(w_h), wl, wi)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        h0 = np.ascontiguousarray(h0 * mask[0], np.float32)
+        bias = _gru_bias(b_x, b_h, H)  # (bound to a name: the primitive reads it after this line)
+        hs = L.output_array((T, N, H))
+        h_last = np.empty((N, H), np.float32)
+        ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data,
+                A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
+                A_BIAS: bias.ctypes.data, A_DST_LAYER: hs.ctypes.data,
+                A_DST_ITER: h_last.ctypes.data}
+        if self.training:
+            ws = _reuse(built, 4, prim.mds[A_WS].nbytes)
+            ptrs[A_WS] = ws.ctypes.data
+        else:
+            ws = np.empty(0, np.uint8)
+        prim(ptrs)
+        return hs, h_last, ws
+
+
+class GRULayerBackward:
+    """GRULayerGrad on the backward primitive, from the forward's workspace."""
+
+    def __init__(self, reference, dhs, dh_last, forward=None):
+        self.reference = reference
+        self.present = (dhs, dh_last)
+        self.forward = forward
+        self.built = {}
+
+    def _build(self, T, N, C, H):
+        s = _Shapes(T, N, C, H, G=3, B=4)
+        lib = L.library()
+        hint = _gru_forward_pd(s, L.FORWARD_TRAINING)
+        try:
+            pd = _vp()
+            attr = L.Attr()
+            f = _fn("dnnl_lbr_gru_backward_primitive_desc_create", 14)
+            lib.check("lbr_gru_backward_primitive_desc_create",
+                      f(ctypes.byref(pd), lib.engine, L.BACKWARD, LEFT2RIGHT,
+                        s.src.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, s.bias.handle,
+                        s.dst.handle, s.it.handle,
+                        s.src.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, s.bias.handle,
+                        s.dst.handle, s.it.handle, 0, hint, attr.handle))
+        finally:
+            lib.primitive_desc_destroy(hint)
+        args = _GRU_FWD_ARGS + [A_WS] + [a + DIFF for a in _GRU_FWD_ARGS]
+        prim = L.Primitive(pd, args, "gru backward")
+        dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
+        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), L.empty_bytes(dwl_md.nbytes))
+        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), L.empty_bytes(dwi_md.nbytes))
+        return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
+                _weights_into(prim, A_W_ITER, s.w_iter_ours), out_l, out_i)
+
+    def __call__(self, x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads):
+        T, N, C = x.shape
+        H = w_h.shape[1]
+        if saved.dtype != np.uint8 or saved.size == 0 or not _no_resets(mask):  # the reference's forward
+            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
+        key = (T, N, C, H)
+        built = self.built.get(key, False)
+        if built is False:
+            try:
+                built = self._build(T, N, C, H)
+            except L.DnnlError:  # pragma: no cover - the forward took this shape
+                built = None
+            self.built[key] = built
+        if built is None:  # pragma: no cover
+            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
+        s, prim, conv_l, conv_i, out_l, out_i = built
+        if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
+            raise ValueError("GRULayerGrad: the workspace is not the forward primitive's for these shapes")
+        grads = list(grads)
+        g = [grads.pop(0) if p else None for p in self.present]
+        dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
+        dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
+        last = self.forward.last if self.forward is not None else None
+        if last is not None and last[0] == id(w_x) and last[1] == id(w_h):
+            wl, wi = last[2], last[3]
+        else:
+            wl, wi = _gru_gates(w_x, H), _gru_gates(w_h, H)
+        x = np.ascontiguousarray(x, np.float32)
+        m0 = mask[0]
+        h0 = np.ascontiguousarray(h0 * m0, np.float32)
+        bias = _gru_bias(b_x, b_h, H)
+        hs, h_last = (np.ascontiguousarray(v, np.float32) for v in (hs, h_last))
+        dx = L.output_array((T, N, C))
+        dh0 = np.empty((N, H), np.float32)
+        # the diff weights and bias are accumulated into: they start at zero
+        dwl = out_l[1] if out_l is not None else np.zeros((3, H, C), np.float32)
+        dwi = out_i[1] if out_i is not None else np.zeros((3, H, H), np.float32)
+        dwl.fill(0)
+        dwi.fill(0)
+        db = np.zeros((4, H), np.float32)
+        prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data,
+              A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
+              A_BIAS: bias.ctypes.data, A_DST_LAYER: hs.ctypes.data,
+              A_DST_ITER: h_last.ctypes.data, A_WS: saved.ctypes.data,
+              A_SRC_LAYER + DIFF: dx.ctypes.data, A_SRC_ITER + DIFF: dh0.ctypes.data,
+              A_W_LAYER + DIFF: dwl.ctypes.data, A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
+              A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data})
+        if out_l is not None:
+            ours_l = np.empty((3, H, C), np.float32)
+            out_l[0]({L.ARG_SRC: dwl.ctypes.data, L.ARG_DST: ours_l.ctypes.data})
+            dwl = ours_l
+        if out_i is not None:
+            ours_i = np.empty((3, H, H), np.float32)
+            out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: ours_i.ctypes.data})
+            dwi = ours_i
+        dh0 *= m0
+        db_x = np.stack([db[1], db[0], db[2]]).reshape(3 * H)
+        db_h = np.stack([db[1], db[0], db[3]]).reshape(3 * H)
+        return (dx, _gru_gates_tfconf(dwl.reshape(3, H, C)), db_x, _gru_gates_tfconf(dwi.reshape(3, H, H)),
+                db_h, dh0)
