@@ -54,6 +54,27 @@ def lstm_weights(rng, dtype=np.float32):
     return w
 
 
+GRU_SHAPE = dict(LSTM_SHAPE)  # the LSTM's twin: the same sizes
+
+
+def gru_weights(rng, dtype=np.float32):
+    """Two GRU layers (gate order r, z, n, PyTorch's and the front end's GRU alike: no permutation)
+    with both biases (b_x and b_h), and an output layer over the time axis like the LSTM's."""
+    s = GRU_SHAPE
+    h, w = s["hidden"], {}
+    d = s["input"]
+    lim = 1 / np.sqrt(h)
+    for k in range(s["layers"]):
+        w[f"l{k}_wx"] = rng.uniform(-lim, lim, (3 * h, d)).astype(dtype)
+        w[f"l{k}_bx"] = rng.uniform(-lim, lim, 3 * h).astype(dtype)
+        w[f"l{k}_wh"] = rng.uniform(-lim, lim, (3 * h, h)).astype(dtype)
+        w[f"l{k}_bh"] = rng.uniform(-lim, lim, 3 * h).astype(dtype)
+        d = h
+    w["out_w"] = rng.uniform(-lim, lim, (s["classes"], h)).astype(dtype)
+    w["out_b"] = np.zeros(s["classes"], dtype)
+    return w
+
+
 def resnet20_blocks():
     """The basic blocks of model_zoo/resnet20_cifar/model.yaml: (name, in channels, out channels,
     stride, projection shortcut). Stages 3 and 4 start with stride 2 and a 1x1 projection."""
@@ -163,6 +184,38 @@ def tfconf_lstm(tc, weights, x):
 
 
 tfconf_lstm.full_shape = True  # its xshape is [T, N, input]: the batch is part of it
+
+
+def tfconf_gru(tc, weights, x):
+    """The front end's own GRU layers (what a config gets), with these weights loaded."""
+    from tfconf.frontend.compiler import build_net
+    from tfconf.frontend.layers import NetState, get_layer_class
+
+    s = GRU_SHAPE
+    spec = [{"name": "cont", "type": "Input", "shape": [s["steps"], s["batch"]]}]
+    bottom = "x"
+    for k in range(s["layers"]):
+        spec.append({"name": f"gru{k}", "type": "GRU", "bottom": [bottom, "cont"], "num_output": s["hidden"]})
+        bottom = f"gru{k}"
+    spec.append({"name": "out", "type": "InnerProduct", "bottom": bottom, "num_output": s["classes"], "axis": 2})
+    specs = [get_layer_class(d["type"]).model_validate(d) for d in spec]
+    params, meta = {}, {}
+    inputs = {"x": x}
+    net = build_net(specs, NetState(phase="train"), x.graph, params, meta, inputs)
+    tfconf_gru.feeds = {inputs["cont"]: np.ones((s["steps"], s["batch"]), np.float32)}
+    tfconf_gru.updates = net.updates
+    tfconf_gru.load = {}
+    for k in range(s["layers"]):
+        # Caffe's blob order: W_x, b (b_x), W_h, b_h
+        for key, w in ((f"gru{k}/weights_x", "wx"), (f"gru{k}/bias", "bx"), (f"gru{k}/weights_h", "wh"),
+                       (f"gru{k}/bias_h", "bh")):
+            tfconf_gru.load[_find_param(params, key)] = weights[f"l{k}_{w}"]
+    tfconf_gru.load[_find_param(params, "out/weights")] = weights["out_w"]
+    tfconf_gru.load[_find_param(params, "out/bias")] = weights["out_b"]
+    return tc.reshape(net.tops["out"], [-1, s["classes"]])
+
+
+tfconf_gru.full_shape = True  # its xshape is [T, N, input]: the batch is part of it
 
 
 def tfconf_resnet20(tc, weights, x):
@@ -298,6 +351,32 @@ def torch_lstm(torch, weights):
         return out(hs).reshape(-1, s["classes"])
 
     return forward, list(lstm.parameters()) + list(out.parameters())
+
+
+def torch_gru(torch, weights):
+    """torch.nn.GRU (its fused CPU kernel) with the same weights: the gate order (r, z, n) and the
+    two biases are the front end's GRU's, so they copy over as they are."""
+    s = GRU_SHAPE
+    gru = torch.nn.GRU(s["input"], s["hidden"], num_layers=s["layers"])
+    h = s["hidden"]
+    with torch.no_grad():
+        for k in range(s["layers"]):
+            getattr(gru, f"weight_ih_l{k}").copy_(torch.from_numpy(weights[f"l{k}_wx"]))
+            getattr(gru, f"bias_ih_l{k}").copy_(torch.from_numpy(weights[f"l{k}_bx"]))
+            getattr(gru, f"weight_hh_l{k}").copy_(torch.from_numpy(weights[f"l{k}_wh"]))
+            getattr(gru, f"bias_hh_l{k}").copy_(torch.from_numpy(weights[f"l{k}_bh"]))
+    out = torch.nn.Linear(h, s["classes"])
+    with torch.no_grad():
+        out.weight.copy_(torch.from_numpy(weights["out_w"]))
+        out.bias.copy_(torch.from_numpy(weights["out_b"]))
+    state = {}
+
+    def forward(x):
+        hs, st = gru(x, state.get("s"))
+        state["s"] = st.detach()   # truncated BPTT: carry the state, not its graph
+        return out(hs).reshape(-1, s["classes"])
+
+    return forward, list(gru.parameters()) + list(out.parameters())
 
 
 def torch_mlp(torch, weights, device=None):

@@ -51,10 +51,12 @@ def _images(shape, classes=10):
     return make
 
 
-def _sequences(rng, batch):
-    s = models.LSTM_SHAPE
-    return (rng.standard_normal((s["steps"], batch, s["input"])).astype(np.float32),
-            rng.integers(0, s["classes"], s["steps"] * batch).astype(np.int64))
+def _sequences(s):
+    """Inputs [T, N, input] and one label per step and stream for a recurrent model of shape ``s``."""
+    def make(rng, batch):
+        return (rng.standard_normal((s["steps"], batch, s["input"])).astype(np.float32),
+                rng.integers(0, s["classes"], s["steps"] * batch).astype(np.int64))
+    return make
 
 
 # key, title, batch, weights, inputs, tfconf model, tfconf x shape, torch model
@@ -65,12 +67,21 @@ MODELS = {
             (784,), models.torch_mlp),
     "cifar": ("CIFAR-10 quick, batch 100", 100, models.cifar_weights, _images((3, 32, 32)),
               models.tfconf_cifar, (3, 32, 32), models.torch_cifar),
-    "lstm": ("LSTM 2x256, seq 50, batch 32", 32, models.lstm_weights, _sequences, models.tfconf_lstm,
-             (models.LSTM_SHAPE["steps"], 32, models.LSTM_SHAPE["input"]), models.torch_lstm),
+    "lstm": ("LSTM 2x256, seq 50, batch 32", 32, models.lstm_weights, _sequences(models.LSTM_SHAPE),
+             models.tfconf_lstm, (models.LSTM_SHAPE["steps"], 32, models.LSTM_SHAPE["input"]), models.torch_lstm),
+    "gru": ("GRU 2x256, seq 50, batch 32", 32, models.gru_weights, _sequences(models.GRU_SHAPE),
+            models.tfconf_gru, (models.GRU_SHAPE["steps"], 32, models.GRU_SHAPE["input"]), models.torch_gru),
     "resnet20": ("ResNet-20, batch 128", 128, models.resnet20_weights, _images((3, 32, 32)),
                  models.tfconf_resnet20, (3, 32, 32), models.torch_resnet20),
 }
 FRAMEWORKS = ("tfconf", "pytorch", "tensorflow")
+# the models models.tf_train_step builds; the others get "—" in the TensorFlow columns
+TF_MODELS = frozenset({"lenet", "mlp", "cifar", "lstm", "resnet20"})
+
+
+def _runs(framework, key):
+    """Whether ``framework`` has a version of model ``key`` (every model has tfconf's and torch's)."""
+    return framework != "tensorflow" or key in TF_MODELS
 
 
 def lenet_train_flops(batch=64):
@@ -90,6 +101,8 @@ def make_step(framework, key, weights, peers):
         torch = peers["pytorch"]
         fwd, params = torch_model(torch, weights)
         return models.torch_train_step(torch, fwd, params), lambda: None
+    if not _runs(framework, key):
+        raise ValueError(f"no {framework} version of {key!r}")
     step, sess = models.tf_train_step(peers["tensorflow"], key, weights)
     return step, sess.close
 
@@ -102,7 +115,7 @@ def bench_train(key, peers, reps, rounds):
     xv, yv = inputs(np.random.default_rng(1), batch)
     fns, closers, first = {}, [], {}
     for fw in FRAMEWORKS:
-        if fw == "tfconf" or peers.get(fw) is not None:
+        if (fw == "tfconf" or peers.get(fw) is not None) and _runs(fw, key):
             step, close = make_step(fw, key, weights, peers)
             first[fw] = float(step(xv, yv))
             fns[fw] = (lambda step=step: step(xv, yv))
@@ -389,9 +402,10 @@ def main(argv=None):
         r, first = bench_train(key, peers, reps, rounds)
         results[key] = r
         tfc = r["tfconf"][0]
-        cells = " | ".join(f"{r[f][0] * 1e3:.2f} ({r[f][1] * 1e3:.2f})" for f in frameworks)
-        rat = " | ".join(f"{tfc / r[f][0]:.2f}" for f in frameworks[1:])
-        say(f"| {MODELS[key][0]} | {cells} | {rat} | {', '.join(f'{first[f]:.4f}' for f in frameworks)} |")
+        cells = " | ".join(f"{r[f][0] * 1e3:.2f} ({r[f][1] * 1e3:.2f})" if f in r else "—" for f in frameworks)
+        rat = " | ".join(f"{tfc / r[f][0]:.2f}" if f in r else "—" for f in frameworks[1:])
+        losses = ", ".join(f"{first[f]:.4f}" if f in first else "—" for f in frameworks)
+        say(f"| {MODELS[key][0]} | {cells} | {rat} | {losses} |")
     if "lenet" in results:
         fl = lenet_train_flops()
         say()
@@ -409,7 +423,7 @@ def main(argv=None):
         for key in keys:
             cells = []
             for f in frameworks:
-                m = peak_memory(f, key)
+                m = peak_memory(f, key) if _runs(f, key) else None
                 cells.append("—" if m is None else f"{m[0]:.0f} ({m[1]:.0f})")
             say(f"| {MODELS[key][0]} | {' | '.join(cells)} |")
     say()
