@@ -156,63 +156,49 @@ def tfconf_cifar(tc, weights, x):
     return tc.matmul(h, v["ip2_w"]) + v["ip2_b"]
 
 
-def tfconf_lstm(tc, weights, x):
-    """The front end's own LSTM layers (what a config gets), with these weights loaded."""
+def _tfconf_recurrent(tc, model, kind, s, blobs, weights, x):
+    """Two of the front end's own recurrent layers of type ``kind`` (what a config gets) and the
+    output layer, with these weights loaded: ``blobs`` maps each layer's parameter names (Caffe's
+    blob order) to the weight keys. Sets ``model``'s feeds, updates and load."""
     from tfconf.frontend.compiler import build_net
     from tfconf.frontend.layers import NetState, get_layer_class
 
-    s = LSTM_SHAPE
+    prefix = kind.lower()
     spec = [{"name": "cont", "type": "Input", "shape": [s["steps"], s["batch"]]}]
     bottom = "x"
     for k in range(s["layers"]):
-        spec.append({"name": f"lstm{k}", "type": "LSTM", "bottom": [bottom, "cont"], "num_output": s["hidden"]})
-        bottom = f"lstm{k}"
+        spec.append({"name": f"{prefix}{k}", "type": kind, "bottom": [bottom, "cont"], "num_output": s["hidden"]})
+        bottom = f"{prefix}{k}"
     spec.append({"name": "out", "type": "InnerProduct", "bottom": bottom, "num_output": s["classes"], "axis": 2})
     specs = [get_layer_class(d["type"]).model_validate(d) for d in spec]
     params, meta = {}, {}
     inputs = {"x": x}
     net = build_net(specs, NetState(phase="train"), x.graph, params, meta, inputs)
-    tfconf_lstm.feeds = {inputs["cont"]: np.ones((s["steps"], s["batch"]), np.float32)}
-    tfconf_lstm.updates = net.updates
-    tfconf_lstm.load = {}
+    model.feeds = {inputs["cont"]: np.ones((s["steps"], s["batch"]), np.float32)}
+    model.updates = net.updates
+    model.load = {}
     for k in range(s["layers"]):
-        for key, w in ((f"lstm{k}/weights_x", "wx"), (f"lstm{k}/bias", "b"), (f"lstm{k}/weights_h", "wh")):
-            tfconf_lstm.load[_find_param(params, key)] = weights[f"l{k}_{w}"]
-    tfconf_lstm.load[_find_param(params, "out/weights")] = weights["out_w"]
-    tfconf_lstm.load[_find_param(params, "out/bias")] = weights["out_b"]
+        for key, w in blobs:
+            model.load[_find_param(params, f"{prefix}{k}/{key}")] = weights[f"l{k}_{w}"]
+    model.load[_find_param(params, "out/weights")] = weights["out_w"]
+    model.load[_find_param(params, "out/bias")] = weights["out_b"]
     return tc.reshape(net.tops["out"], [-1, s["classes"]])
+
+
+def tfconf_lstm(tc, weights, x):
+    """The front end's own LSTM layers, with these weights loaded."""
+    return _tfconf_recurrent(tc, tfconf_lstm, "LSTM", LSTM_SHAPE,
+                             (("weights_x", "wx"), ("bias", "b"), ("weights_h", "wh")), weights, x)
 
 
 tfconf_lstm.full_shape = True  # its xshape is [T, N, input]: the batch is part of it
 
 
 def tfconf_gru(tc, weights, x):
-    """The front end's own GRU layers (what a config gets), with these weights loaded."""
-    from tfconf.frontend.compiler import build_net
-    from tfconf.frontend.layers import NetState, get_layer_class
-
-    s = GRU_SHAPE
-    spec = [{"name": "cont", "type": "Input", "shape": [s["steps"], s["batch"]]}]
-    bottom = "x"
-    for k in range(s["layers"]):
-        spec.append({"name": f"gru{k}", "type": "GRU", "bottom": [bottom, "cont"], "num_output": s["hidden"]})
-        bottom = f"gru{k}"
-    spec.append({"name": "out", "type": "InnerProduct", "bottom": bottom, "num_output": s["classes"], "axis": 2})
-    specs = [get_layer_class(d["type"]).model_validate(d) for d in spec]
-    params, meta = {}, {}
-    inputs = {"x": x}
-    net = build_net(specs, NetState(phase="train"), x.graph, params, meta, inputs)
-    tfconf_gru.feeds = {inputs["cont"]: np.ones((s["steps"], s["batch"]), np.float32)}
-    tfconf_gru.updates = net.updates
-    tfconf_gru.load = {}
-    for k in range(s["layers"]):
-        # Caffe's blob order: W_x, b (b_x), W_h, b_h
-        for key, w in ((f"gru{k}/weights_x", "wx"), (f"gru{k}/bias", "bx"), (f"gru{k}/weights_h", "wh"),
-                       (f"gru{k}/bias_h", "bh")):
-            tfconf_gru.load[_find_param(params, key)] = weights[f"l{k}_{w}"]
-    tfconf_gru.load[_find_param(params, "out/weights")] = weights["out_w"]
-    tfconf_gru.load[_find_param(params, "out/bias")] = weights["out_b"]
-    return tc.reshape(net.tops["out"], [-1, s["classes"]])
+    """The front end's own GRU layers (Caffe's blob order: W_x, b (b_x), W_h, b_h), with these
+    weights loaded."""
+    return _tfconf_recurrent(tc, tfconf_gru, "GRU", GRU_SHAPE,
+                             (("weights_x", "wx"), ("bias", "bx"), ("weights_h", "wh"), ("bias_h", "bh")), weights, x)
 
 
 tfconf_gru.full_shape = True  # its xshape is [T, N, input]: the batch is part of it

@@ -17,23 +17,12 @@ from tfconf.engine.kernels.onednn import lib as L
 from tfconf.engine.ops.nn import fused_batch_norm_training
 
 from test_onednn import _run_both as run_both  # same folder (rootdir import mode)
+from test_onednn_norm import _close, _of
 
 pytestmark = pytest.mark.skipif(not L.available(), reason=f"oneDNN unavailable: {L.unavailable_reason()}")
 
 BN_TOL = 2e-6
 PLAN_TOL = 2e-5
-
-
-def _close(a, b, rel, what=""):
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape, f"{what}: shape {a.shape} against {b.shape}"
-    scale = max(float(np.abs(b).max()), 1e-6)
-    err = float(np.abs(a.astype(np.float64) - b).max())
-    assert err <= rel * scale, f"{what}: max error {err:.3g} against scale {scale:.3g}"
-
-
-def _of(kernels, cls_name):
-    return [k for k in kernels if type(k).__name__ == cls_name]
 
 
 # ---------------------------------------------------------------------------- batch norm alone

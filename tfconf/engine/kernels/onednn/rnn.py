@@ -109,6 +109,48 @@ def _into_primitive(w4, conversion):
     return buf.ctypes.data
 
 
+def _diff_weights_out(prim, s):
+    """For a backward primitive: (reorder, its buffer) from the layout it writes each weight
+    gradient in back to our [G, H, K] (None where that is already the layout)."""
+    outs = []
+    for arg, ours in ((A_W_LAYER + DIFF, s.w_layer_ours), (A_W_ITER + DIFF, s.w_iter_ours)):
+        md = prim.mds[arg]
+        outs.append(None if md == ours else (L.reorder(md, ours), L.empty_bytes(md.nbytes)))
+    return tuple(outs)
+
+
+def _diff_weight_buffers(outs, G, H, C):
+    """Zeroed buffers the backward accumulates the two weight gradients into (kept ones where a
+    reorder follows: a plan's provider kernels run one at a time)."""
+    bufs = []
+    for out, k in zip(outs, (C, H)):
+        b = out[1] if out is not None else np.zeros((G, H, k), np.float32)
+        b.fill(0)
+        bufs.append(b)
+    return bufs
+
+
+def _diff_weights_ours(outs, bufs, G, H, C):
+    """The two weight gradients as [G, H, K] arrays in oneDNN's gate order."""
+    res = []
+    for out, b, k in zip(outs, bufs, (C, H)):
+        if out is not None:
+            ours = np.empty((G, H, k), np.float32)
+            out[0]({L.ARG_SRC: b.ctypes.data, L.ARG_DST: ours.ctypes.data})
+            b = ours
+        res.append(b.reshape(G, H, k))
+    return res
+
+
+def _forward_copies(forward, w_x, w_h, gates, H):
+    """The forward's [G, H, K] weight copies when this run's forward made them from these very
+    arrays, else fresh ones."""
+    last = forward.last if forward is not None else None
+    if last is not None and last[0] == id(w_x) and last[1] == id(w_h):
+        return last[2], last[3]
+    return gates(w_x, H), gates(w_h, H)
+
+
 _reuse_lock = threading.Lock()
 
 
@@ -215,11 +257,8 @@ class LSTMLayerBackward:
                 A_DST_ITER_C, A_WS] + [a + DIFF for a in (A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER,
                                                           A_BIAS, A_DST_LAYER, A_DST_ITER, A_DST_ITER_C)]
         prim = L.Primitive(pd, args, "lstm backward")
-        dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
-        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), L.empty_bytes(dwl_md.nbytes))
-        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), L.empty_bytes(dwi_md.nbytes))
         return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
-                _weights_into(prim, A_W_ITER, s.w_iter_ours), out_l, out_i)
+                _weights_into(prim, A_W_ITER, s.w_iter_ours), _diff_weights_out(prim, s))
 
     def __call__(self, x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads):
         T, N, C = x.shape
@@ -236,7 +275,7 @@ class LSTMLayerBackward:
             self.built[key] = built
         if built is None:  # pragma: no cover
             return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
-        s, prim, conv_l, conv_i, out_l, out_i = built
+        s, prim, conv_l, conv_i, outs = built
         if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
             raise ValueError("LSTMLayerGrad: the workspace is not the forward primitive's for these shapes")
         grads = list(grads)
@@ -244,11 +283,7 @@ class LSTMLayerBackward:
         dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
         dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
         dc = np.ascontiguousarray(g[2], np.float32) if g[2] is not None else np.zeros((N, H), np.float32)
-        last = self.forward.last if self.forward is not None else None
-        if last is not None and last[0] == id(w_x) and last[1] == id(w_h):
-            wl, wi = last[2], last[3]
-        else:
-            wl, wi = _gates_onednn(w_x, H), _gates_onednn(w_h, H)
+        wl, wi = _forward_copies(self.forward, w_x, w_h, _gates_onednn, H)
         bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
         x = np.ascontiguousarray(x, np.float32)
         m0 = mask[0]
@@ -259,10 +294,7 @@ class LSTMLayerBackward:
         dc0 = np.empty((N, H), np.float32)
         # the diff weights and bias are accumulated into: they start at zero (kept buffers: a
         # plan's provider kernels run one at a time)
-        dwl = out_l[1] if out_l is not None else np.zeros((4, H, C), np.float32)
-        dwi = out_i[1] if out_i is not None else np.zeros((4, H, H), np.float32)
-        dwl.fill(0)
-        dwi.fill(0)
+        dwl, dwi = _diff_weight_buffers(outs, 4, H, C)
         db = np.zeros((4, H), np.float32)
         prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
               A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
@@ -274,14 +306,7 @@ class LSTMLayerBackward:
               A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
               A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data,
               A_DST_ITER_C + DIFF: dc.ctypes.data})
-        if out_l is not None:  # into our [4, H, K] (oneDNN's gate order)
-            ours_l = np.empty((4, H, C), np.float32)
-            out_l[0]({L.ARG_SRC: dwl.ctypes.data, L.ARG_DST: ours_l.ctypes.data})
-            dwl = ours_l
-        if out_i is not None:
-            ours_i = np.empty((4, H, H), np.float32)
-            out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: ours_i.ctypes.data})
-            dwi = ours_i
+        dwl, dwi = _diff_weights_ours(outs, (dwl, dwi), 4, H, C)  # our [4, H, K], oneDNN's gate order
         dh0 *= m0  # the first step read h0·mask[0] and c0·mask[0]
         dc0 *= m0
         db_out = np.empty((4, H), np.float32)
@@ -407,11 +432,8 @@ class GRULayerBackward:
             lib.primitive_desc_destroy(hint)
         args = _GRU_FWD_ARGS + [A_WS] + [a + DIFF for a in _GRU_FWD_ARGS]
         prim = L.Primitive(pd, args, "gru backward")
-        dwl_md, dwi_md = prim.mds[A_W_LAYER + DIFF], prim.mds[A_W_ITER + DIFF]
-        out_l = None if dwl_md == s.w_layer_ours else (L.reorder(dwl_md, s.w_layer_ours), L.empty_bytes(dwl_md.nbytes))
-        out_i = None if dwi_md == s.w_iter_ours else (L.reorder(dwi_md, s.w_iter_ours), L.empty_bytes(dwi_md.nbytes))
         return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
-                _weights_into(prim, A_W_ITER, s.w_iter_ours), out_l, out_i)
+                _weights_into(prim, A_W_ITER, s.w_iter_ours), _diff_weights_out(prim, s))
 
     def __call__(self, x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads):
         T, N, C = x.shape
@@ -428,18 +450,14 @@ class GRULayerBackward:
             self.built[key] = built
         if built is None:  # pragma: no cover
             return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
-        s, prim, conv_l, conv_i, out_l, out_i = built
+        s, prim, conv_l, conv_i, outs = built
         if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
             raise ValueError("GRULayerGrad: the workspace is not the forward primitive's for these shapes")
         grads = list(grads)
         g = [grads.pop(0) if p else None for p in self.present]
         dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
         dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
-        last = self.forward.last if self.forward is not None else None
-        if last is not None and last[0] == id(w_x) and last[1] == id(w_h):
-            wl, wi = last[2], last[3]
-        else:
-            wl, wi = _gru_gates(w_x, H), _gru_gates(w_h, H)
+        wl, wi = _forward_copies(self.forward, w_x, w_h, _gru_gates, H)
         x = np.ascontiguousarray(x, np.float32)
         m0 = mask[0]
         h0 = np.ascontiguousarray(h0 * m0, np.float32)
@@ -448,10 +466,7 @@ class GRULayerBackward:
         dx = L.output_array((T, N, C))
         dh0 = np.empty((N, H), np.float32)
         # the diff weights and bias are accumulated into: they start at zero
-        dwl = out_l[1] if out_l is not None else np.zeros((3, H, C), np.float32)
-        dwi = out_i[1] if out_i is not None else np.zeros((3, H, H), np.float32)
-        dwl.fill(0)
-        dwi.fill(0)
+        dwl, dwi = _diff_weight_buffers(outs, 3, H, C)
         db = np.zeros((4, H), np.float32)
         prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data,
               A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
@@ -460,14 +475,7 @@ class GRULayerBackward:
               A_SRC_LAYER + DIFF: dx.ctypes.data, A_SRC_ITER + DIFF: dh0.ctypes.data,
               A_W_LAYER + DIFF: dwl.ctypes.data, A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
               A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data})
-        if out_l is not None:
-            ours_l = np.empty((3, H, C), np.float32)
-            out_l[0]({L.ARG_SRC: dwl.ctypes.data, L.ARG_DST: ours_l.ctypes.data})
-            dwl = ours_l
-        if out_i is not None:
-            ours_i = np.empty((3, H, H), np.float32)
-            out_i[0]({L.ARG_SRC: dwi.ctypes.data, L.ARG_DST: ours_i.ctypes.data})
-            dwi = ours_i
+        dwl, dwi = _diff_weights_ours(outs, (dwl, dwi), 3, H, C)
         dh0 *= m0
         db_x = np.stack([db[1], db[0], db[2]]).reshape(3 * H)
         db_h = np.stack([db[1], db[0], db[3]]).reshape(3 * H)
