@@ -151,6 +151,19 @@ def _forward_copies(forward, w_x, w_h, gates, H):
     return gates(w_x, H), gates(w_h, H)
 
 
+def _built_for(cache, key, build):
+    """``cache[key]``, built by ``build()`` on the first run that meets the shape (None from then
+    on where oneDNN refuses it: the reference runs that shape)."""
+    built = cache.get(key, False)
+    if built is False:
+        try:
+            built = build()
+        except L.DnnlError:
+            built = None
+        cache[key] = built
+    return built
+
+
 _reuse_lock = threading.Lock()
 
 
@@ -197,13 +210,7 @@ class LSTMLayerForward:
                 or c0.shape != (N, H)):
             return self.reference(x, w_x, b, w_h, mask, h0, c0)
         key = (T, N, C, H)
-        built = self.built.get(key, False)
-        if built is False:
-            try:
-                built = [*self._build(T, N, C, H), None]
-            except L.DnnlError:  # a shape this oneDNN does not take: the reference, from now on
-                built = None
-            self.built[key] = built
+        built = _built_for(self.built, key, lambda: [*self._build(T, N, C, H), None])
         if built is None:
             return self.reference(x, w_x, b, w_h, mask, h0, c0)
         s, prim, conv_l, conv_i = built[:4]
@@ -266,13 +273,7 @@ class LSTMLayerBackward:
         if saved.dtype != np.uint8 or saved.size == 0 or not _no_resets(mask):  # the reference's forward
             return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
         key = (T, N, C, H)
-        built = self.built.get(key, False)
-        if built is False:
-            try:
-                built = self._build(T, N, C, H)
-            except L.DnnlError:  # pragma: no cover - the forward took this shape
-                built = None
-            self.built[key] = built
+        built = _built_for(self.built, key, lambda: self._build(T, N, C, H))
         if built is None:  # pragma: no cover
             return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
         s, prim, conv_l, conv_i, outs = built
@@ -375,13 +376,7 @@ class GRULayerForward:
         if x.dtype != np.float32 or N == 0 or T == 0 or not _no_resets(mask) or h0.shape != (N, H):
             return self.reference(x, w_x, b_x, w_h, b_h, mask, h0)
         key = (T, N, C, H)
-        built = self.built.get(key, False)
-        if built is False:
-            try:
-                built = [*self._build(T, N, C, H), None]
-            except L.DnnlError:
-                built = None
-            self.built[key] = built
+        built = _built_for(self.built, key, lambda: [*self._build(T, N, C, H), None])
         if built is None:
             return self.reference(x, w_x, b_x, w_h, b_h, mask, h0)
         s, prim, conv_l, conv_i = built[:4]
@@ -441,13 +436,7 @@ class GRULayerBackward:
         if saved.dtype != np.uint8 or saved.size == 0 or not _no_resets(mask):  # the reference's forward
             return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
         key = (T, N, C, H)
-        built = self.built.get(key, False)
-        if built is False:
-            try:
-                built = self._build(T, N, C, H)
-            except L.DnnlError:  # pragma: no cover - the forward took this shape
-                built = None
-            self.built[key] = built
+        built = _built_for(self.built, key, lambda: self._build(T, N, C, H))
         if built is None:  # pragma: no cover
             return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
         s, prim, conv_l, conv_i, outs = built
