@@ -502,8 +502,8 @@ def make_softmax(op, ctx, plan):
 def accepts_lstm_layer(op):
     """float32 with every shape known but the batch: oneDNN's LSTM primitive runs the whole layer
     (input projection and recurrence) in one call; measured on the LSTM benchmark's second layer
-    ([50, 32, 256] -> 256), forward + backward 18.4 ms against 30 for the projection and the scan
-    (benchmarks/lstm_primitive_probe.py)."""
+    ([50, 32, 256] -> 256), forward + backward 27 ms against 41 for the numpy scan
+    (benchmarks/rnn_layers_bench.py)."""
     why = _float32(op)
     if why:
         return why
