@@ -15,6 +15,8 @@ from typing import List, Optional
 
 import typer
 
+from tfconf.errors import UserError
+
 app = typer.Typer(
     name="tfconf",
     help="Train nets written as YAML configs on a TensorFlow-1-style dataflow engine.",
@@ -38,33 +40,9 @@ def _trust(flag: bool):
         trust_python()
 
 
-class UserError(Exception):
-    """A mistake of the user's: printed without a traceback, exit code 2."""
-
-
 def _fail(message: str, code: int = 2):
     typer.echo(message, err=True)
     raise typer.Exit(code)
-
-
-def _user_errors():
-    """The exception types that are the user's mistakes (imported lazily: they pull pydantic)."""
-    from tfconf.data import DataError, DataUnavailableError
-    from tfconf.distributed.cluster import ClusterError
-    from tfconf.frontend.errors import ConfigError
-    from tfconf.interop.caffemodel import CaffemodelError
-    from tfconf.interop.onnx_export import ExportError, ExportUnavailable
-    from tfconf.interop.plot import PlotError, PlotUnavailable
-    from tfconf.interop.tensorboard_log import TensorBoardUnavailable
-    from tfconf.sweep.plot import PlotUnavailable as SweepPlotUnavailable
-    from tfconf.sweep.status import SweepDirError
-    from tfconf.train.runner import TrainError
-    from tfconf.train.snapshot import SnapshotError
-    from tfconf.zoo.registry import ZooError
-
-    return (ConfigError, DataError, DataUnavailableError, UserError, FileNotFoundError, TrainError, SnapshotError,
-            ZooError, ClusterError, CaffemodelError, ExportError, ExportUnavailable, PlotError, PlotUnavailable,
-            TensorBoardUnavailable, SweepPlotUnavailable, SweepDirError)
 
 
 #: click's base of usage errors (typer.BadParameter, unknown options...): exit code 2, one line in main()
@@ -108,8 +86,6 @@ def describe_error(e: BaseException) -> tuple[str, int]:
     (exit code 1), still one line: TFCONF_TRACEBACK=1 prints the traceback."""
     import errno
 
-    from tfconf.train.solver import DivergenceError
-
     if isinstance(e, KeyboardInterrupt):
         return "interrupted", EXIT_SIGINT
     if isinstance(e, OSError):
@@ -119,10 +95,8 @@ def describe_error(e: BaseException) -> tuple[str, int]:
         what = _OS_HINTS.get(name) or (e.strerror or str(e)).rstrip(".").lower()
         files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
         return f"error: {files + ': ' if files else ''}{what}", EXIT_USER
-    if isinstance(e, _user_errors()):
-        return (str(e) if _is_located(e) else f"error: {e}"), EXIT_USER
-    if isinstance(e, DivergenceError):
-        return f"error: training diverged: {e}", EXIT_USER
+    if isinstance(e, UserError):  # every package's user errors derive from it (tfconf/errors.py)
+        return e.user_message(), EXIT_USER
     if isinstance(e, MemoryError):
         detail = str(e) or "an allocation failed"
         return (f"error: out of memory: {detail}. Lower the batch size or the layer sizes "
@@ -137,12 +111,6 @@ def describe_error(e: BaseException) -> tuple[str, int]:
         traceback.print_exception(e)
     return (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. This is a bug in "
             "tfconf; please report it with the command (TFCONF_TRACEBACK=1 prints the traceback)"), EXIT_BUG
-
-
-def _is_located(e):
-    from tfconf.frontend.errors import ConfigError
-
-    return isinstance(e, ConfigError)
 
 
 def _load(config: str, overrides, check=True):

@@ -3,12 +3,14 @@ file and line of the ``data:`` key that caused them."""
 
 from __future__ import annotations
 
+from tfconf.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data source the user named cannot be read: a missing file, a bad format, mismatched labels."""
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError, RuntimeError):
     """A data source needs a package or file that is not installed (the message names the extra)."""
 
 

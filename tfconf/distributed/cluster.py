@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from tfconf.errors import UserError
+
 __all__ = ["ClusterError", "ClusterSpec", "RayUnavailable", "TaskFailedError", "connect", "usable_cores"]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError, RuntimeError):
     """Something about the cluster rather than the graph: it cannot be reached, or a task died."""
 
 

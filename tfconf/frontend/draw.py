@@ -40,7 +40,7 @@ def net_to_dot(cfg, phase="train") -> str:
 
 
 def draw_net(cfg, out, phase="train"):
-    from tfconf.cli import UserError
+    from tfconf.errors import UserError
 
     dot = net_to_dot(cfg, phase)
     ext = os.path.splitext(out)[1].lower().lstrip(".")

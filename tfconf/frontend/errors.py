@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from tfconf.errors import UserError
+
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel, ValidationError
 
@@ -92,8 +94,11 @@ class ConfigIssue:
         return ": ".join(parts)
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A config that cannot be used; carries one or more located :class:`ConfigIssue`."""
+
+    def user_message(self) -> str:  # its lines say file:line:col themselves
+        return str(self)
 
     def __init__(self, issues: ConfigIssue | Iterable[ConfigIssue]):
         if isinstance(issues, ConfigIssue):

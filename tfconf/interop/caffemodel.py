@@ -34,6 +34,8 @@ from typing import Iterator
 
 import numpy as np
 
+from tfconf.errors import UserError
+
 __all__ = ["Blob", "CaffeLayer", "CaffemodelError", "V1_LAYER_TYPES", "read_caffemodel", "write_caffemodel",
            "encode_net"]
 
@@ -54,7 +56,7 @@ VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 MAX_DIMS = 32
 
 
-class CaffemodelError(ValueError):
+class CaffemodelError(UserError, ValueError):
     """A file that is not a readable caffemodel; the message names the file and the byte offset."""
 
 

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from tfconf.errors import UserError
+
 __all__ = ["import_caffe"]
 
 
@@ -23,7 +25,7 @@ def import_caffe(
     """Convert a Caffe net (and its solver and .caffemodel) into a tfconf config. Example:
     tfconf import-caffe lenet_train_test.prototxt --solver lenet_solver.prototxt
     --weights lenet.caffemodel -o lenet.yaml"""
-    from tfconf.cli import UserError, _run
+    from tfconf.cli import _run
 
     weights_out = str(Path(out).with_suffix(".safetensors")) if out else None
 
@@ -75,7 +77,7 @@ def _save(path: str, tensors: dict, metadata: dict) -> None:
 def _check(out: str, tensors, weights=None, weights_out=None) -> None:
     """Load the written config as `tfconf validate` does and say whether it is ready; with weights,
     check them against the net's parameters (a mismatch is an error: exit code 2)."""
-    from tfconf.cli import _fail, _user_errors
+    from tfconf.cli import _fail
     from tfconf.frontend import config as cfgmod
 
     try:
@@ -88,7 +90,7 @@ def _check(out: str, tensors, weights=None, weights_out=None) -> None:
 
         problems, missing = check_weights(cfg, tensors)
     except Exception as e:  # noqa: BLE001 - only the user's kind is reported this way
-        if not isinstance(e, _user_errors()):
+        if not isinstance(e, UserError):
             raise
         typer.echo(f"note: {out} does not validate yet (see the TODO comments in it):\n{e}", err=True)
         return

@@ -32,6 +32,8 @@ import math
 
 import numpy as np
 
+from tfconf.errors import UserError
+
 __all__ = ["EXPORTERS", "OPSET", "ExportError", "ExportUnavailable", "export_onnx", "write_onnx"]
 
 OPSET = 17          # ONNX opset of the exported graph (onnxruntime >= 1.13, TensorRT 8.6, OpenVINO 2022.3)
@@ -41,11 +43,11 @@ IR_VERSION = 8      # the IR version that goes with opset 17, for runtimes older
 DROPPED = {"Accuracy"}
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A net that cannot be exported with these weights (missing parameters, wrong shapes)."""
 
 
-class ExportUnavailable(RuntimeError):
+class ExportUnavailable(UserError, RuntimeError):
     """The onnx package is not installed."""
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import os
 
+from tfconf.errors import UserError
+
 __all__ = ["PlotError", "PlotUnavailable", "RunDirError", "plot_runs", "read_metrics", "save_figure"]
 
 
-class PlotUnavailable(RuntimeError):
+class PlotUnavailable(UserError, RuntimeError):
     """matplotlib is not installed."""
 
 
-class PlotError(ValueError):
+class PlotError(UserError, ValueError):
     """A plot that cannot be made from what the user gave (printed without a traceback)."""
 
 

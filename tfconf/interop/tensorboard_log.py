@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 
+from tfconf.errors import UserError
 from ..train.runner import Callback
 
 __all__ = ["TensorBoardUnavailable", "TensorBoardWriter", "graph_def"]
 
 
-class TensorBoardUnavailable(RuntimeError):
+class TensorBoardUnavailable(UserError, RuntimeError):
     """tensorboardX is not installed."""
 
 

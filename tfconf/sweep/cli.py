@@ -197,7 +197,7 @@ def plot(
         try:
             return plot_sweep(SweepDir.open(sweep_dir), out)
         except PlotUnavailable as e:
-            from tfconf.cli import UserError
+            from tfconf.errors import UserError
 
             raise UserError(str(e)) from None
 

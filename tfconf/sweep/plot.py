@@ -6,10 +6,12 @@ import json
 import math
 import os
 
+from tfconf.errors import UserError
+
 __all__ = ["PlotUnavailable", "plot_sweep"]
 
 
-class PlotUnavailable(RuntimeError):
+class PlotUnavailable(UserError, RuntimeError):
     """matplotlib is not installed."""
 
 

@@ -25,6 +25,7 @@ import os
 import re
 import time
 
+from tfconf.errors import UserError
 from tfconf.train.snapshot import atomic_write_bytes
 
 __all__ = ["STATES", "SweepDir", "SweepDirError"]
@@ -32,7 +33,7 @@ __all__ = ["STATES", "SweepDir", "SweepDirError"]
 STATES = ("pending", "running", "done", "stopped", "failed")
 
 
-class SweepDirError(ValueError):
+class SweepDirError(UserError, ValueError):
     """A sweep folder that cannot be used (not a sweep, already holds one, ...)."""
 
 

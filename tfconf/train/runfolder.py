@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 
+from tfconf.errors import UserError
+
 LOCK = ".tfconf.lock"
 
 
-class FolderBusy(ValueError):
+class FolderBusy(UserError, ValueError):
     """The folder is owned by another live process."""
 
     def __init__(self, path, pid, what):

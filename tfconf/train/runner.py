@@ -12,10 +12,11 @@ import re
 import signal
 import time
 
+from tfconf.errors import UserError
 from . import snapshot as snap
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """A mistake of the user's found while setting up or running a training (printed without a
     traceback by the CLI): a weights file that does not fit the net, an unknown --reinit layer..."""
 

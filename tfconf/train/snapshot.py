@@ -14,11 +14,13 @@ import tempfile
 
 import numpy as np
 
+from tfconf.errors import UserError
+
 _ITER = re.compile(r"_iter_(\d+)\.solverstate\.safetensors$")
 TMP_PREFIX = ".tmp-"
 
 
-class SnapshotError(ValueError):
+class SnapshotError(UserError, ValueError):
     """A weights or solver-state file that cannot be read (not safetensors, truncated, not ours)."""
 
 

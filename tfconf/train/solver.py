@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from tfconf.errors import UserError
 import tfconf as tc
 from tfconf.engine.devices import like, to_host
 from tfconf.engine.ops.updates import RULES
@@ -21,8 +22,11 @@ from ..frontend.layers.base import NetState
 from . import snapshot as snap
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """The loss became NaN or Inf; the message names the first op that produced a non-finite value."""
+
+    def user_message(self) -> str:
+        return f"error: training diverged: {self}"
 
 
 @dataclasses.dataclass

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
+from tfconf.errors import UserError
 from .card import MAX_NAME, NAME as NAME_RE, CardFile, ZooCard, load_card
 
 PREFIX = "zoo:"
@@ -32,7 +33,7 @@ CARD = "card.yaml"
 _extra: list[str] = []
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """A mistake of the user's or a zoo entry that cannot be used (printed without a traceback, exit 2)."""
 
 
