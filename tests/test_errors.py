@@ -14,11 +14,11 @@ from tfconf.errors import UserError
 NOT_USER_ERRORS = {
     # TF1's run-time error types (tc.errors.*): the TF1 API raises them as TensorFlow does; the
     # config commands turn the ones a config can cause into located ConfigErrors
-    "tfconf.engine.errors.OpError": "TF1 API",
-    "tfconf.engine.errors.InvalidArgumentError": "TF1 API",
-    "tfconf.engine.errors.FailedPreconditionError": "TF1 API",
-    "tfconf.engine.errors.ResourceExhaustedError": "TF1 API",
-    "tfconf.engine.errors.InternalError": "TF1 API: a bug of tfconf's",
+    "tfconf.errors.OpError": "TF1 API",
+    "tfconf.errors.InvalidArgumentError": "TF1 API",
+    "tfconf.errors.FailedPreconditionError": "TF1 API",
+    "tfconf.errors.ResourceExhaustedError": "TF1 API",
+    "tfconf.errors.InternalError": "TF1 API: a bug of tfconf's",
     "tfconf.engine.graph.GraphError": "TF1 API (graph building)",
     "tfconf.engine.autodiff.GradientError": "TF1 API (tc.gradients)",
     "tfconf.frontend.compiler.NetBuildError": "becomes a located ConfigError in frontend/config.py",

@@ -1,16 +1,4 @@
-"""``tc.nn``: neural-network ops (NCHW)."""
+"""``tc.nn``: neural-network ops (NCHW); defined in :mod:`tfconf.engine.api_nn`."""
 
-from .engine.ops.math import elu, leaky_relu, relu, sigmoid, softplus, tanh  # noqa: F401
-from .engine.ops.nn import (  # noqa: F401
-    avg_pool, batch_normalization, bias_add, conv2d, conv2d_transpose, dropout, l2_loss,
-    local_response_normalization, log_softmax, lrn, max_pool, moments,
-    sigmoid_cross_entropy_with_logits, softmax, softmax_cross_entropy_with_logits,
-    sparse_softmax_cross_entropy_with_logits,
-)
-from .engine.ops.array import gather as embedding_lookup  # noqa: F401
-
-
-def relu6(features, name=None):
-    from .engine.ops.math import minimum
-
-    return minimum(relu(features), 6.0, name=name)
+from .engine.api_nn import *  # noqa: F401,F403
+from .engine.api_nn import relu6  # noqa: F401

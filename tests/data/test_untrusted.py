@@ -13,7 +13,7 @@ from tfconf.data import DataError, DataSpec, load_source, make_dataset
 from tfconf.data.sources import check_finite
 from tfconf.data.text import read_vocab, write_vocab
 from tfconf.data.transforms import Transform, read_mean_file
-from tfconf.interop.caffemodel import _encode_blob
+from tfconf.io.caffemodel import _encode_blob
 
 X = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
 Y = np.arange(20) % 2

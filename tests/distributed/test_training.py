@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from tfconf.distributed.restarts import restarting
-from tfconf.distributed.training import DistributedSolver
+from tfconf.train.restarts import restarting
+from tfconf.train.distributed import DistributedSolver
 from tfconf.train import runner
 from tfconf.train.solver import Solver
 

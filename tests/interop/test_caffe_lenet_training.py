@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfconf.interop.caffemodel import write_caffemodel
+from tfconf.io.caffemodel import write_caffemodel
 
 from ..cli.util import REPO, assert_same_tensors, invoke, load
 

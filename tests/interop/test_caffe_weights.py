@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfconf.interop.caffemodel import CaffemodelError, encode_net, read_caffemodel, write_caffemodel
+from tfconf.io.caffemodel import CaffemodelError, encode_net, read_caffemodel, write_caffemodel
 
 from ..cli.util import REPO, invoke, load, run
 
@@ -121,7 +121,7 @@ def test_protobuf_decodes_what_the_writer_encodes(legacy, double, packed):
 def test_the_data_loaders_blobproto_reader_agrees(tmp_path):
     """tfconf.data reads Caffe's mean .binaryproto (one BlobProto) with its own decoder."""
     from tfconf.data.transforms import parse_blob_proto
-    from tfconf.interop.caffemodel import _encode_blob
+    from tfconf.io.caffemodel import _encode_blob
 
     mean = np.random.default_rng(2).normal(size=(3, 4, 4)).astype(np.float32)
     np.testing.assert_array_equal(parse_blob_proto(_encode_blob(mean)), mean)

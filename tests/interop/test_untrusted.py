@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.cli.util import one_error_line, run
 from tfconf.frontend.errors import ConfigError
-from tfconf.interop import caffemodel as cm
+from tfconf.io import caffemodel as cm
 from tfconf.interop import prototxt
 from tfconf.interop.prototxt import parse, parse_file
 

@@ -71,7 +71,7 @@ def test_resume_skips_a_snapshot_whose_weights_are_truncated(box, run):
 
 
 def test_resume_removes_the_temporaries_of_a_killed_write(box, run):
-    from tfconf.train.snapshot import TMP_PREFIX
+    from tfconf.io.atomic import TMP_PREFIX
 
     cfg, run_dir = run
     stray = [run_dir / "snapshots" / f"{TMP_PREFIX}k1ll3d", run_dir / "snapshots" / f"{TMP_PREFIX}abc_123"]

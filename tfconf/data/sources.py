@@ -19,7 +19,6 @@ Formats (chosen by ``format:`` or guessed from the path):
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import math
 import os
@@ -29,6 +28,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfconf.errors import did_you_mean
 from tfconf.data.errors import DataError, missing_extra
 from tfconf.data.schema import BUILTIN_SOURCES, TEXT_SOURCES, DataSpec
 
@@ -98,8 +98,7 @@ def _not_found(source: str, path: str) -> str:
     if os.sep in source or "." in os.path.basename(source):
         return f"data file not found: {path}"
     known = BUILTIN_SOURCES + TEXT_SOURCES
-    close = difflib.get_close_matches(source, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(source, known)
     return f"{source!r} is neither a built-in set ({', '.join(known)}) nor an existing path.{hint}"
 
 

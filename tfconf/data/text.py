@@ -192,7 +192,7 @@ def corpus_for(spec, root: Optional[str] = None) -> Corpus:
 
 # ------------------------------------------------------------------------------------------ vocab
 def write_vocab(path: str, vocab: list[str], **extra) -> None:
-    from tfconf.train.snapshot import atomic_write_bytes
+    from tfconf.io.atomic import atomic_write_bytes
 
     body = {"format": "tfconf-char-vocab", "unk": UNK if vocab and vocab[-1] == UNK else None,
             "chars": list(vocab), **extra}

@@ -146,7 +146,7 @@ def read_mean_file(path: str) -> np.ndarray:
 def parse_blob_proto(buf: bytes, where: str = "binaryproto") -> np.ndarray:
     """Decode a caffe.BlobProto (the shape or the legacy num/channels/height/width fields, float or
     double data) with the caffemodel reader of tfconf.interop."""
-    from tfconf.interop.caffemodel import CaffemodelError, read_blob
+    from tfconf.io.caffemodel import CaffemodelError, read_blob
 
     try:
         return read_blob(buf, where)

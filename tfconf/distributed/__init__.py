@@ -16,7 +16,7 @@ Each task is a Ray actor (:mod:`.worker`) holding its devices, its variables and
 session (:mod:`.session`) is the master: it places and partitions the graph with the engine's own
 placement and Send/Recv partitioning, registers each task's partitions once and sends one run
 request per task per step. Data-parallel training from a config (``distributed:``) is in
-:mod:`.training`. Importing this package does not import Ray.
+:mod:`tfconf.train.distributed`. Importing this package does not import Ray.
 """
 
 from .cluster import (  # noqa: F401

@@ -85,7 +85,7 @@ class Worker:
     """One task: ``Worker(job, task, device_count)``. Made a Ray actor by the master."""
 
     def __init__(self, job, task, device_count=None, link_gbs=None):
-        import tfconf  # noqa: F401 - registers the op library
+        import tfconf.engine.api  # noqa: F401 - registers the op library
         from tfconf.engine.devices import Device, local_devices
         from tfconf.engine.graph import Graph
         from tfconf.engine.session import _Context

@@ -1,27 +1,9 @@
-"""Run-time errors, named as in ``tf.errors``. Each names the op it came from where there is one."""
+"""The engine's side of ``tc.errors``: the TF1 error types (defined in :mod:`tfconf.errors`, the
+leaf every package raises from) and the wrapping of a kernel's exception into one of them."""
 
-
-class OpError(Exception):
-    def __init__(self, message, op=None):
-        super().__init__(message)
-        self.message = message
-        self.op = op
-
-
-class InvalidArgumentError(OpError):
-    """A value given to an op (a feed, or data met by a kernel) is not valid for it."""
-
-
-class FailedPreconditionError(OpError):
-    """The state is not ready for the op, e.g. reading an uninitialized Variable."""
-
-
-class InternalError(OpError):
-    """A kernel failed for a reason other than its arguments."""
-
-
-class ResourceExhaustedError(OpError):
-    """Out of memory in a kernel."""
+from tfconf.errors import (  # noqa: F401 - the engine raises them as errors.X
+    FailedPreconditionError, InternalError, InvalidArgumentError, OpError, ResourceExhaustedError,
+)
 
 
 def op_error_from(exc: BaseException, op, input_shapes) -> OpError:

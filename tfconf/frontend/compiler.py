@@ -8,9 +8,9 @@ and share every parameter, created on first use and looked up by name afterwards
 from __future__ import annotations
 
 import dataclasses
-import difflib
 
-import tfconf as tc
+from tfconf.errors import did_you_mean
+from tfconf.engine import api as tc
 
 from .layers.base import BuildContext, NetState
 
@@ -78,8 +78,7 @@ def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=
             bottoms = []
             for n in names:
                 if n not in tops:
-                    close = difflib.get_close_matches(n, list(tops), n=1)
-                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    hint = did_you_mean(n, tops)
                     known = ", ".join(sorted(tops)) or "none"
                     raise NetBuildError(i, spec, f"bottom {n!r} is not produced by any earlier layer.{hint} "
                                                  f"Available: {known}", "bottom")

@@ -108,7 +108,7 @@ def data_tops(cfg: Config):
 
 def build_phase(cfg: Config, phase: str, graph=None, params=None, meta=None, inputs=None, sample_shape=None):
     """Build one phase of the net; a NetBuildError becomes a located ConfigError."""
-    import tfconf as tc
+    from tfconf.engine import api as tc
 
     from .compiler import NetBuildError, build_net
     from .layers.base import NetState
@@ -130,7 +130,7 @@ def build_phase(cfg: Config, phase: str, graph=None, params=None, meta=None, inp
 
 def check_net(cfg: Config, sample_shape=None):
     """Build both phases into a scratch graph: catches dangling bottoms and shapes that do not fit."""
-    import tfconf as tc
+    from tfconf.engine import api as tc
 
     if sample_shape is None and cfg.net.data is not None:
         sample_shape = input_shapes(cfg)

@@ -21,12 +21,11 @@ of a :class:`~tfconf.frontend.loader.LoadedConfig` to find each value's position
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from tfconf.errors import UserError
+from tfconf.errors import UserError, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel, ValidationError
@@ -192,18 +191,6 @@ def _one_line(text: str) -> str:
 
 def _end_sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
-
-
-def suggest(name: Any, choices: Iterable[Any], n: int = 1, cutoff: float = 0.6) -> list[str]:
-    """The closest of ``choices`` to ``name`` (case-insensitive first, then difflib)."""
-    choices = [str(c) for c in choices]
-    text = str(name)
-    exact = [c for c in choices if c.lower() == text.lower()]
-    if exact:
-        return exact[:n]
-    lowered = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(text.lower(), list(lowered), n=n, cutoff=cutoff)
-    return [lowered[c] for c in close]
 
 
 def did_you_mean(name: Any, choices: Iterable[Any]) -> str:

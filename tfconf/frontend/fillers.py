@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 import numpy as np
 from pydantic import Field, model_serializer, model_validator
 
-import tfconf as tc
+from tfconf.engine import api as tc
 
 from .schema_base import StrictModel
 

@@ -50,7 +50,9 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import MISSING, ConfigError, ConfigIssue, Location, did_you_mean, format_path, suggest
+from tfconf.errors import suggest
+
+from .errors import MISSING, ConfigError, ConfigIssue, Location, did_you_mean, format_path
 
 __all__ = [
     "Dumper", "LoadedConfig", "Loader", "SourceMap", "dump_yaml", "load_config", "load_config_string",

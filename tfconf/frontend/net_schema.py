@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field
 
 from tfconf.data.schema import DataSection
-from tfconf.distributed.schema import ClusterSection, DistributedSection
+from .cluster_schema import ClusterSection, DistributedSection
 
 from .layers import LAYERS
 from .schema_base import FileName, StrictModel

@@ -21,6 +21,31 @@ from pathlib import Path
 
 ENV = "TFCONF_TRUST_PYTHON"
 ORIGIN_ATTRS = ("user.xdg.origin.url", "user.tfconf.origin")
+#: folders of model zoos beside the built-in one (tfconf/zoo/registry.py explains the order)
+ZOO_ENV = "TFCONF_ZOO_PATH"
+_zoo_folders: list[str] = []
+
+
+def builtin_zoo() -> Path:
+    """The built-in ``model_zoo/`` beside the ``tfconf`` package."""
+    return Path(__file__).resolve().parents[2] / "model_zoo"
+
+
+def set_zoo_folders(paths) -> None:
+    """The zoos named on the command line (``tfconf zoo --zoo DIR``), searched first."""
+    _zoo_folders[:] = list(paths)
+
+
+def zoo_folders() -> list[Path]:
+    """Every zoo folder in search order: ``--zoo`` folders, ``TFCONF_ZOO_PATH``, the built-in one.
+    Kept here, below the zoo package, because a config under any of them is from elsewhere."""
+    env = [p for p in os.environ.get(ZOO_ENV, "").split(os.pathsep) if p]
+    out = []
+    for p in [*_zoo_folders, *env, str(builtin_zoo())]:
+        path = Path(p).expanduser().resolve()
+        if path not in out:
+            out.append(path)
+    return out
 
 
 def trust_python() -> None:
@@ -38,9 +63,7 @@ def origin(path) -> str | None:
         p = Path(path).resolve()
     except (OSError, RuntimeError):
         return None
-    from tfconf.zoo.registry import search_path
-
-    for root in search_path():
+    for root in zoo_folders():
         if p.is_relative_to(root):
             return f"{path} is in the model zoo {root}"
     for attr in ORIGIN_ATTRS:

@@ -45,6 +45,7 @@ import os
 import re
 from typing import Any, Callable
 
+from tfconf.errors import did_you_mean
 from tfconf.frontend.errors import MISSING, ConfigError, ConfigIssue, Location
 
 from .prototxt import Enum, Field, Message, parse_file
@@ -532,10 +533,8 @@ def _shape(f: Field) -> list:
 
 
 def _did_you_mean(name: str, table) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(table), n=1)
-    return f". Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, table)
+    return "." + hint if hint else ""
 
 
 def _known(table) -> str:
@@ -552,7 +551,7 @@ _V1_COMMON = {"name", "type", "bottom", "top", "loss_weight", "param", "blobs", 
 
 def _v1_type(value) -> str | None:
     """A V1 enum name (CONVOLUTION) → today's type string (Convolution)."""
-    from .caffemodel import V1_LAYER_TYPES
+    from ..io.caffemodel import V1_LAYER_TYPES
 
     names = {re.sub(r"[^A-Z0-9]", "", t.upper()): t for t in V1_LAYER_TYPES.values()}
     names["SOFTMAXLOSS"] = "SoftmaxWithLoss"  # V1's SOFTMAX_LOSS
@@ -1346,7 +1345,7 @@ def import_weights(weights_path: str, layers: list[_Layer]):
     """(tensors by tfconf parameter name, notes) from a ``.caffemodel``, matched by layer name."""
     import numpy as np
 
-    from .caffemodel import read_caffemodel
+    from ..io.caffemodel import read_caffemodel
 
     display = str(weights_path)
     model = read_caffemodel(weights_path, display)

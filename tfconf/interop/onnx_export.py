@@ -520,7 +520,7 @@ def _embed(b, spec, xs, ins, outs):
 def _deploy_net(cfg):
     """The test phase built with tfconf (for static shapes and parameter names): (net, params,
     placeholders by top name, the names of those that came from the data section)."""
-    import tfconf as tc
+    from tfconf.engine import api as tc
 
     from ..frontend.config import build_phase, data_tops, input_shapes
 
@@ -669,7 +669,8 @@ def write_onnx(cfg, weights_path, out, *, softmax=False):
     (inputs, outputs) as lists of (name, shape) for a summary."""
     import os
 
-    from ..train.snapshot import atomic_write_bytes, load_tensors
+    from ..io.atomic import atomic_write_bytes
+    from ..train.snapshot import load_tensors
 
     weights, _ = load_tensors(weights_path)
     model = export_onnx(cfg, weights, softmax=softmax, source=f"--weights {weights_path}")

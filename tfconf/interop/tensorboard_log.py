@@ -105,3 +105,9 @@ class TensorBoardWriter(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def tensorboard_callbacks(enabled: bool) -> list:
+    """The training callbacks ``tfconf train --tensorboard`` asks for (none without it); a missing
+    tensorboardX is a TensorBoardUnavailable, a user error."""
+    return [TensorBoardWriter()] if enabled else []

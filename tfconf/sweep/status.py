@@ -26,7 +26,8 @@ import re
 import time
 
 from tfconf.errors import UserError
-from tfconf.train.snapshot import atomic_write_bytes
+from tfconf.io.atomic import atomic_write_bytes
+from tfconf.io.jsonable import jsonable
 
 __all__ = ["STATES", "SweepDir", "SweepDirError"]
 
@@ -38,18 +39,7 @@ class SweepDirError(UserError, ValueError):
 
 
 def _write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode())
-
-
-def _jsonable(v):
-    try:
-        import numpy as np
-
-        if isinstance(v, np.generic):
-            return v.item()
-    except ImportError:  # pragma: no cover
-        pass
-    raise TypeError(f"not JSON serializable: {v!r}")
+    atomic_write_bytes(path, (json.dumps(jsonable(obj), indent=1) + "\n").encode())
 
 
 class SweepDir:

@@ -110,7 +110,7 @@ def main(argv=None) -> int:
 
     print(f"trial {os.environ.get('TFCONF_SWEEP_TRIAL', '?')} (pid {os.getpid()}): "
           + ", ".join(f"{v}={os.environ.get(v, '-')}" for v in BLAS_VARS), flush=True)
-    from tfconf.train.snapshot import atomic_write_bytes
+    from tfconf.io.atomic import atomic_write_bytes
 
     code, result = run_trial(os.path.abspath(args.trial_dir), args.root, args.stop_at)
     result["pid"] = os.getpid()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import json
 import os
 import re
 import signal
 import time
 
-from tfconf.errors import UserError
+from tfconf.errors import UserError, did_you_mean
+from tfconf.io.atomic import atomic_write_bytes, naming
 from . import snapshot as snap
 
 
@@ -85,7 +85,7 @@ def _truncate_metrics(run_dir, upto):
                         keep.append(line if line.endswith("\n") else line + "\n")
                 except (ValueError, KeyError, TypeError):
                     continue
-        snap.atomic_write_bytes(path, "".join(keep).encode())
+        atomic_write_bytes(path, "".join(keep).encode())
     path = os.path.join(run_dir, "metrics.csv")
     if os.path.exists(path):
         with open(path, newline="") as f:
@@ -101,7 +101,7 @@ def _truncate_metrics(run_dir, upto):
 
         buf = io.StringIO()
         csv.writer(buf).writerows(keep)
-        snap.atomic_write_bytes(path, buf.getvalue().encode())
+        atomic_write_bytes(path, buf.getvalue().encode())
 
 
 class Callback:
@@ -144,7 +144,7 @@ class _Metrics:
             self.jsonl.flush()
             self.csvf.flush()
         except OSError as e:
-            raise snap.naming(e, self.jsonl.name) from None
+            raise naming(e, self.jsonl.name) from None
         for cb in self.callbacks:
             cb.on_metrics(iteration, phase, values)
 
@@ -188,8 +188,7 @@ def _check_reinit(cfg, reinit):
     names = [layer.name for layer in cfg.net.layers]
     for r in reinit:
         if r not in names:
-            close = difflib.get_close_matches(r, names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(r, names)
             raise TrainError(f"--reinit {r}: the net has no layer named {r!r}.{hint} Layers: {', '.join(names)}")
 
 
@@ -204,7 +203,7 @@ def _new_solver(cfg, run_dir, **kw):
     from .solver import Solver
 
     if getattr(cfg.net, "distributed", None) is not None or getattr(cfg.net, "cluster", None) is not None:
-        from tfconf.distributed.training import DistributedSolver as Solver  # noqa: F811 - on a cluster
+        from .distributed import DistributedSolver as Solver  # noqa: F811 - on a cluster
     try:
         return Solver(cfg.net, run_dir, root=cfg.root, **kw)
     except ValueError as e:
@@ -249,7 +248,7 @@ _KERNEL_ERROR = re.compile(r"(\w+) in op '([^']+)' \(type (\w+)\) created at \S+
 def _op_errors_located(cfg):
     """An op that fails at run time on the data it is fed (a label out of range for the classes...)
     is the config's mistake: report it at the layer that made the op."""
-    import tfconf as tc
+    from tfconf.engine import api as tc
 
     try:
         yield
@@ -318,7 +317,7 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
                 snap.remove_temporaries(run_dir)
                 snap.remove_temporaries(os.path.join(run_dir, "snapshots"))
                 os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
-                snap.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
+                atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
                 _describe_text_data(solver, run_dir, say)
                 metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None,
                                    callbacks=callbacks)
@@ -520,7 +519,7 @@ def _progress(total, start, quiet):
 def test(cfg, weights, iterations=None):
     import numpy as np
 
-    import tfconf as tc
+    from tfconf.engine import api as tc
     from tfconf.data import make_dataset
 
     from ..frontend.config import build_phase, data_tops
@@ -583,7 +582,7 @@ def time_layers(cfg, iterations):
     """Per-layer forward/backward ms of a training iteration, from a traced Session.run."""
     import collections
 
-    import tfconf as tc
+    from tfconf.engine import api as tc
 
     if cfg.net.solver is None:
         raise cfg.loaded.error(("solver",), "timing a training iteration needs a solver section")

@@ -64,7 +64,7 @@ def check_prime(prime: str, vocab: list[str]) -> list[int]:
 def sample(cfg, weights: str, *, prime: str = "", length: int = 500, temperature: float = 1.0,
            seed: int = 0, vocab: str | None = None) -> str:
     """The prime followed by ``length`` sampled characters."""
-    import tfconf as tc
+    from tfconf.engine import api as tc
     from tfconf.data.text import input_tops, read_vocab
 
     from ..frontend.config import build_phase

@@ -10,63 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from tfconf.errors import UserError
+from tfconf.io.atomic import TMP_PREFIX, atomic_write_bytes
 
 _ITER = re.compile(r"_iter_(\d+)\.solverstate\.safetensors$")
-TMP_PREFIX = ".tmp-"
 
 
 class SnapshotError(UserError, ValueError):
     """A weights or solver-state file that cannot be read (not safetensors, truncated, not ours)."""
-
-
-def _file_mode() -> int:
-    # mkstemp creates 0600 files; give snapshots the mode an ordinary open() would (0666 & ~umask).
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_MODE = _file_mode()
-
-
-def naming(e: OSError, path: str) -> OSError:
-    """``e`` with ``path`` as its file when the OS gave none (a write to a full disk names nothing)."""
-    if e.filename is not None or not e.errno:
-        return e
-    return OSError(e.errno, e.strerror, path)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), _MODE)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise naming(e, path) from None
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def save_tensors(path: str, tensors: dict, metadata: dict | None = None) -> None:

@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 from tfconf.errors import UserError
-import tfconf as tc
+from tfconf.io.jsonable import jsonable
+from tfconf.engine import api as tc
 from tfconf.engine.devices import like, to_host
 from tfconf.engine.ops.updates import RULES
 
@@ -167,7 +168,7 @@ class Solver:
             train_op = tc.group(*updates, *self.train_net.updates, name="train_step")
         return train_op, slots
 
-    # Hooks that data-parallel training (tfconf.distributed.training) overrides.
+    # Hooks that data-parallel training (tfconf.train.distributed) overrides.
     def _make_session(self, graph):
         return tc.Session(graph=graph, config=tc.SessionConfig(
             device_count=dict(getattr(self.cfg, "device_count", None) or {}),
@@ -326,7 +327,7 @@ class Solver:
             "rng": self.sess.rng_states(),
             "smoothed": self.smoothed,
         }
-        return snap.write_snapshot(prefix, self.iteration, self.weights(), slots, _jsonable(state))
+        return snap.write_snapshot(prefix, self.iteration, self.weights(), slots, jsonable(state))
 
     def restore(self, spath):
         weights, slots, state = snap.read_snapshot(spath)
@@ -386,18 +387,3 @@ def _declared_tops(train, test):
             shape = [a if a == b else None for a, b in zip(shape, other[name][0])]
         out[name] = (list(shape), dt)
     return out
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-

@@ -8,6 +8,8 @@ import platform
 import tempfile
 import time
 
+from tfconf.io.atomic import atomic_write_bytes
+
 from .registry import Entry, ZooError, sha256_file, weights_for
 
 DEFAULT_TOLERANCE = 0.001
@@ -71,7 +73,7 @@ def build(entry: Entry, echo=print, quiet=True) -> dict:
             made = os.path.join(tmp, f.file)
             if os.path.isfile(made):
                 with open(made, "rb") as fh:
-                    snap.atomic_write_bytes(str(entry.dir / f.file), fh.read())
+                    atomic_write_bytes(str(entry.dir / f.file), fh.read())
                 extra[f.file] = sha256_file(entry.dir / f.file)
     dtype = entry.card.weights.dtype
     if dtype is not None:
@@ -124,8 +126,6 @@ def update_card(entry: Entry, *, metrics=None, sha256=None, size=None, build=Non
         if files and f.get("file") in files:
             f["sha256"] = files[f["file"]]
     text = dump_card(data)
-    from tfconf.train.snapshot import atomic_write_bytes
-
     atomic_write_bytes(str(path), text.encode())
     entry.card = load_card(str(path))  # what was written must read back
     return entry.card

@@ -104,7 +104,7 @@ def _layer_of(meta, key):
 
 def count(cfg) -> NetCost:
     """Build ``cfg``'s test-phase net (shapes only: nothing runs) and count its parameters and FLOPs."""
-    import tfconf as tc
+    from tfconf.engine import api as tc
     from tfconf.frontend import config as cfgmod
 
     sample_shape = cfgmod.input_shapes(cfg) if cfg.net.data is not None else None

@@ -15,7 +15,6 @@ safetensors, and a file is hashed and compared with its card before it is used.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import os
 import shutil
@@ -23,14 +22,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from tfconf.errors import UserError
+from tfconf.errors import UserError, did_you_mean
+from tfconf.frontend.trust import ZOO_ENV, builtin_zoo, set_zoo_folders, zoo_folders
+
 from .card import MAX_NAME, NAME as NAME_RE, CardFile, ZooCard, load_card
 
 PREFIX = "zoo:"
-ENV = "TFCONF_ZOO_PATH"
+ENV = ZOO_ENV
 CONFIG = "model.yaml"
 CARD = "card.yaml"
-_extra: list[str] = []
 
 
 class ZooError(UserError, ValueError):
@@ -41,8 +41,9 @@ class ChecksumError(ZooError):
     """A shipped or downloaded file whose sha256 differs from its card's."""
 
 
-def builtin_root() -> Path:
-    return Path(__file__).resolve().parents[2] / "model_zoo"
+#: the built-in zoo, and every zoo folder in search order (kept by :mod:`tfconf.frontend.trust`,
+#: below this package, which needs them to tell configs from elsewhere)
+builtin_root, search_path = builtin_zoo, zoo_folders
 
 
 def set_paths(paths: Iterable[str]) -> None:
@@ -51,17 +52,7 @@ def set_paths(paths: Iterable[str]) -> None:
     for p in paths:
         if not os.path.isdir(p):
             raise ZooError(f"--zoo {p}: no such folder")
-    _extra[:] = paths
-
-
-def search_path() -> list[Path]:
-    env = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
-    out = []
-    for p in [*_extra, *env, str(builtin_root())]:
-        path = Path(p).expanduser().resolve()
-        if path not in out:
-            out.append(path)
-    return out
+    set_zoo_folders(paths)
 
 
 @dataclasses.dataclass
@@ -147,8 +138,7 @@ def find(name: str) -> Entry:
         if n == name:
             return _load_entry(n, d, builtin)
     known = names()
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known)
     raise ZooError(f"zoo:{name}: no such zoo entry.{hint} Known: {', '.join(known) or 'none'} "
                    f"(searched {', '.join(map(str, search_path()))}; add folders with {ENV} or --zoo)")
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-import tfconf as tc
+from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler
 from .base import LayerSpec, register_layer

@@ -6,11 +6,11 @@ A layer is a thin builder: a pydantic spec (``type: Literal["Convolution"]``) pl
 
 from __future__ import annotations
 
-import difflib
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_serializer
 
+from tfconf.errors import did_you_mean
 from ..schema_base import StrictModel
 
 LAYERS: dict[str, type["LayerSpec"]] = {}
@@ -29,8 +29,7 @@ def get_layer_class(type_name: str):
     try:
         return LAYERS[type_name]
     except KeyError:
-        close = difflib.get_close_matches(type_name, LAYERS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(type_name, LAYERS)
         raise KeyError(f"unknown layer type {type_name!r}.{hint} Known: {', '.join(sorted(LAYERS))}") from None
 
 
@@ -170,7 +169,7 @@ class BuildContext:
     def param(self, index: int, suffix: str, shape, filler, trainable: bool = True):
         """The layer's ``index``-th learnable blob: created from ``filler`` on first use, shared when
         ``param[index].name`` names a blob another layer already created (shapes must agree)."""
-        import tfconf as tc
+        from tfconf.engine import api as tc
 
         from ..fillers import filler_tensor
 
@@ -195,7 +194,7 @@ class BuildContext:
 
     def input(self, name: str, shape, dtype):
         """The placeholder for an external input top (one per name, shared across phases)."""
-        import tfconf as tc
+        from tfconf.engine import api as tc
 
         ph = self.inputs.get(name)
         if ph is None:
@@ -213,7 +212,7 @@ class BuildContext:
         """A non-trainable Variable owned by the current layer (running statistics), shared across phases."""
         import numpy as np
 
-        import tfconf as tc
+        from tfconf.engine import api as tc
 
         key = f"{self.layer.name}/{suffix}"
         var = self.params.get(key)

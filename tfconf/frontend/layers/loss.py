@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import field_validator, model_validator
 
-import tfconf as tc
+from tfconf.engine import api as tc
 
 from .base import LayerSpec, register_layer
 from .shape import canonical_axis, dim_of, prod_dims, reshape_to

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-import tfconf as tc
+from tfconf.engine import api as tc
 
 from ...engine.ops.nn import channel_affine, fused_batch_norm_training
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler

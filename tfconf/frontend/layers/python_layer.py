@@ -25,7 +25,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-import tfconf as tc
+from tfconf.engine import api as tc
+from tfconf.python_layer import PythonLayer
 
 from .base import LayerSpec, register_layer
 
@@ -81,7 +82,7 @@ class Python(LayerSpec):
             public = sorted(n for n, v in vars(mod).items() if isinstance(v, type) and not n.startswith("_"))
             raise ValueError(f"Python layer: module {self.module!r} has no class {self.layer!r}. "
                              f"Classes in it: {', '.join(public) or 'none'}")
-        if not (isinstance(cls, type) and issubclass(cls, tc.PythonLayer)):
+        if not (isinstance(cls, type) and issubclass(cls, PythonLayer)):
             what = "a class" if isinstance(cls, type) else f"a {type(cls).__name__}, not a class"
             raise ValueError(f"Python layer: {self.module}.{self.layer} is {what} that does not derive from "
                              "tfconf.PythonLayer; a config may only name PythonLayer classes")

@@ -54,7 +54,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-import tfconf as tc
+from tfconf.engine import api as tc
 from tfconf.engine.ops.rnn import carried_state, gru_layer, lstm_layer, lstm_sequence
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler

@@ -4,7 +4,7 @@
     distributed: {workers: 2, strategy: parameter_server, sync: true}
 
 ``tfconf train CONFIG --cluster ADDR`` sets ``cluster.address``. With either section the run is
-data-parallel on the cluster (see :mod:`tfconf.distributed.training`); ``data.train.batch_size`` is
+data-parallel on the cluster (see :mod:`tfconf.train.distributed`); ``data.train.batch_size`` is
 each worker's batch, so N workers train as one process would with N times that batch.
 """
 
@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tfconf.frontend.schema_base import NonNegInt, PositiveFloat, PositiveInt, StrictModel, located
+from .schema_base import NonNegInt, PositiveFloat, PositiveInt, StrictModel, located
 
 
 class ClusterSection(StrictModel):

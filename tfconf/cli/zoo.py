@@ -15,6 +15,8 @@ from typing import List, Optional
 
 import typer
 
+from . import errors
+
 app = typer.Typer(
     help="The model zoo: configs with cards, weights and checksums (built-in model_zoo/, "
          "TFCONF_ZOO_PATH and --zoo DIR). Use an entry anywhere a config goes: tfconf train zoo:lenet.",
@@ -27,20 +29,13 @@ app = typer.Typer(
 @app.callback()
 def _zoos(zoo: Optional[List[str]] = typer.Option(None, "--zoo", help="Another zoo folder (searched first; "
                                                    "repeatable). Example: tfconf zoo --zoo ~/my_zoo list")):
-    _go(lambda: _registry().set_paths(zoo or []))
+    errors.run(lambda: _registry().set_paths(zoo or []))
 
 
 def _registry():
-    from . import registry
+    from tfconf.zoo import registry
 
     return registry
-
-
-def _go(fn):
-    """Run ``fn`` with the main CLI's handling of user errors (message on stderr, exit code 2)."""
-    from tfconf import cli as main_cli
-
-    return main_cli._run(fn)
 
 
 def _fmt_count(n: int) -> str:
@@ -68,7 +63,7 @@ def _table(rows) -> str:
 @app.command("list")
 def list_():
     """The entries as a table. Example: tfconf zoo list"""
-    entries = _go(lambda: _registry().entries())
+    entries = errors.run(lambda: _registry().entries())
     if not entries:
         typer.echo("no zoo entries found")
         return
@@ -92,7 +87,7 @@ def list_():
 @app.command()
 def show(name: str = typer.Argument(..., help="The entry, e.g. lenet.")):
     """Print an entry's card and config. Example: tfconf zoo show lenet"""
-    e = _go(lambda: _registry().find(name))
+    e = errors.run(lambda: _registry().find(name))
     typer.echo(f"# zoo:{e.name}  ({e.dir})\n")
     typer.echo(f"## {e.card_path.name}\n{e.card_path.read_text().rstrip()}\n")
     typer.echo(f"## {e.config.name}\n{e.config.read_text().rstrip()}")
@@ -115,7 +110,7 @@ def get(
         e = reg.find(name)
         return e, reg.get(e, dest or e.name, force=force)
 
-    e, done = _go(go)
+    e, done = errors.run(go)
     for f, how in done:
         typer.echo(f"{f}: {how}")
     typer.echo(f"zoo:{e.name} is in {dest or e.name}/")
@@ -126,7 +121,7 @@ def verify(name: Optional[str] = typer.Argument(None, help="One entry (default: 
     """Check the sha256 of every shipped file against the card (exit code 2 on a mismatch).
     Example: tfconf zoo verify lenet"""
     reg = _registry()
-    entries = _go(lambda: [reg.find(name)] if name else reg.entries())
+    entries = errors.run(lambda: [reg.find(name)] if name else reg.entries())
     bad = 0
     for e in entries:
         if not e.card.shipped:
@@ -149,7 +144,7 @@ def verify(name: Optional[str] = typer.Argument(None, help="One entry (default: 
 def test_(name: str = typer.Argument(..., help="The entry, e.g. lenet.")):
     """Run the test phase on the shipped weights and compare with the card's metrics within its
     tolerance (exit code 2 when one differs). Example: tfconf zoo test lenet"""
-    from .build import compare, measure
+    from tfconf.zoo.build import compare, measure
 
     reg = _registry()
 
@@ -160,7 +155,7 @@ def test_(name: str = typer.Argument(..., help="The entry, e.g. lenet.")):
                                f"{_metric(e.card)})")
         return e, measure(e)
 
-    e, measured = _go(go)
+    e, measured = errors.run(go)
     rows, ok = compare(e, measured)
     tol = e.card.metrics.tolerance
     table = [["metric", "card", "measured", "|diff|", f"within {tol:g}"]]
@@ -183,7 +178,7 @@ def build(
 ):
     """Retrain an entry deterministically from its model.yaml and rewrite its weights, their
     sha256 and the card's metrics, params and FLOPs. Example: tfconf zoo build lenet"""
-    from . import build as b
+    from tfconf.zoo import build as b
 
     reg = _registry()
 
@@ -195,7 +190,7 @@ def build(
         res = b.build(e, echo=typer.echo, quiet=quiet)
         return e, res, e.card
 
-    e, res, card = _go(go)
+    e, res, card = errors.run(go)
     if res is None:
         typer.echo(f"zoo:{e.name}: params {card.params:,}, FLOPs {card.flops:,} per sample")
         return

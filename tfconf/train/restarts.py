@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .cluster import TaskFailedError, connect
+from tfconf.distributed.cluster import TaskFailedError, connect
 
 
 def _is_distributed(cfg) -> bool:
@@ -29,7 +29,7 @@ def restarting(train_fn, max_restarts: int = 0, echo=print):
             return train_fn(cfg, out=out, resume=resume, **kw)
         import ray
 
-        from tfconf.train import runner, snapshot
+        from . import runner, snapshot
 
         run_dir = runner._run_dir(cfg, out, resume)
         started = connect(cfg.net.cluster.address if cfg.net.cluster is not None else "local")

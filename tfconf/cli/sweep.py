@@ -18,6 +18,8 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
+from . import errors
+
 
 class _RunByDefault(TyperGroup):
     """``tfconf sweep CONFIG ...`` means ``tfconf sweep run CONFIG ...``."""
@@ -36,13 +38,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _go(fn):
-    """Run ``fn`` with the main CLI's handling of user errors (located message, exit code 2)."""
-    from tfconf import cli as main_cli
-
-    return main_cli._run(fn)
 
 
 def _trial_table(sweep) -> str:
@@ -99,9 +94,9 @@ def run(
                                       "modules of its Python layers (as tfconf train --trust-python)."),
 ):
     """Run a config's sweep. Example: tfconf sweep run configs/lenet_sweep.yaml --workers 2"""
-    from .expand import expand
-    from .run import resume as resume_dir
-    from .run import make_executor, run_sweep, start
+    from tfconf.sweep.expand import expand
+    from tfconf.sweep.run import resume as resume_dir
+    from tfconf.sweep.run import make_executor, run_sweep, start
 
     say = (lambda m: None) if as_json else (lambda m: typer.echo(m))
     if trust_python:
@@ -131,7 +126,7 @@ def run(
             raise
         return sweep, run_sweep(d, max_failures=max_failures, echo=say, executor=ex)
 
-    sweep, outcome = _go(go)
+    sweep, outcome = errors.run(go)
     if outcome is None:  # dry run
         if as_json:
             typer.echo(json.dumps({"metric": sweep.metric, "mode": sweep.mode, "rungs": sweep.rungs,
@@ -140,9 +135,8 @@ def run(
             typer.echo(_describe(sweep))
             typer.echo(_trial_table(sweep))
         return
-    from tfconf import cli as main_cli
 
-    from .status import SweepDir
+    from tfconf.sweep.status import SweepDir
 
     d = SweepDir.open(outcome.sweep_dir)
     if as_json:
@@ -160,7 +154,7 @@ def run(
         typer.echo(d.summary())
         typer.echo(f"results: {os.path.join(d.path, 'results.csv')}")
     if outcome.stopped_early == "interrupted":
-        raise typer.Exit(main_cli.EXIT_SIGTERM if outcome.signal == "SIGTERM" else main_cli.EXIT_SIGINT)
+        raise typer.Exit(errors.EXIT_SIGTERM if outcome.signal == "SIGTERM" else errors.EXIT_SIGINT)
     if outcome.stopped_early:
         typer.echo(f"error: the sweep stopped early: {outcome.stopped_early}; continue it with "
                    f"--resume {d.path}", err=True)
@@ -173,9 +167,9 @@ def run(
 @app.command()
 def status(sweep_dir: str = typer.Argument(..., help="A sweep folder.")):
     """Print a sweep's ranked table (running or finished). Example: tfconf sweep status sweeps/lenet-x"""
-    from .status import SweepDir
+    from tfconf.sweep.status import SweepDir
 
-    d = _go(lambda: SweepDir.open(sweep_dir))
+    d = errors.run(lambda: SweepDir.open(sweep_dir))
     counts = {}
     for rec in d.status.values():
         counts[rec["state"]] = counts.get(rec["state"], 0) + 1
@@ -190,15 +184,10 @@ def plot(
 ):
     """Draw every trial's learning curve and the metric against each swept key (needs matplotlib).
     Example: tfconf sweep plot sweeps/lenet-x -o sweep.png"""
-    from .plot import PlotUnavailable, plot_sweep
-    from .status import SweepDir
+    from tfconf.sweep.plot import plot_sweep
+    from tfconf.sweep.status import SweepDir
 
     def go():
-        try:
-            return plot_sweep(SweepDir.open(sweep_dir), out)
-        except PlotUnavailable as e:
-            from tfconf.errors import UserError
+        return plot_sweep(SweepDir.open(sweep_dir), out)
 
-            raise UserError(str(e)) from None
-
-    typer.echo(f"wrote {_go(go)}")
+    typer.echo(f"wrote {errors.run(go)}")

@@ -2,7 +2,7 @@
 
 The graph is the one-process Solver's graph, replicated in-graph (TensorFlow 1's "in-graph
 replication"): tower ``k`` is the train net placed on ``/job:worker/task:k`` and reading the
-placeholders that task ``k`` fills from its own shard of every batch (:mod:`.sources`).
+placeholders that task ``k`` fills from its own shard of every batch (:mod:`tfconf.distributed.sources`).
 
 Why N workers give the weights one process gives with N times the batch: every loss layer averages
 over its batch, so the one-process loss over N·B samples is ``(1/N)·Σ_k loss_k`` and its gradient is
@@ -33,15 +33,16 @@ import math
 
 import numpy as np
 
-import tfconf as tc
+from tfconf.distributed.cluster import ClusterSpec
+from tfconf.distributed.sources import SourceFeed
+from tfconf.engine import api as tc
 from tfconf.engine.devices import DeviceSpec, merge_device
 from tfconf.frontend.compiler import build_net, device_name
 from tfconf.frontend.layers.base import NetState
-from tfconf.train import snapshot as snap
-from tfconf.train.solver import DivergenceError, Solver, _jsonable
+from tfconf.io.jsonable import jsonable
 
-from .cluster import ClusterSpec
-from .sources import SourceFeed
+from . import snapshot as snap
+from .solver import DivergenceError, Solver
 
 
 class DistributedSolver(Solver):
@@ -49,7 +50,7 @@ class DistributedSolver(Solver):
     ``cluster:`` sections, training on the cluster they describe."""
 
     def __init__(self, config, run_dir, *, root=None, log=None, prefetch=2, dtype=tc.float32):
-        from tfconf.train.runner import TrainError
+        from .runner import TrainError
 
         dist, cl = config.distributed, config.cluster
         jobs = dict(cl.jobs) if cl is not None and cl.jobs else None
@@ -177,7 +178,7 @@ class DistributedSolver(Solver):
                 op.device = dev
 
     def _make_session(self, graph):
-        from .session import ClusterSession
+        from tfconf.distributed.session import ClusterSession
 
         sess = ClusterSession(self.cluster, graph=graph)
         try:
@@ -229,7 +230,7 @@ class DistributedSolver(Solver):
         slots = {k: values[v.op.name] for k, v in self.slots.items()}
         state = {"iteration": self.iteration, "data": self.train_data.state(), "rng": self.sess.rng_states(),
                  "smoothed": self.smoothed}
-        return snap.write_snapshot(prefix, self.iteration, weights, slots, _jsonable(state))
+        return snap.write_snapshot(prefix, self.iteration, weights, slots, jsonable(state))
 
     def restore(self, spath):
         weights, slots, state = snap.read_snapshot(spath)

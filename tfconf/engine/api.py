@@ -1,0 +1,56 @@
+"""The engine's TF1-named API: what ``import tfconf as tc`` gives (``tc.placeholder``, ``tc.Variable``,
+``tc.Session``, ``tc.gradients``, ``tc.nn.conv2d``...), minus the training and distributed
+namespaces, which live above the engine. tfconf's own packages import this module (``from
+tfconf.engine import api as tc``), never the ``tfconf`` facade, so that no package below the
+training side reaches it through the facade."""
+
+from . import api_nn as nn  # noqa: F401
+from tfconf import errors  # noqa: F401 - tc.errors: the TF1 error types (and UserError)
+from .autodiff import GradientError, gradients  # noqa: F401
+from .devices import DeviceSpec, list_devices  # noqa: F401
+from .dtypes import (  # noqa: F401
+    DType, as_dtype, bool_, float16, float32, float64, int8, int16, int32, int64, uint8,
+)
+from .graph import (  # noqa: F401
+    Graph, GraphError, Operation, Tensor, add_to_collection, colocate_with, control_dependencies,
+    device, get_collection, get_default_graph, name_scope, reset_default_graph,
+)
+from .ops.array import (  # noqa: F401
+    concat, expand_dims, gather, one_hot, pad, reshape, slice_ as slice, split, squeeze, stack, tile,
+    transpose, unstack,
+)
+from .ops.core import (  # noqa: F401
+    add_n, broadcast_to, constant, convert_to_tensor, fill, group, identity, no_op, ones, ones_like,
+    placeholder, placeholder_with_default, rank, shape, size, stop_gradient, tuple_ as tuple, zeros,
+    zeros_like,
+)
+from .ops.math import (  # noqa: F401
+    abs, add, cast, ceil, cos, div, divide, elu, equal, exp, expm1, floor, floordiv, floormod,
+    greater, greater_equal, leaky_relu, less, less_equal, log, log1p, logical_and, logical_not,
+    logical_or, logical_xor, matmul, maximum, minimum, mod, multiply, negative, not_equal, pow,
+    reciprocal, round, rsqrt, sigmoid, sign, sin, softplus, sqrt, square, squared_difference,
+    subtract, tanh, to_float, truediv, where,
+)
+from .ops.random import random_normal, random_uniform, set_random_seed, truncated_normal  # noqa: F401
+from .ops.reduce import (  # noqa: F401
+    argmax, argmin, reduce_max, reduce_mean, reduce_min, reduce_prod, reduce_sum,
+)
+from .session import (  # noqa: F401
+    InteractiveSession, RunMetadata, RunOptions, Session, SessionConfig, get_default_session,
+)
+from .shapes import TensorShape  # noqa: F401
+from .variables import (  # noqa: F401
+    GLOBAL_VARIABLES, TRAINABLE_VARIABLES, Variable, assign, assign_add, assign_sub,
+    global_variables, global_variables_initializer, is_variable_initialized,
+    local_variables_initializer, trainable_variables, variables_initializer,
+)
+
+float = float32  # noqa: A001 - TF alias
+double = float64
+ConfigProto = SessionConfig
+initialize_all_variables = global_variables_initializer
+
+
+class GraphKeys:
+    GLOBAL_VARIABLES = GLOBAL_VARIABLES
+    TRAINABLE_VARIABLES = TRAINABLE_VARIABLES
