@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from .shapes import static_numel
+
 TRASH = 0  # slot that receives outputs nobody reads (e.g. an op output that was also fed)
 
 
@@ -68,19 +70,9 @@ class Slots:
         return tuple(self.slot[t] if t not in fed else TRASH for t in op.outputs)
 
 
-NEVER_INPLACE = frozenset({"VariableV2", "ReadVariable", "Const", "Assign", "AssignAdd", "AssignSub"})
 #: outputs statically known to be smaller than this many elements are computed as usual: their
 #: allocation is cheap (malloc's free lists), and the wrapper would cost more than it saves
 MIN_INPLACE_ELEMENTS = 1 << 12
-
-
-def _numel(shape):
-    n = 1
-    for d in shape:
-        if d is None:
-            return None
-        n *= d
-    return n
 
 
 def plan_inplace(plan, fed, inplace):
@@ -95,13 +87,13 @@ def plan_inplace(plan, fed, inplace):
         out = op.outputs[0]
         if out._shape is None or not out._shape:
             continue
-        size = _numel(out._shape)
+        size = static_numel(out._shape)
         if size is not None and size < MIN_INPLACE_ELEMENTS:
             continue
         frees = set(step.frees)
         reads = collections.Counter(step.ins)
         cands = [p for p, (t, s) in enumerate(zip(op.inputs, step.ins))
-                 if s in frees and s not in feed_slots and reads[s] == 1 and t.op.type not in NEVER_INPLACE
+                 if s in frees and s not in feed_slots and reads[s] == 1 and not t.op.op_def.keeps_output
                  and t.dtype == out.dtype and t._shape == out._shape]
         if not cands:
             continue
@@ -190,23 +182,28 @@ _SOLE = {}
 _SOLE.update(_calibrate())
 
 
+def out_kernel(op_def, kernel):
+    """A numpy function computing the op into ``out=`` (its ufunc kernel, or the declaration's
+    ``forward_into``), or None."""
+    if isinstance(kernel, np.ufunc) and kernel.nout == 1:
+        return kernel
+    return op_def.forward_into
+
+
 def inplace_kernel(op, kernel, p, ctx):
     """A kernel computing ``op`` into its dying input ``p`` when nothing else holds that array:
-    for numpy ufuncs, ReLU and fused elementwise chains; None for any other op or array module."""
+    what the op declares (OpDef.forward_into, kernel_takes_donate) or a numpy ufunc kernel; None
+    for any other op or array module."""
     if ctx.xp is not np:
         return None
-    t = op.type
-    if t == "FusedElementwise":
+    if op.op_def.kernel_takes_donate:
         return _inplace_donate(kernel, p)
-    if t == "Relu":
-        return _inplace_unary(_relu_out)
-    if isinstance(kernel, np.ufunc) and kernel.nout == 1:
-        if kernel.nin == 1:
-            return _inplace_unary(kernel)
-        if kernel.nin == 2:
-            return _inplace_binary(kernel, p)
+    into = out_kernel(op.op_def, kernel)
+    if into is None:
+        return None
+    nin = into.nin if isinstance(into, np.ufunc) else len(op.inputs)
+    if nin == 1:
+        return _inplace_unary(into)
+    if nin == 2:
+        return _inplace_binary(into, p)
     return None
-
-
-def _relu_out(x, out=None):
-    return np.maximum(x, x.dtype.type(0), out=out)

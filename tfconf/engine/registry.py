@@ -19,7 +19,8 @@ The methods are plain functions (no ``self``): a declaration is a namespace, nev
 
 from __future__ import annotations
 
-import difflib
+from tfconf.errors import did_you_mean
+
 
 _REGISTRY: dict[str, type] = {}
 
@@ -46,6 +47,22 @@ class OpDef:
     cost = None
     #: device types with a kernel for this op
     device_types = ("CPU", "GPU")
+    #: an elementwise op's expression for one element, in C++ (``{0}``, ``{1}``...: the inputs;
+    #: ``{T}``: the result's C type; ``{zero}``/``{one}``: literals of the first input's type;
+    #: ``{alpha}``: that attr). An op with one is fusable: the fusion rewrite may put it into a
+    #: FusedElementwise, whose CPU kernel chains the ops' own forwards and whose CUDA kernel is
+    #: generated from these expressions (engine/ops/fused.py). None: not elementwise
+    elementwise = None
+    #: numpy: ``forward_into(*arrays, out=None)`` computes the op into a given buffer; the memory
+    #: stage's in-place steps and FusedElementwise's chains write through it (an op whose kernel
+    #: is a numpy ufunc needs none: the ufunc takes ``out=``)
+    forward_into = None
+    #: True when the kernel takes ``donate=i``: it may write into input i, which the executor has
+    #: checked nothing else holds (FusedElementwise)
+    kernel_takes_donate = False
+    #: True for ops whose output is storage they keep (a Variable's value, a constant): a later
+    #: step never overwrites it in place
+    keeps_output = False
 
     def infer(op):  # pragma: no cover - every op overrides
         raise NotImplementedError
@@ -77,8 +94,7 @@ def get_op_def(name: str):
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, _REGISTRY, n=3)
         raise KeyError(
             f"Unknown op type {name!r}.{hint} Known op types: {', '.join(sorted(_REGISTRY))}"
         ) from None

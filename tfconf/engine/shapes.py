@@ -3,6 +3,8 @@ for an unknown rank; ``TensorShape`` is the public view with TensorFlow 1's meth
 
 from __future__ import annotations
 
+import numbers
+
 
 class TensorShape:
     """A possibly partial shape: ``TensorShape([None, 784])``. Compares equal to tuples and lists."""
@@ -136,6 +138,28 @@ def num_elements(shape):
 #: the size assumed for a dimension unknown at build time (batch sizes, mostly) when an op's cost
 #: is estimated for placement
 UNKNOWN_DIM = 32
+
+
+def static_numel(shape):
+    """Elements of a static ``shape``, or None when its rank or a dimension is unknown."""
+    if shape is None or None in shape:
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def pair(v, what):
+    """An (h, w) pair from an int, a pair, or TF's 4-element form ([1, 1, h, w] for NCHW)."""
+    if isinstance(v, numbers.Integral):
+        return (int(v), int(v))
+    v = tuple(int(a) for a in v)
+    if len(v) == 4:
+        v = v[2:]
+    if len(v) != 2:
+        raise ValueError(f"{what} must be an int or a pair, received {v}")
+    return v
 
 
 def estimate_numel(shape):

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from tfconf.engine import shapes as S
 from tfconf.engine.kernels import pool as P
 
 from test_pool_kernels import CASES, _distinct, ref_pool  # same folder (rootdir import mode)
@@ -12,7 +13,7 @@ from test_pool_kernels import CASES, _distinct, ref_pool  # same folder (rootdir
 @pytest.mark.parametrize("order", ["direct", "h", "w"])
 @pytest.mark.parametrize("xs,ks,st,pads,ceil_mode", CASES)
 def test_reduce_orders_match_reference(monkeypatch, order, xs, ks, st, pads, ceil_mode):
-    if order != "direct" and (P._pair(ks, "k")[0] == 1 or P._pair(ks, "k")[1] == 1):
+    if order != "direct" and (S.pair(ks, "k")[0] == 1 or S.pair(ks, "k")[1] == 1):
         pytest.skip("a 1-wide window has a single order")
     monkeypatch.setattr(P._PGeom, "reduce_order", lambda self: order)
     rng = np.random.default_rng(3)

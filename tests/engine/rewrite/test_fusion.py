@@ -99,3 +99,21 @@ def test_the_gpu_kernel_source_of_a_chain():
     assert in_params == "float32 in0, float32 in1, float32 in2" and out_params == "float32 out0"
     assert body == ("float t0 = in0 * in1; float t1 = t0 + in2; "
                     "float t2 = (t1 < ((float)0) ? ((float)0) : t1); out0 = t2;")
+
+
+def test_every_elementwise_expression_names_only_its_inputs_and_known_fields():
+    # OpDef.elementwise is what makes an op fusable and what its CUDA kernel is generated from
+    import string
+
+    from tfconf.engine.ops.fused import fusable
+    from tfconf.engine.registry import registered_ops
+
+    declared = {name: d.elementwise for name, d in registered_ops().items() if d.elementwise is not None}
+    assert {"Add", "Relu", "ReluGrad", "Select", "Cast", "Tanh"} <= set(declared)
+    for name, expr in declared.items():
+        fields = {f for _, f, _, _ in string.Formatter().parse(expr) if f is not None}
+        args = sorted(int(f) for f in fields if f.isdigit())
+        assert args == list(range(len(args))) and args, (name, expr)
+        assert fields - {str(i) for i in args} <= {"T", "zero", "one", "alpha"}, (name, expr)
+        assert fusable(name)
+    assert not fusable("MatMul") and not fusable("NoSuchOp")

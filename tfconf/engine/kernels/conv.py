@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import threading
 
+from ..shapes import pair
+
 __all__ = [
     "conv_output_size",
     "conv2d",
@@ -128,15 +130,6 @@ def clear_scratch():
     _local.cache = {}
 
 
-def _pair(v, name):
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(a) for a in v)
-    if len(v) != 2:
-        raise ValueError(f"{name} must be an (h, w) pair, got {v!r}")
-    return v
-
-
 def _check_pads(pads):
     pads = tuple(int(p) for p in pads)
     if len(pads) != 4:
@@ -185,8 +178,8 @@ class _Geom:
         self.N, self.C, self.H, self.W = (int(s) for s in x_shape)
         self.O, self.Cg, self.kh, self.kw = (int(s) for s in w_shape)
         self.G = int(groups)
-        self.sh, self.sw = _pair(strides, "strides")
-        self.dh, self.dw = _pair(dilations, "dilations")
+        self.sh, self.sw = pair(strides, "strides")
+        self.dh, self.dw = pair(dilations, "dilations")
         self.pt, self.pb, self.pl, self.pr = _check_pads(pads)
         if self.G < 1 or self.C % self.G or self.O % self.G:
             raise ValueError(f"groups={self.G} must divide C={self.C} and O={self.O}")

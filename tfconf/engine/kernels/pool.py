@@ -16,7 +16,8 @@ store.
 
 from __future__ import annotations
 
-from .conv import _check_pads, _pad_into, _pair, _scratch
+from ..shapes import pair
+from .conv import _check_pads, _pad_into, _scratch
 
 __all__ = ["pool_output_size", "max_pool", "max_pool_grad", "avg_pool", "avg_pool_grad"]
 
@@ -48,8 +49,8 @@ class _PGeom:
         if len(x_shape) != 4:
             raise ValueError(f"pooling expects an NCHW array, got shape {tuple(x_shape)}")
         self.N, self.C, self.H, self.W = (int(s) for s in x_shape)
-        self.kh, self.kw = _pair(ksize, "ksize")
-        self.sh, self.sw = _pair(strides, "strides")
+        self.kh, self.kw = pair(ksize, "ksize")
+        self.sh, self.sw = pair(strides, "strides")
         self.pt, self.pb, self.pl, self.pr = _check_pads(pads)
         if min(self.kh, self.kw, self.sh, self.sw) < 1:
             raise ValueError("pooling window and strides must be >= 1")

@@ -134,6 +134,7 @@ def placeholder_with_default(input, shape, name=None):
 @register
 class Const(OpDef):
     nondifferentiable = True
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
 
     def infer(op):
         v = op.attrs["value"]

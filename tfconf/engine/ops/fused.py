@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import shapes as S
 from ..kernels.providers import ALL, onednn
+from ..memory import out_kernel
 from ..registry import OpDef, get_op_def, register
 from .core import convert_to_tensor, graph_of, make, reduce_to_like, shape
 
@@ -338,10 +339,6 @@ class _SubOp:
         self.name = name
 
 
-def _relu_out(x, out=None):
-    return np.maximum(x, x.dtype.type(0), out=out)
-
-
 def _program_kernel(op, ctx):
     """The program as one Python function calling each step's own kernel (any xp). With numpy,
     a step whose kernel takes ``out=`` (a ufunc, ReLU) writes into a buffer of the chain that is
@@ -368,12 +365,7 @@ def _program_kernel(op, ctx):
         sub.inputs = tuple(_Spec(dtypes[i], shapes[i]) if kind == "x" else _Spec(program[i].dtype, program[i].shape)
                            for kind, i in ins.args)
         k = ns[f"k{j}"] = sub.op_def.make_kernel(sub, ctx)
-        outk = None
-        if numpy:
-            if isinstance(k, np.ufunc) and k.nout == 1:
-                outk = k
-            elif ins.type == "Relu":
-                outk = _relu_out
+        outk = out_kernel(sub.op_def, k) if numpy else None
         names = [f"x{i}" if kind == "x" else f"t{i}" for kind, i in ins.args]
         call = f"k{j}({', '.join(names)})"
         temps, inputs = [], []
@@ -421,29 +413,19 @@ def _program_kernel(op, ctx):
 _CODE: dict = {}
 
 
-# C++ expressions per op type for the GPU kernel; {0}, {1}, {2} are the args, {T} the result's
-# C type, {zero}/{one} typed literals of the first arg's type, {alpha} an attr.
-_CUDA = {
-    "Add": "{0} + {1}", "Sub": "{0} - {1}", "Mul": "{0} * {1}", "RealDiv": "{0} / {1}",
-    "Neg": "-{0}", "Square": "{0} * {0}", "Sqrt": "sqrt({0})", "Rsqrt": "{one} / sqrt({0})",
-    "Exp": "exp({0})", "Expm1": "expm1({0})", "Log": "log({0})", "Log1p": "log1p({0})",
-    "Abs": "abs({0})", "Reciprocal": "{one} / {0}", "Sin": "sin({0})", "Cos": "cos({0})",
-    "Tanh": "tanh({0})", "Floor": "floor({0})", "Ceil": "ceil({0})", "Pow": "pow({0}, {1})",
-    "Sigmoid": "{one} / ({one} + exp(-{0}))",
-    "Softplus": "({0} > {zero} ? {0} + log1p(exp(-{0})) : log1p(exp({0})))",
-    "Elu": "({0} > {zero} ? {0} : expm1({0}))",
-    "Relu": "({0} < {zero} ? {zero} : {0})",  # NaN passes through, as numpy.maximum
-    "ReluGrad": "({1} > {zero} ? {0} : {zero})",
-    "LeakyRelu": "({0} > {zero} ? {0} : {0} * ({T}){alpha})",
-    "Maximum": "(({0} >= {1} || {0} != {0}) ? {0} : {1})",
-    "Minimum": "(({0} <= {1} || {0} != {0}) ? {0} : {1})",
-    "SquaredDifference": "({0} - {1}) * ({0} - {1})",
-    "Select": "({0} ? {1} : {2})", "Cast": "({T})({0})",
-    "Equal": "{0} == {1}", "NotEqual": "{0} != {1}", "Less": "{0} < {1}", "LessEqual": "{0} <= {1}",
-    "Greater": "{0} > {1}", "GreaterEqual": "{0} >= {1}",
-    "LogicalAnd": "{0} && {1}", "LogicalOr": "{0} || {1}", "LogicalNot": "!{0}",
-}
-FUSABLE = frozenset(_CUDA)  # op types the rewriter may put into a FusedElementwise
+def _expression(op_type: str):
+    """The op type's elementwise expression (OpDef.elementwise), None for other ops."""
+    try:
+        return get_op_def(op_type).elementwise
+    except KeyError:
+        return None
+
+
+def fusable(op_type: str) -> bool:
+    """Whether the fusion rewrite may put an op of this type into a FusedElementwise: the op
+    declares its elementwise expression."""
+    return _expression(op_type) is not None
+
 
 _CTYPES = {"float32": "float", "float64": "double", "int32": "int", "int64": "long long",
            "int16": "short", "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
@@ -461,7 +443,7 @@ def cuda_source(program, in_dtypes):
         types.append(dt)
     lines = []
     for j, ins in enumerate(program):
-        tmpl = _CUDA.get(ins.type)
+        tmpl = _expression(ins.type)
         if tmpl is None or ins.dtype.name not in _CTYPES:
             return None
         args = [names[i] if kind == "x" else f"t{i}" for kind, i in ins.args]
@@ -498,6 +480,8 @@ class FusedElementwise(OpDef):
     """out = the last step of ``program`` (a tuple of Instr) over the op's inputs. Made by the
     plan rewriter after gradients exist, so it is never differentiated. On 4-D float32 values a
     chain of binary steps with ReLU runs as one oneDNN primitive in its inputs' layout."""
+
+    kernel_takes_donate = True
 
     kernels = {"onednn": onednn("fused_elementwise", blocked_inputs=ALL, blocked_output=True)}
 

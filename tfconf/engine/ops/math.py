@@ -22,8 +22,9 @@ def _ufunc_kernel(name):
     return make_kernel
 
 
-def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True):
-    """Declare a unary elementwise op. ``kernel`` is an xp function name or ``f(xp, x)``."""
+def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True, elementwise=None):
+    """Declare a unary elementwise op. ``kernel`` is an xp function name or ``f(xp, x)``;
+    ``elementwise``: its C++ expression (OpDef.elementwise), which makes it fusable."""
 
     def infer(op):
         t = op.inputs[0]
@@ -31,7 +32,7 @@ def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True):
             raise TypeError(f"{type_name} needs a floating-point input, received {t.dtype.name}")
         return [(t._shape, t.dtype)]
 
-    body = {"__doc__": doc, "infer": infer}
+    body = {"__doc__": doc, "infer": infer, "elementwise": elementwise}
     if isinstance(kernel, str):
         body["make_kernel"] = _ufunc_kernel(kernel)
         body["forward"] = lambda xp, x, _k=kernel: getattr(xp, _k)(x)
@@ -65,37 +66,53 @@ def _zero_grad(op, dy):
 X = lambda op: op.inputs[0]  # noqa: E731
 Y = lambda op: op.outputs[0]  # noqa: E731
 
-Neg = _unary("Neg", "negative", lambda op, dy: [-dy], "y = -x;  dx = -dy", float_only=False)
-Square = _unary("Square", "square", lambda op, dy: [dy * (2 * X(op))], "y = x²;  dx = 2x·dy", False)
-Sqrt = _unary("Sqrt", "sqrt", lambda op, dy: [dy / (2 * Y(op))], "y = √x;  dx = dy / (2y)")
+Neg = _unary("Neg", "negative", lambda op, dy: [-dy], "y = -x;  dx = -dy", float_only=False,
+             elementwise="-{0}")
+Square = _unary("Square", "square", lambda op, dy: [dy * (2 * X(op))], "y = x²;  dx = 2x·dy", False,
+                elementwise="{0} * {0}")
+Sqrt = _unary("Sqrt", "sqrt", lambda op, dy: [dy / (2 * Y(op))], "y = √x;  dx = dy / (2y)",
+              elementwise="sqrt({0})")
 Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
-               lambda op, dy: [dy * (-0.5 * Y(op) * Y(op) * Y(op))], "y = 1/√x;  dx = -y³/2 · dy")
-Exp = _unary("Exp", "exp", lambda op, dy: [dy * Y(op)], "y = eˣ;  dx = y·dy")
-Expm1 = _unary("Expm1", "expm1", lambda op, dy: [dy * (Y(op) + 1)], "y = eˣ-1;  dx = (y+1)·dy")
-Log = _unary("Log", "log", lambda op, dy: [dy / X(op)], "y = ln x;  dx = dy / x")
-Log1p = _unary("Log1p", "log1p", lambda op, dy: [dy / (1 + X(op))], "y = ln(1+x);  dx = dy/(1+x)")
-Abs = _unary("Abs", "abs", lambda op, dy: [dy * sign(X(op))], "y = |x|;  dx = sign(x)·dy", False)
+               lambda op, dy: [dy * (-0.5 * Y(op) * Y(op) * Y(op))], "y = 1/√x;  dx = -y³/2 · dy",
+               elementwise="{one} / sqrt({0})")
+Exp = _unary("Exp", "exp", lambda op, dy: [dy * Y(op)], "y = eˣ;  dx = y·dy", elementwise="exp({0})")
+Expm1 = _unary("Expm1", "expm1", lambda op, dy: [dy * (Y(op) + 1)], "y = eˣ-1;  dx = (y+1)·dy",
+               elementwise="expm1({0})")
+Log = _unary("Log", "log", lambda op, dy: [dy / X(op)], "y = ln x;  dx = dy / x",
+             elementwise="log({0})")
+Log1p = _unary("Log1p", "log1p", lambda op, dy: [dy / (1 + X(op))], "y = ln(1+x);  dx = dy/(1+x)",
+               elementwise="log1p({0})")
+Abs = _unary("Abs", "abs", lambda op, dy: [dy * sign(X(op))], "y = |x|;  dx = sign(x)·dy", False,
+             elementwise="abs({0})")
 Sign = _unary("Sign", "sign", _zero_grad, "y = sign(x);  dx = 0", False)
-Floor = _unary("Floor", "floor", _zero_grad, "y = ⌊x⌋;  dx = 0")
-Ceil = _unary("Ceil", "ceil", _zero_grad, "y = ⌈x⌉;  dx = 0")
+Floor = _unary("Floor", "floor", _zero_grad, "y = ⌊x⌋;  dx = 0", elementwise="floor({0})")
+Ceil = _unary("Ceil", "ceil", _zero_grad, "y = ⌈x⌉;  dx = 0", elementwise="ceil({0})")
 Round = _unary("Round", "rint", _zero_grad, "y = round-half-even(x);  dx = 0")
-Reciprocal = _unary("Reciprocal", "reciprocal", lambda op, dy: [-dy * Y(op) * Y(op)], "y = 1/x;  dx = -y²·dy")
-Sin = _unary("Sin", "sin", lambda op, dy: [dy * cos(X(op))], "y = sin x;  dx = cos x·dy")
-Cos = _unary("Cos", "cos", lambda op, dy: [-dy * sin(X(op))], "y = cos x;  dx = -sin x·dy")
-Tanh = _unary("Tanh", "tanh", lambda op, dy: [dy * (1 - Y(op) * Y(op))], "y = tanh x;  dx = (1-y²)·dy")
+Reciprocal = _unary("Reciprocal", "reciprocal", lambda op, dy: [-dy * Y(op) * Y(op)], "y = 1/x;  dx = -y²·dy",
+                    elementwise="{one} / {0}")
+Sin = _unary("Sin", "sin", lambda op, dy: [dy * cos(X(op))], "y = sin x;  dx = cos x·dy",
+             elementwise="sin({0})")
+Cos = _unary("Cos", "cos", lambda op, dy: [-dy * sin(X(op))], "y = cos x;  dx = -sin x·dy",
+             elementwise="cos({0})")
+Tanh = _unary("Tanh", "tanh", lambda op, dy: [dy * (1 - Y(op) * Y(op))], "y = tanh x;  dx = (1-y²)·dy",
+              elementwise="tanh({0})")
 Sigmoid = _unary("Sigmoid", _sigmoid, lambda op, dy: [dy * Y(op) * (1 - Y(op))],
-                 "y = 1/(1+e⁻ˣ) (stable);  dx = y(1-y)·dy")
+                 "y = 1/(1+e⁻ˣ) (stable);  dx = y(1-y)·dy", elementwise="{one} / ({one} + exp(-{0}))")
 Softplus = _unary("Softplus", _stable_softplus, lambda op, dy: [dy * sigmoid(X(op))],
-                  "y = ln(1+eˣ) (stable);  dx = sigmoid(x)·dy")
+                  "y = ln(1+eˣ) (stable);  dx = sigmoid(x)·dy",
+                  elementwise="({0} > {zero} ? {0} + log1p(exp(-{0})) : log1p(exp({0})))")
 Elu = _unary("Elu", _elu, lambda op, dy: [where(X(op) > 0, dy, dy * (Y(op) + 1))],
-             "y = x if x>0 else eˣ-1;  dx = dy if x>0 else (y+1)·dy")
-LogicalNot = _unary("LogicalNot", "logical_not", None, "y = not x", False, False)
+             "y = x if x>0 else eˣ-1;  dx = dy if x>0 else (y+1)·dy",
+             elementwise="({0} > {zero} ? {0} : expm1({0}))")
+LogicalNot = _unary("LogicalNot", "logical_not", None, "y = not x", False, False,
+                    elementwise="!{0}")
 
 
 @register
 class Relu(OpDef):
     """y = max(x, 0);  dx = ReluGrad(dy, y) = dy·[y > 0]"""
 
+    elementwise = "({0} < {zero} ? {zero} : {0})"  # NaN passes through, as numpy.maximum
     kernels = {"onednn": onednn("relu", blocked_inputs=(0,), blocked_output=True)}
 
     def infer(op):
@@ -103,6 +120,9 @@ class Relu(OpDef):
 
     def forward(xp, x):
         return xp.maximum(x, x.dtype.type(0))
+
+    def forward_into(x, out=None):
+        return np.maximum(x, x.dtype.type(0), out=out)
 
     def grad(op, dy):
         return [make("ReluGrad", [dy, op.outputs[0]])]
@@ -112,6 +132,7 @@ class Relu(OpDef):
 class ReluGrad(OpDef):
     """dx = dy·[y > 0] (fused: one pass). Linear in dy: d/d(dy) = ReluGrad(ddx, y); y is a mask."""
 
+    elementwise = "({1} > {zero} ? {0} : {zero})"
     kernels = {"onednn": onednn("relu_grad", blocked_inputs=(0, 1), blocked_output=True)}
 
     def infer(op):
@@ -130,6 +151,8 @@ class ReluGrad(OpDef):
 class LeakyRelu(OpDef):
     """y = x if x>0 else alpha·x;  dx = dy if x>0 else alpha·dy"""
 
+    elementwise = "({0} > {zero} ? {0} : {0} * ({T}){alpha})"
+
     def infer(op):
         return same_as_input(op)
 
@@ -141,13 +164,15 @@ class LeakyRelu(OpDef):
 
 
 # ---------------------------------------------------------------------------- binary table
-def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True, kernels=None):
+def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True, kernels=None, elementwise=None):
+    """Declare a broadcasting binary op (``elementwise``: its C++ expression, as for _unary)."""
+
     def infer(op):
         a, b = op.inputs
         shape = S.broadcast(a._shape, b._shape)
         return [(shape, out_dtype or a.dtype)]
 
-    body = {"__doc__": doc, "infer": infer}
+    body = {"__doc__": doc, "infer": infer, "elementwise": elementwise}
     if kernels:
         body["kernels"] = kernels
     if isinstance(kernel, str):
@@ -189,51 +214,56 @@ def ones_like_(x):
 #: 4-D float32 operands run as oneDNN binary primitives in the layout they come in
 _ONEDNN_ELEMENTWISE = {"onednn": onednn("elementwise", blocked_inputs=ALL, blocked_output=True)}
 Add = _binary("Add", "add", _bin_grad(lambda op, dy: dy, lambda op, dy: dy), "z = x + y",
-              kernels=_ONEDNN_ELEMENTWISE)
+              kernels=_ONEDNN_ELEMENTWISE, elementwise="{0} + {1}")
 Sub = _binary("Sub", "subtract", _bin_grad(lambda op, dy: dy, lambda op, dy: -dy), "z = x - y",
-              kernels=_ONEDNN_ELEMENTWISE)
+              kernels=_ONEDNN_ELEMENTWISE, elementwise="{0} - {1}")
 Mul = _binary("Mul", "multiply", _bin_grad(lambda op, dy: dy * op.inputs[1], lambda op, dy: dy * op.inputs[0]),
-              "z = x·y;  dx = y·dz, dy = x·dz", kernels=_ONEDNN_ELEMENTWISE)
+              "z = x·y;  dx = y·dz, dy = x·dz", kernels=_ONEDNN_ELEMENTWISE, elementwise="{0} * {1}")
 RealDiv = _binary(
     "RealDiv", "true_divide",
     _bin_grad(lambda op, dy: dy / op.inputs[1], lambda op, dy: -dy * op.inputs[0] / (op.inputs[1] * op.inputs[1])),
-    "z = x / y;  dx = dz/y, dy = -x·dz/y²", kernels=_ONEDNN_ELEMENTWISE)
+    "z = x / y;  dx = dz/y, dy = -x·dz/y²", kernels=_ONEDNN_ELEMENTWISE, elementwise="{0} / {1}")
 Pow = _binary(
     "Pow", "power",
     _bin_grad(lambda op, dy: dy * op.inputs[1] * pow(op.inputs[0], op.inputs[1] - 1), _pow_y_grad),
-    "z = xʸ;  dx = y·xʸ⁻¹·dz, dy = z·ln(x)·dz (0 where x ≤ 0)")
+    "z = xʸ;  dx = y·xʸ⁻¹·dz, dy = z·ln(x)·dz (0 where x ≤ 0)", elementwise="pow({0}, {1})")
 Maximum = _binary(
     "Maximum", "maximum",
     _bin_grad(lambda op, dy: where(op.inputs[0] >= op.inputs[1], dy, zeros_like(dy)),
               lambda op, dy: where(op.inputs[0] >= op.inputs[1], zeros_like(dy), dy)),
-    "z = max(x, y);  the gradient goes to x on ties")
+    "z = max(x, y);  the gradient goes to x on ties",
+    elementwise="(({0} >= {1} || {0} != {0}) ? {0} : {1})")  # NaN in x passes through, as numpy
 Minimum = _binary(
     "Minimum", "minimum",
     _bin_grad(lambda op, dy: where(op.inputs[0] <= op.inputs[1], dy, zeros_like(dy)),
               lambda op, dy: where(op.inputs[0] <= op.inputs[1], zeros_like(dy), dy)),
-    "z = min(x, y);  the gradient goes to x on ties")
+    "z = min(x, y);  the gradient goes to x on ties",
+    elementwise="(({0} <= {1} || {0} != {0}) ? {0} : {1})")
 SquaredDifference = _binary(
     "SquaredDifference", lambda xp, a, b: xp.square(a - b),
     _bin_grad(lambda op, dy: dy * (2 * (op.inputs[0] - op.inputs[1])),
               lambda op, dy: dy * (-2 * (op.inputs[0] - op.inputs[1]))),
-    "z = (x-y)²")
+    "z = (x-y)²", elementwise="({0} - {1}) * ({0} - {1})")
 FloorDiv = _binary("FloorDiv", "floor_divide", None, "z = ⌊x / y⌋ (not differentiable)", differentiable=False)
 FloorMod = _binary("FloorMod", "mod", None, "z = x mod y (sign of y; not differentiable)", differentiable=False)
 
-Equal = _binary("Equal", "equal", None, "x == y", bool_, False)
-NotEqual = _binary("NotEqual", "not_equal", None, "x != y", bool_, False)
-Less = _binary("Less", "less", None, "x < y", bool_, False)
-LessEqual = _binary("LessEqual", "less_equal", None, "x <= y", bool_, False)
-Greater = _binary("Greater", "greater", None, "x > y", bool_, False)
-GreaterEqual = _binary("GreaterEqual", "greater_equal", None, "x >= y", bool_, False)
-LogicalAnd = _binary("LogicalAnd", "logical_and", None, "x and y", bool_, False)
-LogicalOr = _binary("LogicalOr", "logical_or", None, "x or y", bool_, False)
+Equal = _binary("Equal", "equal", None, "x == y", bool_, False, elementwise="{0} == {1}")
+NotEqual = _binary("NotEqual", "not_equal", None, "x != y", bool_, False, elementwise="{0} != {1}")
+Less = _binary("Less", "less", None, "x < y", bool_, False, elementwise="{0} < {1}")
+LessEqual = _binary("LessEqual", "less_equal", None, "x <= y", bool_, False, elementwise="{0} <= {1}")
+Greater = _binary("Greater", "greater", None, "x > y", bool_, False, elementwise="{0} > {1}")
+GreaterEqual = _binary("GreaterEqual", "greater_equal", None, "x >= y", bool_, False,
+                       elementwise="{0} >= {1}")
+LogicalAnd = _binary("LogicalAnd", "logical_and", None, "x and y", bool_, False, elementwise="{0} && {1}")
+LogicalOr = _binary("LogicalOr", "logical_or", None, "x or y", bool_, False, elementwise="{0} || {1}")
 LogicalXor = _binary("LogicalXor", "logical_xor", None, "x xor y", bool_, False)
 
 
 @register
 class Select(OpDef):
     """z = cond ? x : y (broadcasting);  dx = where(cond, dz, 0), dy = where(cond, 0, dz)"""
+
+    elementwise = "({0} ? {1} : {2})"
 
     def infer(op):
         c, x, y = op.inputs
@@ -258,6 +288,8 @@ class Select(OpDef):
 @register
 class Cast(OpDef):
     """Convert the element type. Gradient: cast back (float ↔ float only)."""
+
+    elementwise = "({T})({0})"
 
     def infer(op):
         return [(op.inputs[0]._shape, op.attrs["dtype"])]

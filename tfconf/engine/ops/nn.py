@@ -21,17 +21,6 @@ from .reduce import reduce_mean, reduce_sum
 
 
 # ---------------------------------------------------------------------------- padding helpers
-def _pair(v, what):
-    if isinstance(v, (int, np.integer)):
-        return (int(v), int(v))
-    v = tuple(int(a) for a in v)
-    if len(v) == 4:  # TF-style [1, 1, h, w] for NCHW
-        v = v[2:]
-    if len(v) != 2:
-        raise ValueError(f"{what} must be an int or a pair, received {v}")
-    return v
-
-
 def _padding_attr(padding):
     """'SAME' | 'VALID' | int | (ph, pw) | (top, bottom, left, right) → 'SAME' or a 4-tuple."""
     if isinstance(padding, str):
@@ -220,8 +209,8 @@ class Conv2DBackpropFilter(OpDef):
 
 
 def _conv_attrs(strides, padding, dilations, groups):
-    return {"strides": _pair(strides, "strides"), "padding": _padding_attr(padding),
-            "dilations": _pair(dilations, "dilations"), "groups": int(groups)}
+    return {"strides": S.pair(strides, "strides"), "padding": _padding_attr(padding),
+            "dilations": S.pair(dilations, "dilations"), "groups": int(groups)}
 
 
 def conv2d(input, filters, strides=1, padding="VALID", dilations=1, groups=1, data_format="NCHW", name=None):
@@ -365,7 +354,7 @@ class AvgPoolGrad(OpDef):
 
 
 def _pool_attrs(ksize, strides, padding, ceil_mode):
-    return {"ksize": _pair(ksize, "ksize"), "strides": _pair(strides, "strides"),
+    return {"ksize": S.pair(ksize, "ksize"), "strides": S.pair(strides, "strides"),
             "padding": _padding_attr(padding), "ceil_mode": bool(ceil_mode)}
 
 

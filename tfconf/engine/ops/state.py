@@ -12,6 +12,8 @@ class VariableV2(OpDef):
     """Reads a Variable's current value from the session. The stored array is never mutated in
     place (assignments replace it), so a value read earlier in a run stays consistent."""
 
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
+
     stateful = True
 
     def infer(op):
@@ -73,6 +75,8 @@ def _current(op, store):
 class Assign(OpDef):
     """``var = value``; outputs the new value."""
 
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
+
     stateful = True
     nondifferentiable = True
     infer = _assign_infer
@@ -94,6 +98,8 @@ class Assign(OpDef):
 class AssignAdd(OpDef):
     """``var = var + value``; outputs the new value."""
 
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
+
     stateful = True
     nondifferentiable = True
     infer = _assign_infer
@@ -113,6 +119,8 @@ class AssignAdd(OpDef):
 @register
 class AssignSub(OpDef):
     """``var = var - value``; outputs the new value."""
+
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
 
     stateful = True
     nondifferentiable = True
@@ -153,6 +161,8 @@ class ReadVariable(OpDef):
     reader), each ReadVariable is its own op, so it honours the control dependencies it was
     created under (``with control_dependencies([v.assign_add(1)]): v.read_value()``).
     Gradient: flows to the variable like a read of it (identity)."""
+
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
 
     stateful = True
 

@@ -13,20 +13,12 @@ inputs of members move to the fused op.
 
 from __future__ import annotations
 
-from ..ops.fused import FUSABLE, Instr
+from ..ops.fused import Instr, fusable as fusable_type
+from ..shapes import static_numel
 
 
 def _same_place(a, b):
     return a.device == b.device and a.colocated_with is b.colocated_with
-
-
-def _numel(shape):
-    if shape is None or None in shape:
-        return None
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _union_control(members):
@@ -172,7 +164,7 @@ def fuse_elementwise(pg, min_elements=0, max_ops=32):
     groups = []
 
     def fusable(op):
-        return op.type in FUSABLE and len(op.outputs) == 1 and op not in targets and op not in taken
+        return fusable_type(op.type) and len(op.outputs) == 1 and op not in targets and op not in taken
 
     for root in reversed(order):
         if not fusable(root):
@@ -197,7 +189,7 @@ def fuse_elementwise(pg, min_elements=0, max_ops=32):
                     stack.append(p)
         if len(members) < 2:
             continue
-        n = _numel(root.outputs[0]._shape)
+        n = static_numel(root.outputs[0]._shape)
         if n is not None and n < min_elements:
             continue
         taken.update(members)
