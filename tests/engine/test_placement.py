@@ -334,3 +334,32 @@ def test_one_device_builds_no_partitions():
         assert set(sess.placement(z, feed).values()) == {CPU[0]}
     with session(4) as sess:  # four devices, but a graph too small to split: still no partitions
         assert sess.partitions(y, feed) == {}
+
+
+def test_every_op_that_reads_the_variable_store_declares_its_variables():
+    # placement keeps an op with the Variables it names (OpDef.variables); an op whose kernel reads
+    # ctx.variables by a name in its attrs must say which, or placement could split them
+    import inspect
+
+    from tfconf.engine.registry import registered_ops
+
+    missing = []
+    for name, d in registered_ops().items():
+        mk = d.__dict__.get("make_kernel")
+        if mk is None or name == "VariableV2":
+            continue
+        if "ctx.variables" in inspect.getsource(mk) and d.variables is None:
+            missing.append(name)
+    assert not missing, f"declare variables(op) on: {missing}"
+    import tfconf as tc
+    from tfconf.engine.registry import variables_of
+
+    g = tc.Graph()
+    with g.as_default():
+        v = tc.Variable(tc.zeros([2]), name="w")
+        up = tc.train.MomentumOptimizer(0.1, 0.9).minimize(tc.reduce_sum(v * v))
+    by_type = {}
+    for op in g.get_operations():
+        by_type.setdefault(op.type, []).append(variables_of(op))
+    assert by_type["ApplyMomentum"] == [("w", "w/Momentum")]
+    assert sorted(by_type["Assign"]) == [("w",), ("w/Momentum",)] and set(by_type["Mul"]) == {()}

@@ -2,7 +2,8 @@
 
 1. Colocation groups are merged with union-find: an op created under ``colocate_with(x)`` joins x's
    group, and an op that names a Variable in its attributes (assignments, fused updates) joins
-   that Variable's group, so a Variable's reads and writes stay with its storage.
+   that Variable's group, so a Variable's reads and writes stay with its storage (the op's
+   declaration says which Variables: ``OpDef.variables``).
 2. Each group's feasible devices are the intersection, over its members, of the devices that match
    the member's requested (possibly partial) device name and have a kernel for its type.
    An empty set is an error naming the op, the request and the devices available, unless
@@ -18,10 +19,8 @@ from __future__ import annotations
 
 from . import errors
 from .devices import DeviceSpec
+from .registry import variables_of
 from .shapes import estimate_numel as _numel
-
-_VAR_ATTRS = ("var", "accum", "m", "v", "t")
-
 
 def op_cost(op):
     """(flops, bytes) estimated from static shapes: the op declaration's ``cost(op)`` (the heavy
@@ -82,12 +81,8 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
     for op in ops:
         if op.colocated_with is not None:
             uf.union(op, op.colocated_with)
-        for key in _VAR_ATTRS:
-            name = op.attrs.get(key)
-            if isinstance(name, str) and name in graph_ops and graph_ops[name].type == "VariableV2":
-                uf.union(op, graph_ops[name])
-        for name in op.attrs.get("slots", ()) if isinstance(op.attrs.get("slots"), tuple) else ():
-            if name in graph_ops:
+        for name in variables_of(op):
+            if name in graph_ops and graph_ops[name].type == "VariableV2":
                 uf.union(op, graph_ops[name])
     groups = {}
     for op in ops:

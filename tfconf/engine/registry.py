@@ -60,6 +60,9 @@ class OpDef:
     #: True when the kernel takes ``donate=i``: it may write into input i, which the executor has
     #: checked nothing else holds (FusedElementwise)
     kernel_takes_donate = False
+    #: ``variables(op) -> names``: the Variables (VariableV2 ops' names) the op reads or updates
+    #: through the session's variable store; placement keeps them on the Variable's device
+    variables = None
     #: True for ops whose output is storage they keep (a Variable's value, a constant): a later
     #: step never overwrites it in place
     keeps_output = False
@@ -78,6 +81,13 @@ class OpDef:
         if attrs:
             return lambda *a: fwd(xp, *a, **attrs)
         return lambda *a: fwd(xp, *a)
+
+
+def variables_of(op) -> tuple:
+    """The names of the Variables ``op`` reads or updates through the variable store (its
+    declaration's ``variables``), () for other ops."""
+    fn = op.op_def.variables
+    return tuple(fn(op)) if fn is not None else ()
 
 
 def register(cls):

@@ -37,6 +37,7 @@ from tfconf.distributed.cluster import ClusterSpec
 from tfconf.distributed.sources import SourceFeed
 from tfconf.engine import api as tc
 from tfconf.engine.devices import DeviceSpec, merge_device
+from tfconf.engine.registry import variables_of
 from tfconf.frontend.compiler import build_net, device_name
 from tfconf.frontend.layers.base import NetState
 from tfconf.io.jsonable import jsonable
@@ -173,7 +174,8 @@ class DistributedSolver(Solver):
             home[v.op] = merge_device(f"/job:ps/task:{j}", device_name(self._config.device) or "")
         names = {op.name: dev for op, dev in home.items()}
         for op in self.graph.get_operations():
-            dev = home.get(op) or home.get(op.colocated_with) or names.get(op.attrs.get("var"))
+            dev = home.get(op) or home.get(op.colocated_with) or next(
+                (names[v] for v in variables_of(op) if v in names), None)
             if dev is not None:
                 op.device = dev
 

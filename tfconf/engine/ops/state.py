@@ -12,9 +12,8 @@ class VariableV2(OpDef):
     """Reads a Variable's current value from the session. The stored array is never mutated in
     place (assignments replace it), so a value read earlier in a run stays consistent."""
 
-    keeps_output = True  # its output is the storage it holds: never overwritten in place
-
     stateful = True
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
 
     def infer(op):
         return [(op.attrs["shape"], op.attrs["dtype"])]
@@ -75,11 +74,13 @@ def _current(op, store):
 class Assign(OpDef):
     """``var = value``; outputs the new value."""
 
-    keeps_output = True  # its output is the storage it holds: never overwritten in place
-
     stateful = True
     nondifferentiable = True
     infer = _assign_infer
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
+
+    def variables(op):
+        return (op.attrs["var"],)
 
     def make_kernel(op, ctx):
         store, name, xp = ctx.variables, op.attrs["var"], ctx.xp
@@ -98,11 +99,13 @@ class Assign(OpDef):
 class AssignAdd(OpDef):
     """``var = var + value``; outputs the new value."""
 
-    keeps_output = True  # its output is the storage it holds: never overwritten in place
-
     stateful = True
     nondifferentiable = True
     infer = _assign_infer
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
+
+    def variables(op):
+        return (op.attrs["var"],)
 
     def make_kernel(op, ctx):
         store, name = ctx.variables, op.attrs["var"]
@@ -120,11 +123,13 @@ class AssignAdd(OpDef):
 class AssignSub(OpDef):
     """``var = var - value``; outputs the new value."""
 
-    keeps_output = True  # its output is the storage it holds: never overwritten in place
-
     stateful = True
     nondifferentiable = True
     infer = _assign_infer
+    keeps_output = True  # its output is the storage it holds: never overwritten in place
+
+    def variables(op):
+        return (op.attrs["var"],)
 
     def make_kernel(op, ctx):
         store, name = ctx.variables, op.attrs["var"]
@@ -142,6 +147,9 @@ class AssignSub(OpDef):
 class IsVariableInitialized(OpDef):
     stateful = True
     nondifferentiable = True
+
+    def variables(op):
+        return (op.attrs["var"],)
 
     def infer(op):
         from ..dtypes import bool_
@@ -162,9 +170,11 @@ class ReadVariable(OpDef):
     created under (``with control_dependencies([v.assign_add(1)]): v.read_value()``).
     Gradient: flows to the variable like a read of it (identity)."""
 
+    stateful = True
     keeps_output = True  # its output is the storage it holds: never overwritten in place
 
-    stateful = True
+    def variables(op):
+        return (op.attrs["var"],)
 
     def infer(op):
         return [(op.attrs["var_shape"], op.attrs["var_dtype"])]

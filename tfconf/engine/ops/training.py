@@ -42,6 +42,9 @@ class ApplyGradientDescent(OpDef):
     nondifferentiable = True
     kernels = {"onednn": onednn("apply_gradient_descent")}
 
+    def variables(op):
+        return (op.attrs["var"],)
+
     def infer(op):
         return []
 
@@ -67,6 +70,9 @@ class ApplyMomentum(OpDef):
     stateful = True
     nondifferentiable = True
     kernels = {"onednn": onednn("apply_momentum")}
+
+    def variables(op):
+        return (op.attrs["var"], op.attrs["accum"])
 
     def infer(op):
         return []
@@ -105,6 +111,9 @@ class ApplyAdam(OpDef):
 
     stateful = True
     nondifferentiable = True
+
+    def variables(op):
+        return tuple(op.attrs[k] for k in ("var", "m", "v", "t"))
 
     def infer(op):
         return []

@@ -70,6 +70,9 @@ class ApplyUpdate(OpDef):
     nondifferentiable = True
     kernels = {"onednn": onednn("apply_update")}
 
+    def variables(op):
+        return (op.attrs["var"], *op.attrs["slots"])
+
     def infer(op):
         rule = op.attrs["rule"]
         if rule not in RULES:
