@@ -124,7 +124,8 @@ def test_plan_info_reports_every_stage():
 
 def test_compile_run_takes_the_callers_kernels_memory_and_partitioning():
     from tfconf.engine.devices import local_devices
-    from tfconf.engine.session import SessionConfig, _check_unfed
+    from tfconf.engine.fetches import check_unfed as _check_unfed
+    from tfconf.engine.run_config import SessionConfig
 
     g = tc.Graph()
     x, loss, train = _mlp(g)

@@ -29,9 +29,9 @@ import uuid
 import numpy as np
 
 from tfconf.engine.graph import Tensor, get_default_graph
-from tfconf.engine.session import (
-    DefaultSessionMixin, RunOptions, SessionConfig, _check_unfed, _convert_feed, _flatten, _rebuild, placer, resolve_run,
-)
+from tfconf.engine.fetches import check_unfed, convert_feed, flatten, rebuild
+from tfconf.engine.run_config import RunOptions, SessionConfig
+from tfconf.engine.session import DefaultSessionMixin, placer, resolve_run
 
 from .cluster import ClusterError, ClusterSpec, TaskFailedError, connect, short_task_name
 from .sources import SourceFeed
@@ -193,10 +193,10 @@ class ClusterSession(DefaultSessionMixin):
         :class:`SourceFeed`: the task named there makes it from one of its data sources."""
         self._usable()
         elements = []
-        template = _flatten(fetches, self.graph, elements, {})
+        template = flatten(fetches, self.graph, elements, {})
         comp = self._compiled(elements, tuple(feed_dict) if feed_dict else ())
         opts = RunOptions.of(options) if options is not None else None
-        return _rebuild(template, self._execute(comp, feed_dict, opts, run_metadata))
+        return rebuild(template, self._execute(comp, feed_dict, opts, run_metadata))
 
     def _usable(self):
         if self._closed:
@@ -227,7 +227,7 @@ class ClusterSession(DefaultSessionMixin):
 
         c = compile_run(self.graph, elements, feed_keys, config=self.config, devices=self._devices,
                         rewrites=self._rewrites, providers=(), make_kernel=no_kernel, partition=partition,
-                        check_unfed=_check_unfed)
+                        check_unfed=check_unfed)
         plan, pplan, feed_tensors = c.plan, c.partitioned, c.feed_tensors
         plan_id = next(_IDS)
         by_task = {}
@@ -284,7 +284,7 @@ class ClusterSession(DefaultSessionMixin):
                 req[1].append((value.source, int(value.index), int(value.element), dt, shape, t.name,
                                [k for _, k in keys]))
                 continue
-            arr = fed[j] = _convert_feed(t, dt, shape, value)
+            arr = fed[j] = convert_feed(t, dt, shape, value)
             for task, key in keys:
                 requests[task][0][key] = arr
         fetch = {task: [] for task in requests}
@@ -413,7 +413,7 @@ class ClusterSession(DefaultSessionMixin):
     def _compiled_for(self, fetches, feed_dict):
         self._usable()
         elements = []
-        _flatten(fetches, self.graph, elements, {})
+        flatten(fetches, self.graph, elements, {})
         return self._compiled(elements, tuple(feed_dict) if feed_dict else ())
 
     # ------------------------------------------------------------------ state (checkpoints)

@@ -35,9 +35,8 @@ from .ops.random import random_normal, random_uniform, set_random_seed, truncate
 from .ops.reduce import (  # noqa: F401
     argmax, argmin, reduce_max, reduce_mean, reduce_min, reduce_prod, reduce_sum,
 )
-from .session import (  # noqa: F401
-    InteractiveSession, RunMetadata, RunOptions, Session, SessionConfig, get_default_session,
-)
+from .run_config import RunMetadata, RunOptions, SessionConfig  # noqa: F401
+from .session import InteractiveSession, Session, get_default_session  # noqa: F401
 from .shapes import TensorShape  # noqa: F401
 from .variables import (  # noqa: F401
     GLOBAL_VARIABLES, TRAINABLE_VARIABLES, Variable, assign, assign_add, assign_sub,

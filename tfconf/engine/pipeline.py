@@ -56,7 +56,8 @@ def compile_run(graph, elements, feed_keys, *, config, devices, rewrites, provid
     ``partition(plan, placement)`` -> a partitioned plan or None; ``check_unfed(op)`` raises for a
     needed placeholder that is not fed."""
     from .kernel_choice import KernelPlan
-    from .session import _plan_info, placer, resolve_run
+    from .plan_info import plan_info_of
+    from .session import placer, resolve_run
 
     clock = time.perf_counter
     stage_s = dict.fromkeys(STAGES, 0.0)
@@ -107,7 +108,7 @@ def compile_run(graph, elements, feed_keys, *, config, devices, rewrites, provid
     partitioned = partition(plan, placement) if partition is not None else None
     stage_s["partition"] = clock() - t3
     where = _where(placement, pg)
-    info = _plan_info(pg, plan, kplan.info())
+    info = plan_info_of(pg, plan, kplan.info())
     info.stages = _stage_report(placement, kplan, partitioned, stage_s)
     return Compilation(feed_tensors, fetch_tensors, targets, pg, placement, kplan, plan, partitioned, where, info)
 

@@ -4,83 +4,23 @@
 looks up or builds the plan for the (fetches, feeds) signature, checks and converts the feeds, runs
 the plan, and returns values in the fetches' structure. Variables live in the session (as in TF1:
 two sessions on one graph have separate variable values).
+
+This module owns the Session, its kernels' context and its plan cache; the options are in
+:mod:`.run_config`, fetch structures and feed checks in :mod:`.fetches`, what a compile reports in
+:mod:`.plan_info`, and compiling itself in :mod:`.pipeline`.
 """
 
 from __future__ import annotations
-
-import collections
-import dataclasses
 
 import numpy as np
 
 from . import errors
 from .executor import ParallelExecutor, run_checked, run_serial
 from .graph import Operation, Tensor, get_default_graph
+from .fetches import aliases, check_unfed, convert_feed, flatten, rebuild
 from .rewrite.ir import user_op
 from .rewrite.pipeline import RewriteConfig
-from .shapes import fmt
-
-
-@dataclasses.dataclass
-class SessionConfig:
-    """Options for a Session (TensorFlow's ConfigProto, flattened)."""
-
-    inter_op_threads: int = 1
-    device_count: dict = dataclasses.field(default_factory=dict)
-    log_device_placement: bool = False
-    allow_soft_placement: bool = True
-    #: plan rewrites (TF's RewriterConfig): True (all), False (none), a dict of RewriteConfig
-    #: fields ({"fusion": False}) or a RewriteConfig
-    graph_rewrites: object = True
-    #: "default" or "recompute" (drop forward activations, recompute them in the backward pass)
-    memory: str = "default"
-    #: buffer reuse and in-place elementwise updates in the serial executor
-    memory_planning: bool = True
-    #: kernel providers (engine/kernel_choice.py): "auto" (every one whose library loads, or the
-    #: TFCONF_KERNELS environment variable), "numpy" (the reference kernels only), "onednn"
-    kernels: object = "auto"
-
-
-@dataclasses.dataclass
-class RunOptions:
-    """Per-run options: ``check_numerics`` raises at the first op that outputs NaN/Inf;
-    ``trace`` records each op's wall time into ``RunMetadata.step_stats``. Either runs serially."""
-
-    check_numerics: bool = False
-    trace: bool = False
-
-    @classmethod
-    def of(cls, value):
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            return cls(**value)
-        raise TypeError(f"options must be a RunOptions or a dict, received {type(value).__name__}")
-
-
-@dataclasses.dataclass
-class RunMetadata:
-    """Filled by a traced run: ``step_stats`` is a list of NodeStats (name, type, seconds, device,
-    start, kernel), start in seconds from the beginning of the run, kernel the provider that ran
-    the op ("onednn", or "reference" for the op's own kernel)."""
-
-    step_stats: list = dataclasses.field(default_factory=list)
-
-    def chrome_trace(self, path=None) -> str:
-        """The run as Chrome/Perfetto trace JSON (one track per device); written to ``path`` if given."""
-        import json
-
-        devices = sorted({s.device for s in self.step_stats})
-        events = [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": d}}
-                  for i, d in enumerate(devices)]
-        for s in self.step_stats:
-            events.append({"name": s.name, "cat": s.type, "ph": "X", "pid": 0, "tid": devices.index(s.device),
-                           "ts": s.start * 1e6, "dur": s.seconds * 1e6, "args": {"op": s.type}})
-        text = json.dumps({"traceEvents": events, "displayTimeUnit": "ms"})
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text)
-        return text
+from .run_config import RunOptions, SessionConfig
 
 
 class _Context:
@@ -113,100 +53,6 @@ class _Context:
                 )
             self.rngs[op.name] = gen
         return gen
-
-
-class _Leaf:
-    __slots__ = ("index",)
-
-    def __init__(self, index):
-        self.index = index
-
-
-def _flatten(fetch, graph, elements, index):
-    """Turn a fetch structure into a template whose leaves index into ``elements``."""
-    if isinstance(fetch, (list, tuple)):
-        items = [_flatten(f, graph, elements, index) for f in fetch]
-        if isinstance(fetch, tuple) and hasattr(fetch, "_fields"):
-            return type(fetch)(*items)
-        return type(fetch)(items) if isinstance(fetch, tuple) else items
-    if isinstance(fetch, dict):
-        items = [(k, _flatten(v, graph, elements, index)) for k, v in fetch.items()]
-        return _same_mapping(fetch, items)
-    if fetch is None:
-        raise TypeError("Fetch argument None has invalid type NoneType.")
-    el = graph.as_graph_element(fetch)
-    i = index.get(el)
-    if i is None:
-        i = index[el] = len(elements)
-        elements.append(el)
-    return _Leaf(i)
-
-
-def _same_mapping(like, items):
-    """A mapping of ``like``'s type holding ``items`` (a defaultdict keeps its default_factory)."""
-    if isinstance(like, collections.defaultdict):
-        return type(like)(like.default_factory, items)
-    return type(like)(items)
-
-
-def _rebuild(template, values):
-    if isinstance(template, _Leaf):
-        return values[template.index]
-    if isinstance(template, list):
-        return [_rebuild(t, values) for t in template]
-    if isinstance(template, tuple):
-        items = [_rebuild(t, values) for t in template]
-        return type(template)(*items) if hasattr(template, "_fields") else tuple(items)
-    if isinstance(template, dict):
-        return _same_mapping(template, [(k, _rebuild(v, values)) for k, v in template.items()])
-    raise AssertionError(template)  # pragma: no cover
-
-
-@dataclasses.dataclass
-class PlanInfo:
-    """What compiling one run signature did (``Session.plan_info``): the ops the fetches need in
-    the user's graph (``ops_before``, by type in ``types_before``), the steps of the compiled plan
-    (``ops_after``, ``types_after``), per-pass counts (``passes``) and seconds (``seconds``, with
-    ``copy`` for copying the needed ops), and the executor's memory plan (``memory``: steps that may
-    update an input in place)."""
-
-    ops_before: int
-    ops_after: int
-    types_before: dict
-    types_after: dict
-    passes: dict
-    memory: dict
-    seconds: dict = dataclasses.field(default_factory=dict)
-    #: the kernel-choice and layout stages: providers enabled, kernels per provider, op types
-    #: each ran, op types left to the reference (and why), tensors kept in a provider's layout
-    kernels: dict = dataclasses.field(default_factory=dict)
-    #: every compile stage's decisions (ops per device, provider kernels, blocked tensors,
-    #: partitions and sends) and its seconds (engine/pipeline.py)
-    stages: dict = dataclasses.field(default_factory=dict)
-
-    def __str__(self):
-        lines = [f"plan: {self.ops_before} ops needed -> {self.ops_after} steps"]
-        for name, counts in self.passes.items():
-            lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-        if self.memory:
-            lines.append("  memory: " + ", ".join(f"{k}={v}" for k, v in self.memory.items()))
-        k = self.kernels
-        if k:
-            ran = ", ".join(f"{p}={n}" for p, n in k["kernels"].items()) or "none"
-            lines.append(f"  kernels: providers={','.join(k['providers']) or 'numpy'}, provider kernels: {ran}, "
-                         f"blocked tensors={k['blocked_tensors']}")
-            for typ, why in k["declined"].items():
-                lines.append(f"    {typ} on the reference kernel: {why}")
-        if self.seconds:
-            lines.append("  ms: " + ", ".join(f"{k}={v * 1e3:.1f}" for k, v in self.seconds.items()))
-        st = self.stages
-        if st:
-            per = st["place"]["ops_per_device"]
-            lines.append("  place: " + ", ".join(f"{d}={n}" for d, n in per.items()))
-            if "partition" in st:
-                lines.append("  partition: " + ", ".join(f"{k}={v}" for k, v in st["partition"].items()))
-            lines.append("  stage ms: " + ", ".join(f"{k}={v * 1e3:.1f}" for k, v in st["seconds"].items()))
-        return "\n".join(lines)
 
 
 class _Compiled:
@@ -360,13 +206,13 @@ class Session(DefaultSessionMixin):
                 return self._execute(comp, feed_dict)[0]
             return self._execute(comp, feed_dict, RunOptions.of(options), run_metadata)[0]
         elements = []
-        template = _flatten(fetches, self.graph, elements, {})
+        template = flatten(fetches, self.graph, elements, {})
         comp = self._plans.get((tuple(elements), feed_keys))
         if comp is None:
             comp = self._compile(elements, feed_keys)
             self._plans[(tuple(elements), feed_keys)] = comp
         opts = RunOptions.of(options) if options is not None else None
-        return _rebuild(template, self._execute(comp, feed_dict, opts, run_metadata))
+        return rebuild(template, self._execute(comp, feed_dict, opts, run_metadata))
 
     def _execute(self, comp, feed_dict, options=None, run_metadata=None):
         if comp.cores is not None:
@@ -379,7 +225,7 @@ class Session(DefaultSessionMixin):
         vals = [None] * plan.nslots
         if comp.feeds:
             for (slot, t, dt, shape), value in zip(comp.feeds, feed_dict.values()):
-                vals[slot] = _convert_feed(t, dt, shape, value)
+                vals[slot] = convert_feed(t, dt, shape, value)
             if comp.feed_xp is not None:
                 for slot, *_ in comp.feeds:
                     vals[slot] = comp.feed_xp.asarray(vals[slot])
@@ -425,7 +271,7 @@ class Session(DefaultSessionMixin):
                 # mutating the result in place would change the variable.
                 if state is None:
                     state = {id(a) for a in variables.values()}
-                copy = _aliases(v, state)
+                copy = aliases(v, state)
             out.append(v.copy() if copy else v)
         return out
 
@@ -482,7 +328,7 @@ class Session(DefaultSessionMixin):
         c = compile_run(self.graph, elements, feed_keys, config=self.config, devices=self._devices,
                         rewrites=self._rewrites, providers=self._providers, make_kernel=make_kernel,
                         inplace=inplace, partition=partition if len(self._devices) > 1 else None,
-                        check_unfed=_check_unfed)
+                        check_unfed=check_unfed)
         plan, feed_tensors = c.plan, c.feed_tensors
         fed = set(feed_tensors)
         fetch_slot = dict(zip(c.fetch_tensors, plan.fetch_slots))
@@ -549,7 +395,7 @@ class Session(DefaultSessionMixin):
     def _compiled_for(self, fetches, feed_dict):
         feed_keys = tuple(feed_dict) if feed_dict else ()
         elements = []
-        _flatten(fetches, self.graph, elements, {})
+        flatten(fetches, self.graph, elements, {})
         key = (tuple(elements), feed_keys)
         comp = self._plans.get(key)
         if comp is None:
@@ -568,58 +414,6 @@ class InteractiveSession(Session):
         if self in _default_session_stack:
             _default_session_stack.remove(self)
         super().close()
-
-
-def _plan_info(pg, plan, kernels):
-    after = collections.Counter(s.op.type for s in plan.steps)
-    if pg is None:
-        before, passes, seconds = dict(after), {}, {}
-    else:
-        before, passes, seconds = dict(pg.before), {k: dict(v) for k, v in pg.stats.items()}, dict(pg.seconds)
-    return PlanInfo(sum(before.values()), len(plan.steps), before, dict(after), passes, dict(plan.memory),
-                    seconds, kernels)
-
-
-def _check_unfed(op):
-    op = user_op(op)
-    if op.op_def.type_name == "Placeholder":
-        t = op.outputs[0]
-        raise errors.InvalidArgumentError(
-            f"You must feed a value for placeholder tensor '{t.name}' with dtype {t.dtype.name} and "
-            f"shape {fmt(t._shape)} ({op.describe()}).",
-            op,
-        )
-
-
-def _aliases(v, ids):
-    """True when array ``v`` is, or is a view into, one of the arrays whose ids are ``ids``."""
-    while v is not None:
-        if id(v) in ids:
-            return True
-        v = getattr(v, "base", None)
-    return False
-
-
-def _convert_feed(t, dt, shape, value):
-    if value.__class__ is np.ndarray and value.dtype == dt:
-        arr = value
-    else:
-        arr = np.asarray(value)
-        if arr.dtype != dt:
-            if not np.can_cast(arr.dtype, dt, "same_kind"):
-                raise TypeError(
-                    f"Cannot feed a value of dtype {arr.dtype} to tensor '{t.name}' of dtype "
-                    f"{t.dtype.name} (created at {t.op.location})."
-                )
-            arr = arr.astype(dt)
-    if shape is not None:
-        ash = arr.shape
-        if len(ash) != len(shape) or any(d is not None and d != a for d, a in zip(shape, ash)):
-            raise ValueError(
-                f"Cannot feed value of shape {list(ash)} for tensor '{t.name}', which has shape "
-                f"{fmt(shape)} (created at {t.op.location})."
-            )
-    return arr
 
 
 def get_default_session():
