@@ -52,7 +52,7 @@ def _actor_class():
     return _ACTOR
 
 
-class _Compiled:
+class _ClusterPlan:
     """One run signature: its partitioned plan and how feeds and fetches travel."""
 
     def __init__(self, plan_id, plan, pplan, placement, feeds, feed_routes, fetch_routes, tasks):
@@ -251,7 +251,7 @@ class ClusterSession(DefaultSessionMixin):
                 s = fetch_slot[el]
                 fetch_routes.append((self._task_of[pplan.slot_device[s]], s))
         feeds = [(t, t.dtype.np, t._shape) for t in feed_tensors]
-        comp = _Compiled(plan_id, plan, pplan, c.where, feeds, feed_routes, fetch_routes, set(by_task))
+        comp = _ClusterPlan(plan_id, plan, pplan, c.where, feeds, feed_routes, fetch_routes, set(by_task))
         comp.info = c.info
         return comp
 
