@@ -28,26 +28,9 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def gradients(ys, xs, grad_ys=None, name="gradients", stop_gradients=None,
-              unconnected_gradients="none", colocate_gradients_with_ops=False):
-    """Symbolic partial derivatives of ``sum(ys)`` with respect to each of ``xs``.
-
-    Returns one Tensor per x, or None where x does not affect ys (``unconnected_gradients="zero"``
-    gives zeros instead). Integer tensors are constants. ``stop_gradients`` tensors are held
-    constant, so ``gradients(a + b, [a, b], stop_gradients=[a, b])`` gives ``[1, 1]``."""
-    if unconnected_gradients not in ("none", "zero"):
-        raise ValueError(f"unconnected_gradients must be 'none' or 'zero', received {unconnected_gradients!r}")
-    ys = [convert_to_tensor(y) for y in _as_list(ys)]
-    xs = [convert_to_tensor(x) for x in _as_list(xs)]
-    stops = {convert_to_tensor(s) for s in _as_list(stop_gradients)} if stop_gradients is not None else set()
-    if grad_ys is None:
-        grad_ys = [None] * len(ys)
-    else:
-        grad_ys = _as_list(grad_ys)
-        if len(grad_ys) != len(ys):
-            raise ValueError(f"grad_ys has {len(grad_ys)} entries for {len(ys)} ys.")
-    g = ys[0].graph if ys else get_default_graph()
-
+def ops_between(xs, ys, stops=frozenset()) -> set:
+    """The ops a gradient of ``ys`` with respect to ``xs`` walks: reachable forward from the xs
+    through float tensors (not across ``stops``) and reaching the ys back through data inputs."""
     # 1. Ops reachable forward from the xs (through float tensors, not across stopped tensors).
     reach = set()
     todo = [c for x in xs if _differentiable(x) for c in x._consumers]
@@ -71,6 +54,30 @@ def gradients(ys, xs, grad_ys=None, name="gradients", stop_gradients=None,
         for t in op.inputs:
             if t.op in reach and t.op not in between and _differentiable(t) and t not in stops:
                 todo.append(t.op)
+    return between
+
+
+def gradients(ys, xs, grad_ys=None, name="gradients", stop_gradients=None,
+              unconnected_gradients="none", colocate_gradients_with_ops=False):
+    """Symbolic partial derivatives of ``sum(ys)`` with respect to each of ``xs``.
+
+    Returns one Tensor per x, or None where x does not affect ys (``unconnected_gradients="zero"``
+    gives zeros instead). Integer tensors are constants. ``stop_gradients`` tensors are held
+    constant, so ``gradients(a + b, [a, b], stop_gradients=[a, b])`` gives ``[1, 1]``."""
+    if unconnected_gradients not in ("none", "zero"):
+        raise ValueError(f"unconnected_gradients must be 'none' or 'zero', received {unconnected_gradients!r}")
+    ys = [convert_to_tensor(y) for y in _as_list(ys)]
+    xs = [convert_to_tensor(x) for x in _as_list(xs)]
+    stops = {convert_to_tensor(s) for s in _as_list(stop_gradients)} if stop_gradients is not None else set()
+    if grad_ys is None:
+        grad_ys = [None] * len(ys)
+    else:
+        grad_ys = _as_list(grad_ys)
+        if len(grad_ys) != len(ys):
+            raise ValueError(f"grad_ys has {len(grad_ys)} entries for {len(ys)} ys.")
+    g = ys[0].graph if ys else get_default_graph()
+
+    between = ops_between(xs, ys, stops)
 
     grads: dict[Tensor, list] = {}
     with g.as_default(), g.name_scope(name):

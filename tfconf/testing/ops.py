@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfconf.engine import api as tc
+from tfconf.engine.autodiff import ops_between
 
 # ---------------------------------------------------------------------------- kink avoidance
 def away_from(x, points=(0.0,), delta=0.1):
@@ -129,29 +130,6 @@ class _Inputs:
             else:
                 feed[h] = a
         return feed
-
-
-def ops_between(xs, ys):
-    """The ops on a float path from any of ``xs`` to any of ``ys`` (what ``gradients`` walks)."""
-    reach = set()
-    todo = [c for x in xs for c in x.consumers()]
-    while todo:
-        op = todo.pop()
-        if op in reach:
-            continue
-        reach.add(op)
-        for t in op.outputs:
-            if t.dtype.is_floating:
-                todo.extend(t.consumers())
-    between = set()
-    todo = [y.op for y in ys if y.op in reach]
-    while todo:
-        op = todo.pop()
-        if op in between:
-            continue
-        between.add(op)
-        todo.extend(t.op for t in op.inputs if t.op in reach and t.dtype.is_floating)
-    return between
 
 
 # ---------------------------------------------------------------------------- numeric checks
