@@ -43,7 +43,7 @@ def main():
     :func:`describe_error`."""
     try:
         code = app(standalone_mode=False)
-    except errors._CLICK_ERROR as e:
+    except errors.CLICK_ERROR as e:
         if type(e).__name__ == "NoArgsIsHelpError":
             e.show()  # `tfconf` alone prints the help
             sys.exit(e.exit_code)

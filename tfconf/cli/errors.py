@@ -10,9 +10,9 @@ import typer
 from tfconf.errors import UserError
 
 #: click's base of usage errors (typer.BadParameter, unknown options...): exit code 2, one line in main()
-_CLICK_ERROR = typer.BadParameter.__mro__[2]
+CLICK_ERROR = typer.BadParameter.__mro__[2]
 #: typer's own control flow and usage errors: passed through to typer
-_CLICK = (typer.Exit, typer.Abort, _CLICK_ERROR)
+CLICK = (typer.Exit, typer.Abort, CLICK_ERROR)
 
 
 def run(fn):
@@ -25,7 +25,7 @@ def run(fn):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(tfconf|numpy)(\..*)?$")
             return fn()
-    except (SystemExit, *_CLICK):
+    except (SystemExit, *CLICK):
         raise
     except BaseException as e:  # noqa: BLE001 - every error class is mapped in one place
         message, code = describe_error(e)
