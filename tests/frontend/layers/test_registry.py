@@ -175,3 +175,16 @@ def test_minimal_spec_builds_in_both_phases_and_round_trips(type_name):
             assert list(np.shape(y)) == [d if d is not None else np.shape(y)[i]
                                          for i, d in enumerate(net.top(n, phase).shape.as_list())], n
             assert np.all(np.isfinite(y)), (type_name, n)
+
+
+def test_every_layer_declares_its_flops():
+    # tfconf/zoo/flops.py only sums what each layer declares: a new layer must say what it costs
+    from tfconf.frontend.layers.base import LAYERS, LayerSpec
+
+    undeclared = sorted(name for name, cls in LAYERS.items()
+                        if not cls.is_loss and cls.flops_per_output is None and cls.flops is LayerSpec.flops)
+    assert not undeclared, f"declare flops_per_output or flops() on: {undeclared}"
+    conv = LAYERS["Convolution"](name="c", num_output=4, kernel_size=3)
+    # [1, 2, 5, 5] -> [1, 4, 3, 3] with a 4x2x3x3 filter and a bias: 2·36·18 + 36
+    assert conv.flops([[1, 2, 5, 5]], [[1, 4, 3, 3]], [[4, 2, 3, 3], [4]]) == 2 * 36 * 18 + 36
+    assert LAYERS["Flatten"](name="f").flops([[1, 4, 3, 3]], [[1, 36]], []) == 0

@@ -4,7 +4,7 @@ Clip, Swish. Each is a few graph ops; autodiff gives the backward (ReLU lives in
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,6 +25,7 @@ class PReLU(LayerSpec):
     (``channel_shared``). The gradient w.r.t. x at 0 is ``a``, as in Caffe."""
 
     type: Literal["PReLU"] = "PReLU"
+    flops_per_output: ClassVar[int | None] = 1
     channel_shared: bool = False
     filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=0.25))
 
@@ -49,6 +50,7 @@ class ELU(LayerSpec):
     """y = x if x > 0 else alpha·(exp(x) - 1)."""
 
     type: Literal["ELU"] = "ELU"
+    flops_per_output: ClassVar[int | None] = 1
     alpha: float = 1.0
 
     def build(self, ctx, bottoms):
@@ -64,6 +66,7 @@ class Sigmoid(LayerSpec):
     """y = 1 / (1 + exp(-x)) (stable for large |x|)."""
 
     type: Literal["Sigmoid"] = "Sigmoid"
+    flops_per_output: ClassVar[int | None] = 1
 
     def build(self, ctx, bottoms):
         return [tc.sigmoid(bottoms[0], name=self.name)]
@@ -74,6 +77,7 @@ class TanH(LayerSpec):
     """y = tanh(x)."""
 
     type: Literal["TanH"] = "TanH"
+    flops_per_output: ClassVar[int | None] = 1
 
     def build(self, ctx, bottoms):
         return [tc.tanh(bottoms[0], name=self.name)]
@@ -84,6 +88,7 @@ class AbsVal(LayerSpec):
     """y = |x|."""
 
     type: Literal["AbsVal"] = "AbsVal"
+    flops_per_output: ClassVar[int | None] = 1
 
     def build(self, ctx, bottoms):
         return [tc.abs(bottoms[0], name=self.name)]
@@ -99,6 +104,7 @@ class Power(LayerSpec):
     """y = (shift + scale·x)^power."""
 
     type: Literal["Power"] = "Power"
+    flops_per_output: ClassVar[int | None] = 1
     power: float = 1.0
     scale: float = 1.0
     shift: float = 0.0
@@ -144,6 +150,7 @@ class Exp(_BaseScaleShift):
     """y = base^(shift + scale·x) (base -1 means e)."""
 
     type: Literal["Exp"] = "Exp"
+    flops_per_output: ClassVar[int | None] = 1
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
@@ -156,6 +163,7 @@ class Log(_BaseScaleShift):
     """y = log_base(shift + scale·x) (base -1 means e)."""
 
     type: Literal["Log"] = "Log"
+    flops_per_output: ClassVar[int | None] = 1
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
@@ -169,6 +177,7 @@ class BNLL(LayerSpec):
     """y = log(1 + exp(x)), computed stably (softplus)."""
 
     type: Literal["BNLL"] = "BNLL"
+    flops_per_output: ClassVar[int | None] = 1
 
     def build(self, ctx, bottoms):
         return [tc.softplus(bottoms[0], name=self.name)]
@@ -179,6 +188,7 @@ class Threshold(LayerSpec):
     """y = 1 if x > threshold else 0 (no gradient, as in Caffe)."""
 
     type: Literal["Threshold"] = "Threshold"
+    flops_per_output: ClassVar[int | None] = 1
     threshold: float = 0.0
 
     def build(self, ctx, bottoms):
@@ -191,6 +201,7 @@ class Clip(LayerSpec):
     """y = min(max(x, min), max); the gradient passes where min <= x <= max (Caffe)."""
 
     type: Literal["Clip"] = "Clip"
+    flops_per_output: ClassVar[int | None] = 1
     min: float
     max: float
 
@@ -212,6 +223,7 @@ class Swish(LayerSpec):
     """y = x · sigmoid(beta·x)."""
 
     type: Literal["Swish"] = "Swish"
+    flops_per_output: ClassVar[int | None] = 1
     beta: float = 1.0
 
     def build(self, ctx, bottoms):

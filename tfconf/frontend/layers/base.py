@@ -6,6 +6,8 @@ A layer is a thin builder: a pydantic spec (``type: Literal["Convolution"]``) pl
 
 from __future__ import annotations
 
+import math
+
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_serializer
@@ -86,6 +88,13 @@ def _listify(v):
     return list(v) if isinstance(v, (list, tuple)) else v  # anything else: the type check reports it
 
 
+def per_sample(shape, batch_axis=0) -> int:
+    """Elements of ``shape`` per sample (the batch axis and unknown dimensions count 1)."""
+    if shape is None:
+        return 0
+    return int(math.prod(1 if (i == batch_axis or d is None) else d for i, d in enumerate(shape)))
+
+
 class LayerSpec(StrictModel):
     """Fields every layer has (Caffe's LayerParameter minus the per-type nesting)."""
 
@@ -105,6 +114,19 @@ class LayerSpec(StrictModel):
     is_loss: ClassVar[bool] = False          # loss layers default to loss_weight 1
     num_bottoms: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) bottoms
     num_tops: ClassVar[int | None] = 1       # None: as many as the spec's ``top`` lists
+    #: forward FLOPs per output element (activations 1, BatchNorm 2, Softmax 3, reshaping 0), or
+    #: None for the rule of :meth:`flops` (layers that override it, layers with matrices)
+    flops_per_output: ClassVar[int | None] = None
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        """Forward FLOPs per sample (a multiply-add counts 2; tfconf/zoo/flops.py sums them):
+        ``bottoms``/``outs`` are shapes, ``weights`` the shapes of the layer's parameters in
+        creation order, ``axis`` the batch axis. Losses count 0, other layers
+        ``flops_per_output`` per output element; a layer that declares neither (a user's
+        registered layer) counts one per output element."""
+        if self.is_loss:
+            return 0
+        return (1 if self.flops_per_output is None else self.flops_per_output) * sum(per_sample(s, axis) for s in outs)
 
     @field_validator("bottom", "top", mode="before")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -10,7 +12,7 @@ from pydantic import Field, field_validator
 from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
-from .base import LayerSpec, register_layer
+from .base import LayerSpec, per_sample, register_layer
 
 
 def flatten_from(x, axis):
@@ -32,6 +34,7 @@ class Input(LayerSpec):
     """A placeholder per top: ``shape: [[-1, 1, 28, 28]]`` (-1 or null: the batch size, fed at run time)."""
 
     type: Literal["Input"] = "Input"
+    flops_per_output: ClassVar[int | None] = 0
     shape: list[list[int | None]] = Field(min_length=1)
     dtype: Literal["float32", "float64", "int32", "int64"] = "float32"
     num_bottoms: ClassVar = (0, 0)
@@ -62,6 +65,11 @@ class InnerProduct(LayerSpec):
     """y = flatten(x, axis) · Wᵀ + b with W of shape [num_output, K] (Caffe's layout)."""
 
     type: Literal["InnerProduct"] = "InnerProduct"
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # 2 · out elements · K (weights [num_output, K]), + out elements for the bias
+        out = sum(per_sample(s, axis) for s in outs)
+        return 2 * out * math.prod(weights[0][1:]) + (out if len(weights) > 1 else 0)
     num_output: int = Field(gt=0)
     bias_term: bool = True
     axis: int = 1
@@ -103,6 +111,7 @@ class ReLU(LayerSpec):
     """y = max(x, 0) + negative_slope · min(x, 0)."""
 
     type: Literal["ReLU"] = "ReLU"
+    flops_per_output: ClassVar[int | None] = 1
     negative_slope: float = 0.0
 
     def build(self, ctx, bottoms):
@@ -117,6 +126,7 @@ class Dropout(LayerSpec):
     """Train: zero with probability dropout_ratio and scale by 1/(1-ratio). Test: identity."""
 
     type: Literal["Dropout"] = "Dropout"
+    flops_per_output: ClassVar[int | None] = 0
     dropout_ratio: float = Field(0.5, ge=0, lt=1)
 
     def build(self, ctx, bottoms):
@@ -189,6 +199,7 @@ class Accuracy(LayerSpec):
     """Fraction of examples whose label is among the top_k scores (ignore_label skipped)."""
 
     type: Literal["Accuracy"] = "Accuracy"
+    flops_per_output: ClassVar[int | None] = 0
     num_bottoms: ClassVar = (2, 2)
     top_k: int = Field(1, gt=0)
     axis: int = 1

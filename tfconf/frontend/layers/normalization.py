@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -11,7 +13,7 @@ from tfconf.engine import api as tc
 
 from ...engine.ops.nn import channel_affine, fused_batch_norm_training
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler
-from .base import LayerSpec, register_layer
+from .base import LayerSpec, per_sample, register_layer
 from .shape import canonical_axis, dim_of, reshape_to
 
 
@@ -33,6 +35,7 @@ class BatchNorm(LayerSpec):
     No learned scale or shift: follow with a Scale layer (``bias_term: true``)."""
 
     type: Literal["BatchNorm"] = "BatchNorm"
+    flops_per_output: ClassVar[int | None] = 2
     use_global_stats: bool | None = None
     moving_average_fraction: float = Field(0.999, gt=0, le=1)
     eps: float = Field(1e-5, gt=0)
@@ -126,6 +129,11 @@ class Scale(_ScaleBiasBase):
     ``axis``. ``bias_term`` adds a learned b of s's shape from ``bias_filler`` (default 0)."""
 
     type: Literal["Scale"] = "Scale"
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # a multiply per output element, and an add with a bias
+        out = sum(per_sample(s, axis) for s in outs)
+        return out * (2 if len(weights) > 1 or self.bias_term else 1)
     filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=1.0))
     bias_term: bool = False
     bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
@@ -160,6 +168,7 @@ class Bias(_ScaleBiasBase):
     x.shape[axis : axis + num_axes], or the second bottom."""
 
     type: Literal["Bias"] = "Bias"
+    flops_per_output: ClassVar[int | None] = 1
     filler: FillerSpec = Field(default_factory=ConstantFiller)
 
     def build(self, ctx, bottoms):
@@ -185,6 +194,10 @@ class LRN(LayerSpec):
     here; so does this layer."""
 
     type: Literal["LRN"] = "LRN"
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # squares, window sum, power, divide per output element
+        return sum(per_sample(s, axis) for s in outs) * (self.local_size + 3)
     local_size: int = Field(5, gt=0)
     alpha: float = 1.0
     beta: float = 0.75
@@ -228,6 +241,7 @@ class MVN(LayerSpec):
     example and channel over the spatial axes, or per example over all axes (``across_channels``)."""
 
     type: Literal["MVN"] = "MVN"
+    flops_per_output: ClassVar[int | None] = 2
     normalize_variance: bool = True
     across_channels: bool = False
     eps: float = Field(1e-9, ge=0)
@@ -251,6 +265,7 @@ class Softmax(LayerSpec):
     """y = exp(x) / Σ exp(x) along ``axis`` (stable)."""
 
     type: Literal["Softmax"] = "Softmax"
+    flops_per_output: ClassVar[int | None] = 3
     axis: int = 1
 
     def build(self, ctx, bottoms):

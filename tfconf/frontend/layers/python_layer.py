@@ -58,6 +58,7 @@ class Python(LayerSpec):
     constructor's keyword arguments) and optionally Caffe's ``param_str``."""
 
     type: Literal["Python"] = "Python"
+    flops_per_output: ClassVar[int | None] = 0
     module: str = Field(min_length=1)
     layer: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -58,7 +58,7 @@ from tfconf.engine import api as tc
 from tfconf.engine.ops.rnn import carried_state, gru_layer, lstm_layer, lstm_sequence
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
-from .base import LayerSpec, register_layer
+from .base import LayerSpec, per_sample, register_layer
 
 STATE_COLLECTION = "recurrent_state"
 
@@ -109,6 +109,14 @@ class _Recurrent(LayerSpec):
     state_names: ClassVar[tuple] = ("h",)
 
     _coerce = field_validator("weight_filler", "bias_filler", mode="before")(lambda cls, v: coerce_filler(v))
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # the step's matmuls (every weight matrix) once per output position
+        if not outs:
+            return 0
+        mats = sum(math.prod(w) for w in weights if len(w) >= 2)
+        hidden = outs[0][-1] if outs[0] and outs[0][-1] else 1
+        return 2 * mats * max(per_sample(outs[0], axis) // hidden, 1)
 
     # -- subclasses: parameters and one step
     def extra_params(self, sfx, h):

@@ -3,6 +3,8 @@ Crop, Tile, Reduction, ArgMax, Embed. Also the axis and reshape helpers the othe
 
 from __future__ import annotations
 
+import math
+
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -11,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
-from .base import LayerSpec, register_layer
+from .base import LayerSpec, per_sample, register_layer
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -72,6 +74,7 @@ class Concat(LayerSpec):
     name for the axis."""
 
     type: Literal["Concat"] = "Concat"
+    flops_per_output: ClassVar[int | None] = 0
     axis: int = 1
     concat_dim: int | None = Field(None, ge=0)
     num_bottoms: ClassVar = (1, None)
@@ -92,6 +95,7 @@ class Slice(LayerSpec):
     (one fewer than the tops), or into equal parts when none are given."""
 
     type: Literal["Slice"] = "Slice"
+    flops_per_output: ClassVar[int | None] = 0
     axis: int = 1
     slice_dim: int | None = Field(None, ge=0)
     slice_point: list[int] = Field(default_factory=list)
@@ -140,6 +144,7 @@ class Split(LayerSpec):
     """Copy the bottom to every top (Caffe inserts these for fan-out; here they are identities)."""
 
     type: Literal["Split"] = "Split"
+    flops_per_output: ClassVar[int | None] = 0
     num_tops: ClassVar = None
 
     def build(self, ctx, bottoms):
@@ -154,6 +159,11 @@ class Eltwise(LayerSpec):
     bottoms. Max sends the gradient to the first bottom holding the maximum."""
 
     type: Literal["Eltwise"] = "Eltwise"
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # (bottoms - 1) operations per output element (· 2 with coefficients)
+        n = max(len(bottoms) - 1, 1)
+        return n * sum(per_sample(s, axis) for s in outs) * (2 if self.coeff and self.operation == "sum" else 1)
     operation: Literal["sum", "prod", "max"] = "sum"
     coeff: list[float] = Field(default_factory=list)
     stable_prod_grad: bool = True  # accepted for Caffe files; autodiff is exact either way
@@ -187,6 +197,7 @@ class Flatten(LayerSpec):
     """Collapse axes ``axis`` .. ``end_axis`` (inclusive) into one."""
 
     type: Literal["Flatten"] = "Flatten"
+    flops_per_output: ClassVar[int | None] = 0
     axis: int = 1
     end_axis: int = -1
 
@@ -208,6 +219,7 @@ class Reshape(LayerSpec):
     ``shape: [0, -1]`` and Caffe's ``shape: {dim: [0, -1]}`` are both accepted."""
 
     type: Literal["Reshape"] = "Reshape"
+    flops_per_output: ClassVar[int | None] = 0
     shape: list[int]
     axis: int = 0
     num_axes: int = Field(-1, ge=-1)
@@ -274,6 +286,7 @@ class Crop(LayerSpec):
     ``offset`` (none: 0; one: for every cropped axis; else one per cropped axis)."""
 
     type: Literal["Crop"] = "Crop"
+    flops_per_output: ClassVar[int | None] = 0
     axis: int = 2
     offset: list[int] = Field(default_factory=list)
     num_bottoms: ClassVar = (2, 2)
@@ -315,6 +328,7 @@ class Tile(LayerSpec):
     """Repeat the bottom ``tiles`` times along ``axis``."""
 
     type: Literal["Tile"] = "Tile"
+    flops_per_output: ClassVar[int | None] = 0
     axis: int = 1
     tiles: int = Field(gt=0)
 
@@ -332,6 +346,7 @@ class Reduction(LayerSpec):
     has the bottom's leading axes (axis 0: a scalar)."""
 
     type: Literal["Reduction"] = "Reduction"
+    flops_per_output: ClassVar[int | None] = 1
     operation: Literal["sum", "asum", "sumsq", "mean"] = "sum"
     axis: int = 0
     coeff: float = 1.0
@@ -374,6 +389,7 @@ class ArgMax(LayerSpec):
     Indices are returned in the net's float dtype, as in Caffe."""
 
     type: Literal["ArgMax"] = "ArgMax"
+    flops_per_output: ClassVar[int | None] = 0
     out_max_val: bool = False
     top_k: int = Field(1, gt=0)
     axis: int | None = None
@@ -418,6 +434,7 @@ class Embed(LayerSpec):
     by the bottom's integer-valued entries; the output has the bottom's shape plus num_output."""
 
     type: Literal["Embed"] = "Embed"
+    flops_per_output: ClassVar[int | None] = 0
     num_output: int = Field(gt=0)
     input_dim: int = Field(gt=0)
     bias_term: bool = True

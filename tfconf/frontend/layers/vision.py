@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -9,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
-from .base import LayerSpec, register_layer
+from .base import LayerSpec, per_sample, register_layer
 
 
 def _pair(v, name):
@@ -96,6 +98,11 @@ class Convolution(_ConvBase):
 
     type: Literal["Convolution"] = "Convolution"
 
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # 2 · out elements · (C_in/group · kh · kw), + out elements for the bias
+        out = sum(per_sample(s, axis) for s in outs)
+        return 2 * out * math.prod(weights[0][1:]) + (out if len(weights) > 1 else 0)
+
     def build(self, ctx, bottoms):
         (x,) = bottoms
         c = x.shape[1]
@@ -118,6 +125,11 @@ class Deconvolution(_ConvBase):
     """The adjoint of Convolution (Caffe's layout: W is [C_in, num_output/group, kh, kw])."""
 
     type: Literal["Deconvolution"] = "Deconvolution"
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # 2 · in elements · (C_out/group · kh · kw), + out elements for the bias
+        out = sum(per_sample(s, axis) for s in outs)
+        return 2 * per_sample(bottoms[0], axis) * math.prod(weights[0][1:]) + (out if len(weights) > 1 else 0)
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
@@ -143,6 +155,13 @@ class Pooling(_Spatial):
     """Max or average pooling with Caffe's output size: ceil((H + 2·pad - k) / stride) + 1."""
 
     type: Literal["Pooling"] = "Pooling"
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # out elements · kh · kw (global: one per input element)
+        if self.global_pooling:
+            return per_sample(bottoms[0], axis)
+        kh, kw = self.kernel()
+        return sum(per_sample(s, axis) for s in outs) * kh * kw
     pool: Literal["max", "ave"] = "max"
     global_pooling: bool = False
     round_mode: Literal["ceil", "floor"] = "ceil"
