@@ -7,7 +7,6 @@ A layer is a thin builder: a pydantic spec (``type: Literal["Convolution"]``) pl
 from __future__ import annotations
 
 import math
-
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_serializer

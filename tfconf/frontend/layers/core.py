@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -65,11 +64,6 @@ class InnerProduct(LayerSpec):
     """y = flatten(x, axis) · Wᵀ + b with W of shape [num_output, K] (Caffe's layout)."""
 
     type: Literal["InnerProduct"] = "InnerProduct"
-
-    def flops(self, bottoms, outs, weights, axis=0) -> int:
-        # 2 · out elements · K (weights [num_output, K]), + out elements for the bias
-        out = sum(per_sample(s, axis) for s in outs)
-        return 2 * out * math.prod(weights[0][1:]) + (out if len(weights) > 1 else 0)
     num_output: int = Field(gt=0)
     bias_term: bool = True
     axis: int = 1
@@ -78,6 +72,11 @@ class InnerProduct(LayerSpec):
     bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
 
     _coerce = field_validator("weight_filler", "bias_filler", mode="before")(lambda cls, v: coerce_filler(v))
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # 2 · out elements · K (weights [num_output, K]), + out elements for the bias
+        out = sum(per_sample(s, axis) for s in outs)
+        return 2 * out * math.prod(weights[0][1:]) + (out if len(weights) > 1 else 0)
 
     def build(self, ctx, bottoms):
         (x,) = bottoms

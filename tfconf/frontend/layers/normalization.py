@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -129,14 +128,14 @@ class Scale(_ScaleBiasBase):
     ``axis``. ``bias_term`` adds a learned b of s's shape from ``bias_filler`` (default 0)."""
 
     type: Literal["Scale"] = "Scale"
+    filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=1.0))
+    bias_term: bool = False
+    bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
 
     def flops(self, bottoms, outs, weights, axis=0) -> int:
         # a multiply per output element, and an add with a bias
         out = sum(per_sample(s, axis) for s in outs)
         return out * (2 if len(weights) > 1 or self.bias_term else 1)
-    filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=1.0))
-    bias_term: bool = False
-    bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
 
     def build(self, ctx, bottoms):
         x = bottoms[0]
@@ -194,10 +193,6 @@ class LRN(LayerSpec):
     here; so does this layer."""
 
     type: Literal["LRN"] = "LRN"
-
-    def flops(self, bottoms, outs, weights, axis=0) -> int:
-        # squares, window sum, power, divide per output element
-        return sum(per_sample(s, axis) for s in outs) * (self.local_size + 3)
     local_size: int = Field(5, gt=0)
     alpha: float = 1.0
     beta: float = 0.75
@@ -215,6 +210,10 @@ class LRN(LayerSpec):
         if v % 2 == 0:
             raise ValueError(f"must be odd (the window is centred). Received: {v}")
         return v
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # squares, window sum, power, divide per output element
+        return sum(per_sample(s, axis) for s in outs) * (self.local_size + 3)
 
     def build(self, ctx, bottoms):
         (x,) = bottoms

@@ -4,7 +4,6 @@ Crop, Tile, Reduction, ArgMax, Embed. Also the axis and reshape helpers the othe
 from __future__ import annotations
 
 import math
-
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -159,11 +158,6 @@ class Eltwise(LayerSpec):
     bottoms. Max sends the gradient to the first bottom holding the maximum."""
 
     type: Literal["Eltwise"] = "Eltwise"
-
-    def flops(self, bottoms, outs, weights, axis=0) -> int:
-        # (bottoms - 1) operations per output element (· 2 with coefficients)
-        n = max(len(bottoms) - 1, 1)
-        return n * sum(per_sample(s, axis) for s in outs) * (2 if self.coeff and self.operation == "sum" else 1)
     operation: Literal["sum", "prod", "max"] = "sum"
     coeff: list[float] = Field(default_factory=list)
     stable_prod_grad: bool = True  # accepted for Caffe files; autodiff is exact either way
@@ -176,6 +170,11 @@ class Eltwise(LayerSpec):
         if self.coeff and self.operation != "sum":
             raise ValueError(f"coeff applies to operation sum only. Received operation: {self.operation}")
         return self
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # (bottoms - 1) operations per output element (· 2 with coefficients)
+        n = max(len(bottoms) - 1, 1)
+        return n * sum(per_sample(s, axis) for s in outs) * (2 if self.coeff and self.operation == "sum" else 1)
 
     def build(self, ctx, bottoms):
         if self.coeff and len(self.coeff) != len(bottoms):

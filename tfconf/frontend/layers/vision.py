@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -155,13 +154,6 @@ class Pooling(_Spatial):
     """Max or average pooling with Caffe's output size: ceil((H + 2·pad - k) / stride) + 1."""
 
     type: Literal["Pooling"] = "Pooling"
-
-    def flops(self, bottoms, outs, weights, axis=0) -> int:
-        # out elements · kh · kw (global: one per input element)
-        if self.global_pooling:
-            return per_sample(bottoms[0], axis)
-        kh, kw = self.kernel()
-        return sum(per_sample(s, axis) for s in outs) * kh * kw
     pool: Literal["max", "ave"] = "max"
     global_pooling: bool = False
     round_mode: Literal["ceil", "floor"] = "ceil"
@@ -178,6 +170,13 @@ class Pooling(_Spatial):
         if not self.global_pooling and (kh is None or kw is None):
             raise ValueError("kernel_size (or kernel_h and kernel_w) is required unless global_pooling is true")
         return self
+
+    def flops(self, bottoms, outs, weights, axis=0) -> int:
+        # out elements · kh · kw (global: one per input element)
+        if self.global_pooling:
+            return per_sample(bottoms[0], axis)
+        kh, kw = self.kernel()
+        return sum(per_sample(s, axis) for s in outs) * kh * kw
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
