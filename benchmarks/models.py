@@ -309,6 +309,24 @@ def torch_cifar(torch, weights, device=None):
     return forward, list(p.values())
 
 
+def _torch_recurrent_step(torch, rnn, weights, s, detach):
+    """(forward, params) of a recurrent torch model: ``rnn`` then the output layer from
+    ``weights``, carrying the state between steps as ``detach`` leaves it (truncated BPTT: the
+    state, not its graph)."""
+    out = torch.nn.Linear(s["hidden"], s["classes"])
+    with torch.no_grad():
+        out.weight.copy_(torch.from_numpy(weights["out_w"]))
+        out.bias.copy_(torch.from_numpy(weights["out_b"]))
+    state = {}
+
+    def forward(x):
+        hs, st = rnn(x, state.get("s"))
+        state["s"] = detach(st)
+        return out(hs).reshape(-1, s["classes"])
+
+    return forward, list(rnn.parameters()) + list(out.parameters())
+
+
 def torch_lstm(torch, weights):
     """torch.nn.LSTM (its fused CPU kernel) with the same weights: Caffe's gate order i, f, o, g
     becomes torch's i, f, g, o; torch's two biases are b and 0."""
@@ -325,18 +343,7 @@ def torch_lstm(torch, weights):
             getattr(lstm, f"weight_hh_l{k}").copy_(torch.from_numpy(reorder(weights[f"l{k}_wh"])))
             getattr(lstm, f"bias_ih_l{k}").copy_(torch.from_numpy(reorder(weights[f"l{k}_b"])))
             getattr(lstm, f"bias_hh_l{k}").zero_()
-    out = torch.nn.Linear(h, s["classes"])
-    with torch.no_grad():
-        out.weight.copy_(torch.from_numpy(weights["out_w"]))
-        out.bias.copy_(torch.from_numpy(weights["out_b"]))
-    state = {}
-
-    def forward(x):
-        hs, st = lstm(x, state.get("s"))
-        state["s"] = tuple(t.detach() for t in st)   # truncated BPTT: carry the state, not its graph
-        return out(hs).reshape(-1, s["classes"])
-
-    return forward, list(lstm.parameters()) + list(out.parameters())
+    return _torch_recurrent_step(torch, lstm, weights, s, lambda st: tuple(t.detach() for t in st))
 
 
 def torch_gru(torch, weights):
@@ -344,25 +351,13 @@ def torch_gru(torch, weights):
     two biases are the front end's GRU's, so they copy over as they are."""
     s = GRU_SHAPE
     gru = torch.nn.GRU(s["input"], s["hidden"], num_layers=s["layers"])
-    h = s["hidden"]
     with torch.no_grad():
         for k in range(s["layers"]):
             getattr(gru, f"weight_ih_l{k}").copy_(torch.from_numpy(weights[f"l{k}_wx"]))
             getattr(gru, f"bias_ih_l{k}").copy_(torch.from_numpy(weights[f"l{k}_bx"]))
             getattr(gru, f"weight_hh_l{k}").copy_(torch.from_numpy(weights[f"l{k}_wh"]))
             getattr(gru, f"bias_hh_l{k}").copy_(torch.from_numpy(weights[f"l{k}_bh"]))
-    out = torch.nn.Linear(h, s["classes"])
-    with torch.no_grad():
-        out.weight.copy_(torch.from_numpy(weights["out_w"]))
-        out.bias.copy_(torch.from_numpy(weights["out_b"]))
-    state = {}
-
-    def forward(x):
-        hs, st = gru(x, state.get("s"))
-        state["s"] = st.detach()   # truncated BPTT: carry the state, not its graph
-        return out(hs).reshape(-1, s["classes"])
-
-    return forward, list(gru.parameters()) + list(out.parameters())
+    return _torch_recurrent_step(torch, gru, weights, s, lambda st: st.detach())
 
 
 def torch_mlp(torch, weights, device=None):

@@ -357,6 +357,18 @@ def _saved_views(saved, T, N, H):
     return acts, saved[T * N * 5 * H:].reshape(T, N, H)
 
 
+def _layer_dims(op, gates):
+    """(T, N, H) of a recurrent layer op (inputs x [T, N, C] first, w_h [gates·H, H] fourth),
+    checking the ranks and w_h's gate count; None where unknown."""
+    xs, ws = op.inputs[0]._shape, op.inputs[3]._shape
+    if xs is not None and len(xs) != 3:
+        raise ValueError(f"x must have shape [T, N, C]. Received: {S.fmt(xs)}")
+    h = ws[1] if ws is not None and len(ws) == 2 else None
+    if h is not None and ws[0] is not None and ws[0] != gates * h:
+        raise ValueError(f"w_h must have shape [{gates}·H, H]. Received: {S.fmt(ws)}")
+    return (xs[0], xs[1], h) if xs is not None else (None, None, h)
+
+
 def _layer_forward(xp, x, w_x, b, w_h, mask, h0, c0):
     """The reference: gx = x·W_xᵀ + b over all T·N rows, then LSTMSequence's scan; returns hs, the
     last h and c and ``saved`` (acts and cs in one flat buffer, for the gradient)."""
@@ -387,15 +399,8 @@ class LSTMLayer(OpDef):
     kernels = {"onednn": onednn("lstm_layer")}
 
     def infer(op):
-        x, w_x, b, w_h = op.inputs[:4]
-        xs, ws = x._shape, w_h._shape
-        if xs is not None and len(xs) != 3:
-            raise ValueError(f"x must have shape [T, N, C]. Received: {S.fmt(xs)}")
-        h = ws[1] if ws is not None and len(ws) == 2 else None
-        if h is not None and ws[0] is not None and ws[0] != 4 * h:
-            raise ValueError(f"w_h must have shape [4·H, H]. Received: {S.fmt(ws)}")
-        t, n = (xs[0], xs[1]) if xs is not None else (None, None)
-        dt = x.dtype
+        t, n, h = _layer_dims(op, 4)
+        dt = op.inputs[0].dtype
         return [((t, n, h), dt), ((n, h), dt), ((n, h), dt), ((None,), dt)]
 
     def forward(xp, x, w_x, b, w_h, mask, h0, c0):
@@ -494,15 +499,9 @@ class GRULayer(OpDef):
     kernels = {"onednn": onednn("gru_layer")}
 
     def infer(op):
-        x, w_x, b_x, w_h = op.inputs[:4]
-        xs, ws = x._shape, w_h._shape
-        if xs is not None and len(xs) != 3:
-            raise ValueError(f"x must have shape [T, N, C]. Received: {S.fmt(xs)}")
-        h = ws[1] if ws is not None and len(ws) == 2 else None
-        if h is not None and ws[0] is not None and ws[0] != 3 * h:
-            raise ValueError(f"w_h must have shape [3·H, H]. Received: {S.fmt(ws)}")
-        t, n = (xs[0], xs[1]) if xs is not None else (None, None)
-        return [((t, n, h), x.dtype), ((n, h), x.dtype), ((None,), x.dtype)]
+        t, n, h = _layer_dims(op, 3)
+        dt = op.inputs[0].dtype
+        return [((t, n, h), dt), ((n, h), dt), ((None,), dt)]
 
     def forward(xp, x, w_x, b_x, w_h, b_h, mask, h0):
         return _gru_forward(xp, x, w_x, b_x, w_h, b_h, mask, h0)
