@@ -21,15 +21,20 @@ from the same distribution (the blob centres depend on the seed only), so give b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import os
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from tfconf.data.errors import DataError, DataUnavailableError, missing_extra
 from tfconf.data.mnist import mnist_sample_split
-from tfconf.data.schema import DataSpec
+from tfconf.registry import Registry
+
+if TYPE_CHECKING:  # (the schema names its sources from SETS below)
+    from tfconf.data.schema import DataSpec
 
 DIGITS_TEST_SIZE = 360
 _SPLIT_ID = {"train": 0, "test": 1}
@@ -121,16 +126,35 @@ def patterns(split: str, seed: int = 0, num_samples: int = 1000, num_classes: in
     return x, y
 
 
-def load_builtin(spec: DataSpec, split: str, seed: int = 0):
-    if spec.source == "mnist":
-        return mnist(split)
-    if spec.source == "digits":
-        return digits(split)
-    params = {k: getattr(spec, k) for k in ("num_samples", "num_classes", "noise") if getattr(spec, k) is not None}
-    if spec.source == "patterns":
-        if spec.shape is not None:
+@dataclasses.dataclass(frozen=True)
+class BuiltinSet:
+    """A built-in set: ``load(spec, split, seed) -> (x, y)``; ``synthetic`` sets are generated
+    from the seed and take num_samples, num_classes and noise."""
+
+    load: Callable
+    synthetic: bool = False
+
+
+def _generated(fn):
+    def load(spec, split, seed):
+        params = {k: getattr(spec, k) for k in ("num_samples", "num_classes", "noise") if getattr(spec, k) is not None}
+        if fn is patterns and spec.shape is not None:
             if len(spec.shape) != 3:
                 raise DataError(f"patterns: shape must be [C, H, W]. Received: {spec.shape}")
             params["shape"] = tuple(spec.shape)
-        return patterns(split, seed, **params)
-    return (spirals if spec.source == "spirals" else blobs)(split, seed, **params)
+        return fn(split, seed, **params)
+
+    return BuiltinSet(load, synthetic=True)
+
+
+#: every built-in set by its ``source:`` name
+SETS: Registry[BuiltinSet] = Registry("built-in data set")
+SETS.add("mnist", BuiltinSet(lambda spec, split, seed: mnist(split)))
+SETS.add("digits", BuiltinSet(lambda spec, split, seed: digits(split)))
+SETS.add("spirals", _generated(spirals))
+SETS.add("blobs", _generated(blobs))
+SETS.add("patterns", _generated(patterns))
+
+
+def load_builtin(spec: "DataSpec", split: str, seed: int = 0):
+    return SETS[spec.source].load(spec, split, seed)

@@ -23,8 +23,10 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-BUILTIN_SOURCES = ("mnist", "digits", "spirals", "blobs", "patterns")
-SYNTHETIC_SOURCES = ("spirals", "blobs", "patterns")
+from tfconf.data.builtin import SETS
+
+BUILTIN_SOURCES = tuple(SETS)
+SYNTHETIC_SOURCES = tuple(name for name, s in SETS.items() if s.synthetic)
 TEXT_SOURCES = ("text", "pystdlib")  # character streams for recurrent nets (tfconf.data.text)
 FORMATS = ("npz", "npy", "csv", "idx", "images", "hdf5")
 

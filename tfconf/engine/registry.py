@@ -19,10 +19,10 @@ The methods are plain functions (no ``self``): a declaration is a namespace, nev
 
 from __future__ import annotations
 
-from tfconf.errors import did_you_mean
+from tfconf.registry import Registry
 
-
-_REGISTRY: dict[str, type] = {}
+#: every op type's declaration, by type name
+_REGISTRY: Registry[type] = Registry("op type", hints=3)
 
 
 class OpDef:
@@ -93,21 +93,14 @@ def variables_of(op) -> tuple:
 def register(cls):
     """Class decorator: add an op declaration to the registry (duplicates are rejected)."""
     name = cls.__dict__.get("type_name") or cls.__name__
-    if name in _REGISTRY:
-        raise ValueError(f"Op type {name!r} is already registered ({_REGISTRY[name].__module__}).")
+    _REGISTRY.add(name, cls)
     cls.type_name = name
-    _REGISTRY[name] = cls
     return cls
 
 
 def get_op_def(name: str):
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        hint = did_you_mean(name, _REGISTRY, n=3)
-        raise KeyError(
-            f"Unknown op type {name!r}.{hint} Known op types: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    """The declaration of op type ``name`` (a KeyError saying what is close for an unknown one)."""
+    return _REGISTRY[name]
 
 
 def registered_ops() -> dict[str, type]:

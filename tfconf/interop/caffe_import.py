@@ -48,13 +48,19 @@ from typing import Any, Callable
 from tfconf.errors import did_you_mean
 from tfconf.frontend.errors import MISSING, ConfigError, ConfigIssue, Location
 
+from tfconf.frontend.layers.caffe_map import (BOOL, FILLER, FLOAT, INT, SHAPE, STR, Carry, Choice, Fixed, Ignored,
+                                              choice, flag, integer, number, text)
+
 from .prototxt import Enum, Field, Message, parse_file
 
-__all__ = ["Conversion", "convert", "convert_net", "convert_solver", "import_weights", "SUPPORTED_TYPES",
-           "DATA_TYPES"]
+__all__ = ["Conversion", "convert", "convert_net", "convert_solver", "import_weights", "layer_tables",
+           "supported_types", "DATA_TYPES"]
 
 
 # =============================================================================== field conversion
+# What a Caffe field becomes is declared with tfconf/frontend/layers/caffe_map.py's Carry / Ignored /
+# Fixed: by each layer type on its spec (``caffe``), and below for the messages that are not a
+# layer's (data layers, rules, param specs, fillers, the solver).
 class _Bad(Exception):
     """A value that cannot be converted; the caller locates it."""
 
@@ -92,21 +98,20 @@ def _str(v):
     return str(v)
 
 
-def _enum(mapping: dict, unsupported: dict | None = None) -> Callable:
-    """Caffe's enum names → tfconf's values; ``unsupported``: Caffe's names tfconf lacks → why."""
-    unsupported = unsupported or {}
+_CONVERT = {INT: _int, FLOAT: _float, BOOL: _bool, STR: _str}
 
-    def conv(v):
-        key = str(v) if isinstance(v, str) else v
-        if key in mapping:
-            return mapping[key]
-        if key in unsupported:
-            raise _Bad(unsupported[key])
-        known = ", ".join(k for k in mapping if isinstance(k, str))
-        raise _Bad(f"expects one of {known}. Received: {_show(v)}")
 
-    conv.kind = "enum"
-    return conv
+def _convert(kind, v):
+    """A scalar prototxt value as ``kind`` (a caffe_map value kind or a Choice)."""
+    if not isinstance(kind, Choice):
+        return _CONVERT[kind](v)
+    key = str(v) if isinstance(v, str) else v
+    if key in kind.mapping:
+        return kind.mapping[key]
+    if key in kind.unsupported:
+        raise _Bad(kind.unsupported[key])
+    known = ", ".join(k for k in kind.mapping if isinstance(k, str))
+    raise _Bad(f"expects one of {known}. Received: {_show(v)}")
 
 
 def _show(v) -> str:
@@ -119,170 +124,31 @@ def _show(v) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
-@dataclasses.dataclass
-class F:
-    """A Caffe field carried over as tfconf ``key``. ``card``: one (written once), list (repeated:
-    always a list), pair (repeated: one value → a number, two → [h, w])."""
-
-    key: str
-    conv: Callable | str  # a converter, or "filler" / "shape" for those messages
-    card: str = "one"
-
-
-@dataclasses.dataclass
-class Ignore:
-    """A Caffe field with no meaning in tfconf: kept as a comment saying ``why``."""
-
-    why: str
-
-
-@dataclasses.dataclass
-class Only:
-    """A Caffe field tfconf supports at one value only (Caffe's default); other values are errors."""
-
-    value: Any
-    why: str
-
-
-INT, FLOAT, BOOL, STR = _int, _float, _bool, _str
-
-
-def _i(key, card="one"):
-    return F(key, INT, card)
-
-
-def _f(key, card="one"):
-    return F(key, FLOAT, card)
-
-
-def _b(key):
-    return F(key, BOOL)
-
-
-def _s(key):
-    return F(key, STR)
-
-
-def _e(key, mapping, unsupported=None):
-    return F(key, _enum(mapping, unsupported))
-
-
 # =============================================================================== fillers
 FILLER_TYPES = ("constant", "uniform", "gaussian", "xavier", "msra", "bilinear", "positive_unitball")
 _FILLER_APPLIES = {"constant": ("value",), "uniform": ("min", "max"), "gaussian": ("mean", "std", "sparse"),
                    "xavier": ("variance_norm",), "msra": ("variance_norm",), "bilinear": (), "positive_unitball": ()}
 _FILLER_FIELDS = {"type": STR, "value": FLOAT, "min": FLOAT, "max": FLOAT, "mean": FLOAT, "std": FLOAT,
                   "sparse": INT,
-                  "variance_norm": _enum({"FAN_IN": "FAN_IN", "FAN_OUT": "FAN_OUT", "AVERAGE": "AVERAGE"})}
+                  "variance_norm": Choice({"FAN_IN": "FAN_IN", "FAN_OUT": "FAN_OUT", "AVERAGE": "AVERAGE"})}
 
 
-# =============================================================================== layer tables
-_ENGINE = Ignore("tfconf chooses its own kernels")
-_CONV = {
-    "num_output": _i("num_output"), "bias_term": _b("bias_term"),
-    "pad": _i("pad", "pair"), "kernel_size": _i("kernel_size", "pair"), "stride": _i("stride", "pair"),
-    "dilation": _i("dilation", "pair"),
-    "pad_h": _i("pad_h"), "pad_w": _i("pad_w"), "kernel_h": _i("kernel_h"), "kernel_w": _i("kernel_w"),
-    "stride_h": _i("stride_h"), "stride_w": _i("stride_w"), "group": _i("group"),
-    "weight_filler": F("weight_filler", "filler"), "bias_filler": F("bias_filler", "filler"),
-    "engine": _ENGINE,
-    "axis": Only(1, "tfconf convolves NCHW images over axis 1"),
-    "force_nd_im2col": Only(False, "tfconf has one 2-D convolution"),
-}
-_POOL = {
-    "pool": _e("pool", {"MAX": "max", "AVE": "ave"},
-               {"STOCHASTIC": "STOCHASTIC pooling is not supported by tfconf (MAX, AVE are)"}),
-    "kernel_size": _i("kernel_size", "pair"), "stride": _i("stride", "pair"), "pad": _i("pad", "pair"),
-    "kernel_h": _i("kernel_h"), "kernel_w": _i("kernel_w"), "stride_h": _i("stride_h"),
-    "stride_w": _i("stride_w"), "pad_h": _i("pad_h"), "pad_w": _i("pad_w"),
-    "global_pooling": _b("global_pooling"),
-    "round_mode": _e("round_mode", {"CEIL": "ceil", "FLOOR": "floor"}),
-    "engine": _ENGINE,
-}
-_LRN = {"local_size": _i("local_size"), "alpha": _f("alpha"), "beta": _f("beta"), "k": _f("k"),
-        "norm_region": _e("norm_region", {"ACROSS_CHANNELS": "across_channels",
-                                          "WITHIN_CHANNEL": "within_channel"}),
-        "engine": _ENGINE}
-_IP = {"num_output": _i("num_output"), "bias_term": _b("bias_term"),
-       "weight_filler": F("weight_filler", "filler"), "bias_filler": F("bias_filler", "filler"),
-       "axis": _i("axis"), "transpose": _b("transpose")}
-_LOSS = {"ignore_label": _i("ignore_label"),
-         "normalization": _e("normalization", {"FULL": "full", "VALID": "valid", "BATCH_SIZE": "batch_size",
-                                               "NONE": "none"}),
-         "normalize": _b("normalize")}
-_AXIS = {"axis": _i("axis")}
-_SOFTMAX = {"axis": _i("axis"), "engine": _ENGINE}
-_RECURRENT = {"num_output": _i("num_output"), "weight_filler": F("weight_filler", "filler"),
-              "bias_filler": F("bias_filler", "filler"),
-              "debug_info": Ignore("tfconf's recurrent layers are ordinary ops; see tfconf draw"),
-              "expose_hidden": Only(False, "tfconf carries the hidden state between batches itself")}
-_BASE_SCALE_SHIFT = {"base": _f("base"), "scale": _f("scale"), "shift": _f("shift")}
+# =============================================================================== layer types
+def _layers() -> dict:
+    """tfconf's layer registry (every layer type, each with its ``caffe`` declaration)."""
+    from tfconf.frontend.layers import LAYERS
 
-#: tfconf layer type → {Caffe parameter message: its fields}. The keys are the layer types tfconf
-#: supports; each is also Caffe's type string.
-LAYER_TABLES: dict[str, dict[str, dict]] = {
-    "Convolution": {"convolution_param": _CONV},
-    "Deconvolution": {"convolution_param": _CONV},
-    "Pooling": {"pooling_param": _POOL},
-    "LRN": {"lrn_param": _LRN},
-    "InnerProduct": {"inner_product_param": _IP},
-    "ReLU": {"relu_param": {"negative_slope": _f("negative_slope"), "engine": _ENGINE}},
-    "Dropout": {"dropout_param": {"dropout_ratio": _f("dropout_ratio"),
-                                  "scale_train": Only(True, "tfconf scales at train time, as Caffe does")}},
-    "Accuracy": {"accuracy_param": {"top_k": _i("top_k"), "axis": _i("axis"), "ignore_label": _i("ignore_label")}},
-    "Softmax": {"softmax_param": _SOFTMAX},
-    "SoftmaxWithLoss": {"softmax_param": _SOFTMAX, "loss_param": _LOSS},
-    "SigmoidCrossEntropyLoss": {"loss_param": _LOSS},
-    "InfogainLoss": {"infogain_loss_param": {"source": _s("source"), "axis": _i("axis")}, "loss_param": _LOSS},
-    "EuclideanLoss": {},
-    "HingeLoss": {"hinge_loss_param": {"norm": _e("norm", {"L1": "l1", "L2": "l2"})}},
-    "ContrastiveLoss": {"contrastive_loss_param": {"margin": _f("margin"), "legacy_version": _b("legacy_version")}},
-    "MultinomialLogisticLoss": {},
-    "Concat": {"concat_param": {"axis": _i("axis"), "concat_dim": _i("concat_dim")}},
-    "Slice": {"slice_param": {"axis": _i("axis"), "slice_point": _i("slice_point", "list"),
-                              "slice_dim": _i("slice_dim")}},
-    "Split": {},
-    "Eltwise": {"eltwise_param": {"operation": _e("operation", {"PROD": "prod", "SUM": "sum", "MAX": "max"}),
-                                  "coeff": _f("coeff", "list"), "stable_prod_grad": _b("stable_prod_grad")}},
-    "Flatten": {"flatten_param": {"axis": _i("axis"), "end_axis": _i("end_axis")}},
-    "Reshape": {"reshape_param": {"shape": F("shape", "shape"), "axis": _i("axis"), "num_axes": _i("num_axes")}},
-    "Crop": {"crop_param": {"axis": _i("axis"), "offset": _i("offset", "list")}},
-    "Tile": {"tile_param": {"axis": _i("axis"), "tiles": _i("tiles")}},
-    "Reduction": {"reduction_param": {"operation": _e("operation", {"SUM": "sum", "ASUM": "asum", "SUMSQ": "sumsq",
-                                                                   "MEAN": "mean"}),
-                                      "axis": _i("axis"), "coeff": _f("coeff")}},
-    "ArgMax": {"argmax_param": {"out_max_val": _b("out_max_val"), "top_k": _i("top_k"), "axis": _i("axis")}},
-    "Embed": {"embed_param": {"num_output": _i("num_output"), "input_dim": _i("input_dim"),
-                              "bias_term": _b("bias_term"), "weight_filler": F("weight_filler", "filler"),
-                              "bias_filler": F("bias_filler", "filler")}},
-    "BatchNorm": {"batch_norm_param": {"use_global_stats": _b("use_global_stats"),
-                                       "moving_average_fraction": _f("moving_average_fraction"),
-                                       "eps": _f("eps")}},
-    "Scale": {"scale_param": {"axis": _i("axis"), "num_axes": _i("num_axes"), "filler": F("filler", "filler"),
-                              "bias_term": _b("bias_term"), "bias_filler": F("bias_filler", "filler")}},
-    "Bias": {"bias_param": {"axis": _i("axis"), "num_axes": _i("num_axes"), "filler": F("filler", "filler")}},
-    "PReLU": {"prelu_param": {"filler": F("filler", "filler"), "channel_shared": _b("channel_shared")}},
-    "ELU": {"elu_param": {"alpha": _f("alpha")}},
-    "Sigmoid": {"sigmoid_param": {"engine": _ENGINE}},
-    "TanH": {"tanh_param": {"engine": _ENGINE}},
-    "AbsVal": {},
-    "BNLL": {},
-    "Power": {"power_param": {"power": _f("power"), "scale": _f("scale"), "shift": _f("shift")}},
-    "Exp": {"exp_param": _BASE_SCALE_SHIFT},
-    "Log": {"log_param": _BASE_SCALE_SHIFT},
-    "Threshold": {"threshold_param": {"threshold": _f("threshold")}},
-    "Clip": {"clip_param": {"min": _f("min"), "max": _f("max")}},
-    "Swish": {"swish_param": {"beta": _f("beta")}},
-    "MVN": {"mvn_param": {"normalize_variance": _b("normalize_variance"), "across_channels": _b("across_channels"),
-                          "eps": _f("eps")}},
-    "LSTM": {"recurrent_param": _RECURRENT},
-    "RNN": {"recurrent_param": _RECURRENT},
-    "GRU": {"recurrent_param": _RECURRENT},
-    "Input": {"input_param": {"shape": F("shape", "shape", "list")}},
-    "Python": {"python_param": {"module": _s("module"), "layer": _s("layer"), "param_str": _s("param_str"),
-                                "share_in_parallel": Ignore("tfconf does not run data-parallel solvers")}},
-}
-SUPPORTED_TYPES = tuple(sorted(LAYER_TABLES))
+    return LAYERS
+
+
+def layer_tables() -> dict[str, dict[str, dict]]:
+    """tfconf layer type → {Caffe parameter message: its fields}, from each layer's ``caffe``."""
+    return {name: cls.caffe.params for name, cls in _layers().items()}
+
+
+def supported_types() -> tuple[str, ...]:
+    return tuple(sorted(_layers()))
+
 
 #: Caffe's data layers → their parameter message.
 DATA_TYPES = {"Data": "data_param", "ImageData": "image_data_param", "HDF5Data": "hdf5_data_param",
@@ -298,50 +164,45 @@ _NOT_SUPPORTED = {
     "Parameter": "Parameter is not supported",
 }
 
-# Parameter messages Caffe knows; on a layer of another type Caffe ignores them, and so do we (a comment).
-_CAFFE_PARAMS = {m for t in LAYER_TABLES.values() for m in t} | set(DATA_TYPES.values()) | {
-    "transform_param", "loss_param", "dummy_data_param", "window_data_param", "hdf5_output_param",
-    "spp_param", "parameter_param", "threshold_param", "recurrent_param", "input_param",
-}
 
-_TRANSFORM = {"scale": _f("scale"), "mirror": _b("mirror"), "crop_size": _i("crop_size"),
-              "mean_file": _s("mean_file"), "mean_value": _f("mean_value", "list"),
-              "crop_h": Only(0, "tfconf crops squares (crop_size)"),
-              "crop_w": Only(0, "tfconf crops squares (crop_size)"),
-              "force_color": Only(False, "set is_color on an image-folder source instead"),
-              "force_gray": Only(False, "set is_color: false on an image-folder source instead")}
-_LEGACY_TRANSFORM = {"scale": _f("scale"), "mean_file": _s("mean_file"), "crop_size": _i("crop_size"),
-                     "mirror": _b("mirror")}
-_RAND_SKIP = Ignore("tfconf reads data in a seeded order of its own")
+def _caffe_params() -> set:
+    """Parameter messages Caffe knows; on a layer of another type Caffe ignores them, and so do we
+    (a comment)."""
+    return {m for t in layer_tables().values() for m in t} | set(DATA_TYPES.values()) | {
+        "transform_param", "loss_param", "dummy_data_param", "window_data_param", "hdf5_output_param",
+        "spp_param", "parameter_param", "threshold_param", "recurrent_param", "input_param",
+    }
+
+
+_TRANSFORM = {"scale": number("scale"), "mirror": flag("mirror"), "crop_size": integer("crop_size"),
+              "mean_file": text("mean_file"), "mean_value": number("mean_value", "list"),
+              "crop_h": Fixed(0, "tfconf crops squares (crop_size)"),
+              "crop_w": Fixed(0, "tfconf crops squares (crop_size)"),
+              "force_color": Fixed(False, "set is_color on an image-folder source instead"),
+              "force_gray": Fixed(False, "set is_color: false on an image-folder source instead")}
+_LEGACY_TRANSFORM = {"scale": number("scale"), "mean_file": text("mean_file"), "crop_size": integer("crop_size"),
+                     "mirror": flag("mirror")}
+_RAND_SKIP = Ignored("tfconf reads data in a seeded order of its own")
 _DATA_TABLES = {
-    "data_param": {"source": _s("source"), "batch_size": _i("batch_size"),
-                   "backend": F("backend", _enum({"LMDB": "LMDB", "LEVELDB": "LevelDB"})),
-                   "rand_skip": _RAND_SKIP, "prefetch": Ignore("tfconf prepares batches itself"),
-                   "force_encoded_color": Only(False, "set is_color on an image-folder source instead"),
+    "data_param": {"source": text("source"), "batch_size": integer("batch_size"),
+                   "backend": choice("backend", {"LMDB": "LMDB", "LEVELDB": "LevelDB"}),
+                   "rand_skip": _RAND_SKIP, "prefetch": Ignored("tfconf prepares batches itself"),
+                   "force_encoded_color": Fixed(False, "set is_color on an image-folder source instead"),
                    **_LEGACY_TRANSFORM},
-    "image_data_param": {"source": _s("source"), "batch_size": _i("batch_size"), "shuffle": _b("shuffle"),
-                         "new_height": _i("new_height"), "new_width": _i("new_width"), "is_color": _b("is_color"),
-                         "root_folder": _s("root_folder"), "rand_skip": _RAND_SKIP, **_LEGACY_TRANSFORM},
-    "hdf5_data_param": {"source": _s("source"), "batch_size": _i("batch_size"), "shuffle": _b("shuffle")},
-    "memory_data_param": {"batch_size": _i("batch_size"), "channels": _i("channels"), "height": _i("height"),
-                          "width": _i("width"), "dim": _i("dim", "list")},
+    "image_data_param": {"source": text("source"), "batch_size": integer("batch_size"), "shuffle": flag("shuffle"),
+                         "new_height": integer("new_height"), "new_width": integer("new_width"),
+                         "is_color": flag("is_color"), "root_folder": text("root_folder"), "rand_skip": _RAND_SKIP,
+                         **_LEGACY_TRANSFORM},
+    "hdf5_data_param": {"source": text("source"), "batch_size": integer("batch_size"), "shuffle": flag("shuffle")},
+    "memory_data_param": {"batch_size": integer("batch_size"), "channels": integer("channels"),
+                          "height": integer("height"), "width": integer("width"), "dim": integer("dim", "list")},
 }
 
 _PHASES = {"TRAIN": "train", "TEST": "test"}
-_RULE = {"phase": _e("phase", _PHASES), "min_level": _i("min_level"), "max_level": _i("max_level"),
-         "stage": F("stage", STR, "list"), "not_stage": F("not_stage", STR, "list")}
-_PARAM_SPEC = {"name": _s("name"), "lr_mult": _f("lr_mult"), "decay_mult": _f("decay_mult"),
-               "share_mode": Only(Enum("STRICT"), "tfconf shares parameters of equal shape only")}
-
-#: Learnable blobs of each layer type, by index: the suffix tfconf names the parameter with.
-BLOB_SUFFIXES = {
-    "Convolution": ("weights", "bias"), "Deconvolution": ("weights", "bias"),
-    "InnerProduct": ("weights", "bias"), "Embed": ("weights", "bias"),
-    "PReLU": ("slope",), "Scale": ("scale", "bias"), "Bias": ("bias",),
-    "LSTM": ("weights_x", "bias", "weights_h"), "RNN": ("weights_x", "bias", "weights_h", "weights_o", "bias_o"),
-    "GRU": ("weights_x", "bias", "weights_h", "bias_h"),
-}
-BATCHNORM_STATE = ("moving_mean", "moving_variance", "scale_factor")
+_RULE = {"phase": choice("phase", _PHASES), "min_level": integer("min_level"), "max_level": integer("max_level"),
+         "stage": Carry("stage", STR, "list"), "not_stage": Carry("not_stage", STR, "list")}
+_PARAM_SPEC = {"name": text("name"), "lr_mult": number("lr_mult"), "decay_mult": number("decay_mult"),
+               "share_mode": Fixed(Enum("STRICT"), "tfconf shares parameters of equal shape only")}
 
 
 # =============================================================================== the conversion
@@ -404,7 +265,7 @@ class _Issues:
 
 
 class _MessageReader:
-    """Reads one Caffe message against a table: {caffe field: F | Ignore | Only}."""
+    """Reads one Caffe message against a table: {caffe field: Carry | Ignored | Fixed}."""
 
     def __init__(self, issues: _Issues, comments: list, origins: dict):
         self.issues = issues
@@ -420,11 +281,11 @@ class _MessageReader:
                 self.issues.add(fields[0].location, fpath, f"unknown field {name!r}"
                                 + (_did_you_mean(name, table) or _known(table)))
                 continue
-            if isinstance(entry, Ignore):
+            if isinstance(entry, Ignored):
                 shown = ", ".join(_show(f.value) for f in fields)
                 self.comments.append(f"{fpath.split('.', 1)[-1]}: {shown} (ignored: {entry.why})")
                 continue
-            if isinstance(entry, Only):
+            if isinstance(entry, Fixed):
                 for f in fields:
                     value = _maybe_bool(f.value) if isinstance(entry.value, bool) else f.value
                     same = value == entry.value
@@ -437,7 +298,7 @@ class _MessageReader:
                 out[entry.key] = value
                 self.origins[entry.key] = Origin(fields[0].location, fpath)
 
-    def value(self, fields: list[Field], entry: F, path: str):
+    def value(self, fields: list[Field], entry: Carry, path: str):
         if entry.card == "one" and len(fields) > 1:
             self.issues.add(fields[1].location, path, f"is given {len(fields)} times; Caffe allows it once")
             return MISSING
@@ -462,14 +323,14 @@ class _MessageReader:
             return MISSING
         return values
 
-    def one(self, f: Field, entry: F, path: str):
-        if entry.conv == "filler":
+    def one(self, f: Field, entry: Carry, path: str):
+        if entry.kind == FILLER:
             return self.filler(f, path)
-        if entry.conv == "shape":
+        if entry.kind == SHAPE:
             return _shape(f)
         if isinstance(f.value, Message):
             raise _Bad("expects a value, not a message { ... }")
-        return entry.conv(f.value)
+        return _convert(entry.kind, f.value)
 
     def filler(self, f: Field, path: str):
         if not isinstance(f.value, Message):
@@ -477,8 +338,8 @@ class _MessageReader:
         raw: dict = {}
         for name in f.value.names():
             fields = f.value.all(name)
-            conv = _FILLER_FIELDS.get(name)
-            if conv is None:
+            kind = _FILLER_FIELDS.get(name)
+            if kind is None:
                 self.issues.add(fields[0].location, f"{path}.{name}", f"unknown filler field {name!r}"
                                 + (_did_you_mean(name, _FILLER_FIELDS) or _known(_FILLER_FIELDS)))
                 continue
@@ -486,7 +347,7 @@ class _MessageReader:
                 self.issues.add(fields[1].location, f"{path}.{name}", "is given twice")
                 continue
             try:
-                raw[name] = (conv(fields[0].value), fields[0])
+                raw[name] = (_convert(kind, fields[0].value), fields[0])
             except _Bad as e:
                 self.issues.add(fields[0].location, f"{path}.{name}", str(e))
         kind = raw.pop("type", ("constant", None))[0]  # Caffe's default filler is constant
@@ -697,16 +558,18 @@ class _NetConverter:
             path = f"{kind}[{index}] ({name})"
         if ltype in DATA_TYPES:
             return self.data_layer(msg, field, index, path, name, ltype, v1)
-        if ltype not in LAYER_TABLES:
+        layer_types = _layers()
+        if ltype not in layer_types:
             why = _NOT_SUPPORTED.get(ltype)
             if why is None:
-                why = (f"unsupported layer type {ltype!r}" + _did_you_mean(ltype, LAYER_TABLES)
-                       + f" tfconf imports {', '.join(SUPPORTED_TYPES)} and the data layers "
+                why = (f"unsupported layer type {ltype!r}" + _did_you_mean(ltype, layer_types)
+                       + f" tfconf imports {', '.join(supported_types())} and the data layers "
                        + ", ".join(DATA_TYPES))
             self.issues.add(tf.location, f"{path}.type", why)
             return None
         spec: dict = {"name": name, "type": ltype}
-        tables = LAYER_TABLES[ltype]
+        caffe = layer_types[ltype].caffe
+        tables = caffe.params
         common = _V1_COMMON if v1 else _LAYER_COMMON
         params: list[dict] = []
         for key in msg.names():
@@ -722,10 +585,10 @@ class _NetConverter:
                 spec[key] = vals
                 origins[key] = Origin(f0.location, fpath)
             elif key == "loss_weight":
-                spec[key] = reader.value(fields, _f("loss_weight", "list"), fpath)
+                spec[key] = reader.value(fields, number("loss_weight", "list"), fpath)
                 origins[key] = Origin(f0.location, fpath)
             elif key == "propagate_down":
-                spec[key] = reader.value(fields, F("propagate_down", BOOL, "list"), fpath)
+                spec[key] = reader.value(fields, Carry("propagate_down", BOOL, "list"), fpath)
                 origins[key] = Origin(f0.location, fpath)
             elif key in ("include", "exclude"):
                 spec[key] = [reader.submessage(f, _RULE, f"{fpath}") for f in fields]
@@ -738,7 +601,7 @@ class _NetConverter:
                     _at(params, i)["name"] = n
                 origins["param"] = Origin(f0.location, fpath)
             elif key in ("blobs_lr", "weight_decay") and v1:
-                values = reader.value(fields, _f(key, "list"), fpath)
+                values = reader.value(fields, number(key, "list"), fpath)
                 for i, v in enumerate(values if values is not MISSING else []):
                     _at(params, i)["lr_mult" if key == "blobs_lr" else "decay_mult"] = v
                 origins["param"] = Origin(f0.location, fpath)
@@ -763,7 +626,7 @@ class _NetConverter:
                     self.issues.add(f0.location, fpath, "expects a message { ... }", _Bare(_show(f0.value)))
                     continue
                 reader.read(f0.value, tables[key], fpath, spec)
-            elif key in _CAFFE_PARAMS and key not in common:
+            elif key in _caffe_params() and key not in common:
                 comments.append(f"{key} {{ ... }} (ignored: it does not apply to a {ltype} layer, in Caffe "
                                 "either)")
             else:
@@ -772,11 +635,9 @@ class _NetConverter:
                                    or f" (a {ltype} layer takes {', '.join(sorted(common | set(tables)))})"))
         if params:
             spec["param"] = params
-        self.caffe_defaults(ltype, spec, comments)
-        if ltype == "Python":
-            comments.append("a Caffe Python layer computes on arrays; a tfconf Python layer builds its output "
-                            "from tfconf ops (see tfconf/frontend/layers/python_layer.py): rewrite "
-                            f"{spec.get('module', '?')}.{spec.get('layer', '?')} before this net builds")
+        self.caffe_defaults(caffe, spec, comments)
+        if caffe.note is not None:
+            comments.append(caffe.note(spec))
         return _Layer(index, path, field.location, name, ltype, _ordered(spec), origins, comments)
 
     def strings(self, fields: list[Field], path: str) -> list[str]:
@@ -789,9 +650,11 @@ class _NetConverter:
         return out
 
     @staticmethod
-    def caffe_defaults(ltype: str, spec: dict, comments: list) -> None:
-        """Where Caffe's default differs from tfconf's, write Caffe's out."""
-        if ltype in ("Convolution", "Deconvolution", "InnerProduct", "Embed", "LSTM", "RNN", "GRU"):
+    def caffe_defaults(caffe, spec: dict, comments: list) -> None:
+        """Where Caffe's default differs from tfconf's, write Caffe's out: every layer that carries
+        a weight_filler."""
+        carried = {e.key for fields in caffe.params.values() for e in fields.values() if isinstance(e, Carry)}
+        if "weight_filler" in carried:
             if "weight_filler" not in spec:
                 spec["weight_filler"] = "constant"
                 comments.append("no weight_filler in Caffe, whose default is constant 0 (tfconf's is "
@@ -844,7 +707,7 @@ class _NetConverter:
                 self.issues.add(f0.location, fpath, "a data layer has no bottoms")
             elif key in ("param", "blobs_lr", "weight_decay", "loss_weight", "propagate_down"):
                 comments.append(f"{key} (ignored: a data layer has no parameters or losses)")
-            elif key in _CAFFE_PARAMS:
+            elif key in _caffe_params():
                 comments.append(f"{key} {{ ... }} (ignored: it does not apply to a {ltype} layer, in Caffe either)")
             else:
                 self.issues.add(f0.location, fpath, f"unknown field {key!r} for a {ltype} layer"
@@ -989,27 +852,27 @@ _SOLVER_ENUM = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMS
 _POLICY_USES = {"fixed": (), "step": ("gamma", "stepsize"), "exp": ("gamma",), "inv": ("gamma", "power"),
                 "multistep": ("gamma", "stepvalue"), "poly": ("power",), "sigmoid": ("gamma", "stepsize")}
 _SOLVER = {
-    "base_lr": _f("base_lr"), "lr_policy": _s("lr_policy"), "gamma": _f("gamma"), "power": _f("power"),
-    "stepsize": _i("stepsize"), "stepvalue": _i("stepvalue", "list"), "momentum": _f("momentum"),
-    "momentum2": _f("momentum2"), "delta": _f("delta"), "rms_decay": _f("rms_decay"),
-    "weight_decay": _f("weight_decay"), "regularization_type": _s("regularization_type"),
-    "clip_gradients": _f("clip_gradients"), "iter_size": _i("iter_size"), "max_iter": _i("max_iter"),
-    "display": _i("display"), "average_loss": _i("average_loss"), "test_iter": _i("test_iter", "list"),
-    "test_interval": _i("test_interval"), "test_initialization": _b("test_initialization"),
-    "snapshot": _i("snapshot"), "snapshot_prefix": _s("snapshot_prefix"),
-    "snapshot_after_train": _b("snapshot_after_train"), "random_seed": _i("random_seed"),
-    "type": _s("type"), "solver_type": F("solver_type", _enum(_SOLVER_ENUM)),
-    "net": Ignore("the net is the file converted above"),
-    "train_net": Ignore("the net is the file converted above"),
-    "test_net": Ignore("the net is the file converted above; tfconf tests the same net in its test phase"),
-    "solver_mode": Ignore("tfconf places ops itself; set device: gpu in the config to ask for a GPU"),
-    "device_id": Ignore("tfconf places ops itself; set device: gpu:N in the config for one GPU"),
-    "snapshot_format": Ignore("tfconf snapshots are safetensors"),
-    "snapshot_diff": Ignore("tfconf snapshots hold weights and solver state, not gradients"),
-    "debug_info": Ignore("`tfconf time` shows per-layer costs"),
-    "test_compute_loss": Ignore("tfconf reports every test-phase loss and metric"),
-    "layer_wise_reduce": Ignore("tfconf does not run data-parallel solvers"),
-    "weights": Ignore("pass initial weights with `tfconf train --weights FILE.safetensors`"),
+    "base_lr": number("base_lr"), "lr_policy": text("lr_policy"), "gamma": number("gamma"), "power": number("power"),
+    "stepsize": integer("stepsize"), "stepvalue": integer("stepvalue", "list"), "momentum": number("momentum"),
+    "momentum2": number("momentum2"), "delta": number("delta"), "rms_decay": number("rms_decay"),
+    "weight_decay": number("weight_decay"), "regularization_type": text("regularization_type"),
+    "clip_gradients": number("clip_gradients"), "iter_size": integer("iter_size"), "max_iter": integer("max_iter"),
+    "display": integer("display"), "average_loss": integer("average_loss"), "test_iter": integer("test_iter", "list"),
+    "test_interval": integer("test_interval"), "test_initialization": flag("test_initialization"),
+    "snapshot": integer("snapshot"), "snapshot_prefix": text("snapshot_prefix"),
+    "snapshot_after_train": flag("snapshot_after_train"), "random_seed": integer("random_seed"),
+    "type": text("type"), "solver_type": choice("solver_type", _SOLVER_ENUM),
+    "net": Ignored("the net is the file converted above"),
+    "train_net": Ignored("the net is the file converted above"),
+    "test_net": Ignored("the net is the file converted above; tfconf tests the same net in its test phase"),
+    "solver_mode": Ignored("tfconf places ops itself; set device: gpu in the config to ask for a GPU"),
+    "device_id": Ignored("tfconf places ops itself; set device: gpu:N in the config for one GPU"),
+    "snapshot_format": Ignored("tfconf snapshots are safetensors"),
+    "snapshot_diff": Ignored("tfconf snapshots hold weights and solver state, not gradients"),
+    "debug_info": Ignored("`tfconf time` shows per-layer costs"),
+    "test_compute_loss": Ignored("tfconf reports every test-phase loss and metric"),
+    "layer_wise_reduce": Ignored("tfconf does not run data-parallel solvers"),
+    "weights": Ignored("pass initial weights with `tfconf train --weights FILE.safetensors`"),
 }
 _SOLVER_UNSUPPORTED = {
     "net_param": "an inline net_param is not supported: write the net in its own prototxt",
@@ -1254,13 +1117,14 @@ def _dedupe_names(layers: list[_Layer], issues: _Issues) -> None:
             issues.add(layer.location, layer.path, f"a second layer named {name!r} ({first.path} is a "
                        f"{first.type}); tfconf needs unique layer names")
             continue
-        if layer.type == "BatchNorm":
-            issues.add(layer.location, layer.path, f"a second BatchNorm named {name!r} ({first.path}): Caffe "
+        caffe = _layers()[layer.type].caffe
+        if caffe.read_blobs is not None:  # state that is not a shared parameter
+            issues.add(layer.location, layer.path, f"a second {layer.type} named {name!r} ({first.path}): Caffe "
                        "shares its statistics between the two, tfconf cannot; use one layer for both phases")
             continue
         layer.spec["name"] = new
         first_params = first.spec.get("param") or []
-        blobs = BLOB_SUFFIXES.get(layer.type, ())
+        blobs = caffe.blob_names(layer.spec)
         if blobs:
             params = layer.spec.setdefault("param", [])
             for i, sfx in enumerate(blobs):
@@ -1337,10 +1201,6 @@ def _check_data(data: dict, issues: _Issues, layers: list[_Layer]) -> None:
 
 
 # =============================================================================== weights
-_EXPECTED_RANK = {("Convolution", "weights"): 4, ("Deconvolution", "weights"): 4,
-                  ("InnerProduct", "weights"): 2, ("Embed", "weights"): 2}
-
-
 def import_weights(weights_path: str, layers: list[_Layer]):
     """(tensors by tfconf parameter name, notes) from a ``.caffemodel``, matched by layer name."""
     import numpy as np
@@ -1366,24 +1226,14 @@ def import_weights(weights_path: str, layers: list[_Layer]):
             ignored.append(f"{cl.name} ({cl.type}, {len(cl.blobs)} blobs)")
             continue
         spec = layer.spec
-        if layer.type == "BatchNorm":
-            if len(cl.blobs) != 3:
-                issues.add(Location(display), where, f"a BatchNorm layer has 3 blobs (mean, variance, scale "
-                           f"factor); this one has {len(cl.blobs)}")
-                continue
-            mean, var, sf = (b.data for b in cl.blobs)
-            s = float(sf.ravel()[0]) if sf.size else 0.0
-            scale = 0.0 if s == 0 else 1.0 / s
-            name = spec["name"]
-            tensors[f"{name}/moving_mean"] = (mean.ravel() * scale).astype(np.float32)
-            tensors[f"{name}/moving_variance"] = (var.ravel() * scale).astype(np.float32)
-            tensors[f"{name}/scale_factor"] = np.asarray(s, dtype=np.float32)
+        caffe = _layers()[layer.type].caffe
+        if caffe.read_blobs is not None:
+            try:
+                tensors.update(caffe.read_blobs(spec["name"], [b.data for b in cl.blobs]))
+            except ValueError as e:
+                issues.add(Location(display), where, str(e))
             continue
-        suffixes = list(BLOB_SUFFIXES.get(layer.type, ()))
-        if layer.type in ("Scale", "Bias") and len(spec.get("bottom") or []) == 2:
-            suffixes = suffixes[1:] if layer.type == "Scale" else []
-        if layer.type in ("LSTM", "RNN", "GRU") and len(spec.get("bottom") or []) == 3:
-            suffixes.insert(2, "weights_static")
+        suffixes = list(caffe.blob_names(spec))
         if len(cl.blobs) > len(suffixes):
             what = f"({', '.join(suffixes)})" if suffixes else "(none)"
             issues.add(Location(display), where, f"has {len(cl.blobs)} blobs but the net's {layer.type} layer "
@@ -1397,7 +1247,7 @@ def import_weights(weights_path: str, layers: list[_Layer]):
                 continue  # a shared blob, stored once
             a = blob.data
             if blob.legacy:
-                rank = 1 if suffixes[j].startswith("bias") else _EXPECTED_RANK.get((layer.type, suffixes[j]), a.ndim)
+                rank = 1 if suffixes[j].startswith("bias") else caffe.legacy_ranks.get(suffixes[j], a.ndim)
                 while a.ndim > rank and a.shape[0] == 1:
                     a = a.reshape(a.shape[1:])
             tensors[key] = np.ascontiguousarray(a, dtype=np.float32)

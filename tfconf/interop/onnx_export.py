@@ -13,28 +13,20 @@ The deploy graph is the test phase of the net without its losses and metrics:
   ``softmax=True`` (``--softmax``) each dropped SoftmaxWithLoss is replaced by a Softmax whose
   top is ``prob``, as in Caffe's deploy.prototxt files; the scores are then not an output.
 
-Each layer maps to ONNX operators from its config (the layer spec) and the weights file; the net
-is built once with tfconf only to know the static shape of every top (pooling windows, reshape
-targets). Parameters become initializers named as tfconf names them (``conv1/weights``). A layer
-type with no mapping (recurrent layers, Python layers, ArgMax) is a located error naming the
-layer; the table of mappings is ``EXPORTERS``.
-
-Pooling: tfconf (like Caffe) rounds the output size up and drops a last window that would start in
-the padding. ONNX's ``ceil_mode`` does not say the latter (its shape inference and some runtimes
-disagree with Caffe there), so the export pads the end explicitly and uses floor mode, which every
-runtime computes the same way; average pooling keeps Caffe's divisor (the padding counts, the
-overhang past it does not).
+Each layer writes itself (``LayerSpec.to_onnx``, next to its build) through the builder here,
+from its config and the weights file; the net is built once with tfconf only to know the static
+shape of every top (pooling windows, reshape targets). Parameters become initializers named as
+tfconf names them (``conv1/weights``). A layer type with no export (recurrent layers, Python
+layers, ArgMax: each says why in ``onnx_absent``) is a located error naming the layer.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from tfconf.errors import UserError
 
-__all__ = ["EXPORTERS", "OPSET", "ExportError", "ExportUnavailable", "export_onnx", "write_onnx"]
+__all__ = ["OPSET", "exportable_types", "ExportError", "ExportUnavailable", "export_onnx", "write_onnx"]
 
 OPSET = 17          # ONNX opset of the exported graph (onnxruntime >= 1.13, TensorRT 8.6, OpenVINO 2022.3)
 IR_VERSION = 8      # the IR version that goes with opset 17, for runtimes older than the onnx package
@@ -134,389 +126,57 @@ class _Builder:
             self.inits[key] = self.onnx.numpy_helper.from_array(np.asarray(self.weights[key], np.float32), key)
         return key
 
+    # -- helpers for the layers' to_onnx
+    INT64 = np.int64  # the dtype of shape, axis and index constants
+
+    @staticmethod
+    def ints(values):
+        return [int(v) for v in values]
+
+    def tensor(self, value, dtype=np.float32):
+        """A TensorProto attribute value (ConstantOfShape's ``value``)."""
+        return self.onnx.numpy_helper.from_array(np.asarray(value, dtype=dtype))
+
+    def cast(self, x, dtype, outputs=None):
+        return self.node("Cast", [x], outputs, to=self.h.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+    def reshape_to(self, x, out_shape, copy_leading=0):
+        """Reshape ``x`` into the layer's top to the static ``out_shape``: its first
+        ``copy_leading`` axes are copied from ``x`` (ONNX's 0), at most one other unknown size is
+        inferred (-1)."""
+        target = [0 if i < copy_leading else (-1 if d is None else int(d)) for i, d in enumerate(out_shape)]
+        if target.count(-1) > 1:
+            raise ValueError(f"cannot reshape to {out_shape}: more than one size is known only at run time")
+        self.node("Reshape", [x, self.const(target, "shape", np.int64)], [self.y(0)])
+
+    def affine(self, x, scale, shift):
+        """scale·x + shift, leaving out a 1 and a 0."""
+        if scale != 1:
+            x = self.node("Mul", [x, self.const(scale, "scale")])
+        if shift != 0:
+            x = self.node("Add", [x, self.const(shift, "shift")])
+        return x
+
+    def moments(self, x, axes):
+        """(x - mean, variance) over ``axes`` (biased, as tfconf's moments)."""
+        mean = self.node("ReduceMean", [x], axes=self.ints(axes), keepdims=1)
+        d = self.node("Sub", [x, mean])
+        return d, self.node("ReduceMean", [self.node("Mul", [d, d])], axes=self.ints(axes), keepdims=1)
+
     def value_info(self, name, shape, np_dtype):
         dims = [d if d is not None else ("N" if i == 0 else f"{name}_dim{i}") for i, d in enumerate(shape)]
         elem = self.h.np_dtype_to_tensor_dtype(np.dtype(np_dtype))
         return self.h.make_tensor_value_info(name, elem, dims)
 
 
-EXPORTERS = {}
-
-
-def _exports(*types):
-    """Register ``fn(b, spec, xs, ins, outs)``: write layer ``spec`` whose bottoms are the tensors
-    ``xs`` of static shapes ``ins`` (None: known at run time) into ``b``, its tops (of shapes
-    ``outs``) into the names ``b.y(i)``."""
-
-    def deco(fn):
-        for t in types:
-            EXPORTERS[t] = fn
-        return fn
-
-    return deco
-
-
-def _ints(values):
-    return [int(v) for v in values]
-
-
-def _reshape(b, x, out_shape, copy_leading=0):
-    """Reshape ``x`` to the static ``out_shape``: its first ``copy_leading`` axes are copied from
-    ``x`` (ONNX's 0), at most one other unknown size is inferred (-1)."""
-    target = [0 if i < copy_leading else (-1 if d is None else int(d)) for i, d in enumerate(out_shape)]
-    if target.count(-1) > 1:
-        raise ValueError(f"cannot reshape to {out_shape}: more than one size is known only at run time")
-    b.node("Reshape", [x, b.const(target, "shape", np.int64)], [b.y(0)])
-
-
-# ---------------------------------------------------------------------------------------------------- vision
-@_exports("Convolution")
-def _convolution(b, spec, xs, ins, outs):
-    kh, kw = spec.kernel()
-    (sh, sw), (ph, pw), (dh, dw) = spec.strides(), spec.pads(), spec.dilations()
-    inputs = [xs[0], b.param(0, "weights")] + ([b.param(1, "bias")] if spec.bias_term else [])
-    b.node("Conv", inputs, [b.y(0)], kernel_shape=_ints([kh, kw]), strides=_ints([sh, sw]),
-           pads=_ints([ph, pw, ph, pw]), dilations=_ints([dh, dw]), group=int(spec.group))
-
-
-@_exports("Deconvolution")
-def _deconvolution(b, spec, xs, ins, outs):
-    kh, kw = spec.kernel()
-    (sh, sw), (ph, pw), (dh, dw) = spec.strides(), spec.pads(), spec.dilations()
-    inputs = [xs[0], b.param(0, "weights")] + ([b.param(1, "bias")] if spec.bias_term else [])
-    b.node("ConvTranspose", inputs, [b.y(0)], kernel_shape=_ints([kh, kw]), strides=_ints([sh, sw]),
-           pads=_ints([ph, pw, ph, pw]), dilations=_ints([dh, dw]), group=int(spec.group))
-
-
-@_exports("Pooling")
-def _pooling(b, spec, xs, ins, outs):
-    x = xs[0]
-    is_max = spec.pool == "max"
-    if spec.global_pooling:
-        b.node("GlobalMaxPool" if is_max else "GlobalAveragePool", [x], [b.y(0)])
-        return
-    _, _, h, w = ins[0]
-    oh, ow = outs[0][2], outs[0][3]
-    (kh, kw), (sh, sw), (ph, pw) = spec.kernel(), spec.strides(), spec.pads()
-    # NOTE: the end padding that makes floor mode give tfconf's (ceil-mode) output size; always
-    # smaller than the kernel minus the padding, as the last window starts inside the input.
-    eh = max(0, (oh - 1) * sh + kh - (h + 2 * ph))
-    ew = max(0, (ow - 1) * sw + kw - (w + 2 * pw))
-    common = dict(kernel_shape=_ints([kh, kw]), strides=_ints([sh, sw]))
-    if is_max:  # padding never wins a max
-        b.node("MaxPool", [x], [b.y(0)], pads=_ints([ph, pw, ph + eh, pw + ew]), **common)
-    elif eh == 0 and ew == 0:
-        b.node("AveragePool", [x], [b.y(0)], pads=_ints([ph, pw, ph, pw]), count_include_pad=1, **common)
-    else:
-        # Caffe's divisor counts the padding but not the overhang past it: pad with real zeros,
-        # then let the overhang be ONNX padding that the divisor leaves out.
-        if ph or pw:
-            x = b.node("Pad", [x, b.const([0, 0, ph, pw, 0, 0, ph, pw], "pads", np.int64)])
-        b.node("AveragePool", [x], [b.y(0)], pads=_ints([0, 0, eh, ew]), count_include_pad=0, **common)
-
-
-# ---------------------------------------------------------------------------------------------------- core
-@_exports("InnerProduct")
-def _inner_product(b, spec, xs, ins, outs):
-    shp = ins[0]
-    rank = len(shp)
-    axis = spec.axis % rank
-    x = xs[0]
-    if not (rank == 2 and axis == 1):
-        x = b.node("Flatten", [x], axis=axis)   # [prod(shape[:axis]), prod(shape[axis:])]
-    inputs = [x, b.param(0, "weights")] + ([b.param(1, "bias")] if spec.bias_term else [])
-    trans_b = 0 if spec.transpose else 1
-    if axis == 1 or (rank == 1 and axis == 0):
-        b.node("Gemm", inputs, [b.y(0)], transB=trans_b)
-    else:
-        _reshape(b, b.node("Gemm", inputs, transB=trans_b), outs[0])
-
-
-@_exports("Dropout")
-def _dropout(b, spec, xs, ins, outs):
-    b.node("Identity", [xs[0]], [b.y(0)])
-
-
-@_exports("Split")
-def _split(b, spec, xs, ins, outs):
-    for i in range(len(outs)):
-        b.node("Identity", [xs[0]], [b.y(i)])
-
-
-# ---------------------------------------------------------------------------------------------------- activations
-@_exports("ReLU")
-def _relu(b, spec, xs, ins, outs):
-    if spec.negative_slope == 0:
-        b.node("Relu", [xs[0]], [b.y(0)])
-    else:
-        b.node("LeakyRelu", [xs[0]], [b.y(0)], alpha=float(spec.negative_slope))
-
-
-def _unary(onnx_type):
-    def export(b, spec, xs, ins, outs):
-        b.node(onnx_type, [xs[0]], [b.y(0)])
-
-    return export
-
-
-for _t, _o in (("Sigmoid", "Sigmoid"), ("TanH", "Tanh"), ("AbsVal", "Abs"), ("BNLL", "Softplus")):
-    _exports(_t)(_unary(_o))
-
-
-@_exports("PReLU")
-def _prelu(b, spec, xs, ins, outs):
-    rank = len(ins[0])
-    shape = [] if spec.channel_shared else [ins[0][1]] + [1] * (rank - 2)
-    b.node("PRelu", [xs[0], b.param(0, "slope", reshape=shape)], [b.y(0)])
-
-
-@_exports("ELU")
-def _elu(b, spec, xs, ins, outs):
-    b.node("Elu", [xs[0]], [b.y(0)], alpha=float(spec.alpha))
-
-
-def _affine(b, x, scale, shift):
-    if scale != 1:
-        x = b.node("Mul", [x, b.const(scale, "scale")])
-    if shift != 0:
-        x = b.node("Add", [x, b.const(shift, "shift")])
-    return x
-
-
-@_exports("Power")
-def _power(b, spec, xs, ins, outs):
-    x = xs[0]
-    if spec.scale == 0 or spec.power == 0:  # a constant of x's shape, as in Caffe
-        value = 1.0 if spec.power == 0 else spec.shift ** spec.power
-        b.node("ConstantOfShape", [b.node("Shape", [x])], [b.y(0)],
-               value=b.onnx.numpy_helper.from_array(np.asarray([value], np.float32)))
-        return
-    base = _affine(b, x, spec.scale, spec.shift)
-    if spec.power == 1:
-        b.node("Identity", [base], [b.y(0)])
-    else:
-        b.node("Pow", [base, b.const(spec.power, "power")], [b.y(0)])
-
-
-def _ln_base(base):
-    return 1.0 if base == -1 else math.log(base)
-
-
-@_exports("Exp")
-def _exp(b, spec, xs, ins, outs):
-    ln_b = _ln_base(spec.base)
-    b.node("Exp", [_affine(b, xs[0], spec.scale * ln_b, spec.shift * ln_b)], [b.y(0)])
-
-
-@_exports("Log")
-def _log(b, spec, xs, ins, outs):
-    ln_b = _ln_base(spec.base)
-    y = b.node("Log", [_affine(b, xs[0], spec.scale, spec.shift)], None if ln_b != 1.0 else [b.y(0)])
-    if ln_b != 1.0:
-        b.node("Mul", [y, b.const(1.0 / ln_b, "inv_ln_base")], [b.y(0)])
-
-
-@_exports("Threshold")
-def _threshold(b, spec, xs, ins, outs):
-    above = b.node("Greater", [xs[0], b.const(spec.threshold, "threshold")])
-    b.node("Cast", [above], [b.y(0)], to=b.onnx.TensorProto.FLOAT)
-
-
-@_exports("Clip")
-def _clip(b, spec, xs, ins, outs):
-    b.node("Clip", [xs[0], b.const(spec.min, "min"), b.const(spec.max, "max")], [b.y(0)])
-
-
-@_exports("Swish")
-def _swish(b, spec, xs, ins, outs):
-    x = xs[0]
-    s = b.node("Sigmoid", [_affine(b, x, spec.beta, 0.0)])
-    b.node("Mul", [x, s], [b.y(0)])
-
-
-# ---------------------------------------------------------------------------------------------------- normalization
-@_exports("LRN")
-def _lrn(b, spec, xs, ins, outs):
-    n = spec.local_size
-    if spec.norm_region == "across_channels":
-        b.node("LRN", [xs[0]], [b.y(0)], size=int(n), alpha=float(spec.alpha), beta=float(spec.beta),
-               bias=float(spec.k))
-        return
-    x = xs[0]
-    pad = (n - 1) // 2
-    mean_sq = b.node("AveragePool", [b.node("Mul", [x, x])], kernel_shape=[n, n], strides=[1, 1],
-                     pads=[pad, pad, pad, pad], count_include_pad=1)
-    denom = _affine(b, mean_sq, spec.alpha, 1.0)
-    b.node("Mul", [x, b.node("Pow", [denom, b.const(-spec.beta, "neg_beta")])], [b.y(0)])
-
-
-@_exports("Softmax")
-def _softmax(b, spec, xs, ins, outs):
-    b.node("Softmax", [xs[0]], [b.y(0)], axis=spec.axis % len(ins[0]))
-
-
-def _moments(b, x, axes):
-    """(x - mean, variance) over ``axes`` (biased, as tfconf's moments)."""
-    mean = b.node("ReduceMean", [x], axes=_ints(axes), keepdims=1)
-    d = b.node("Sub", [x, mean])
-    return d, b.node("ReduceMean", [b.node("Mul", [d, d])], axes=_ints(axes), keepdims=1)
-
-
-@_exports("BatchNorm")
-def _batch_norm(b, spec, xs, ins, outs):
-    x = xs[0]
-    c, rank = ins[0][1], len(ins[0])
-    if spec.use_global_stats is False:  # the batch's own statistics even at test time
-        d, var = _moments(b, x, [0] + list(range(2, rank)))
-        rstd = b.node("Reciprocal", [b.node("Sqrt", [b.node("Add", [var, b.const(spec.eps, "eps")])])])
-        b.node("Mul", [d, rstd], [b.y(0)])
-        return
-    ones, zeros = b.const(np.ones([c]), "scale"), b.const(np.zeros([c]), "bias")
-    b.node("BatchNormalization", [x, ones, zeros, b.state("moving_mean"), b.state("moving_variance")],
-           [b.y(0)], epsilon=float(spec.eps))
-
-
-def _operand(spec, shp):
-    """(first axis, shape) of Scale's/Bias's learned operand over an input of shape ``shp``."""
-    rank = len(shp)
-    a = spec.axis % rank
-    end = rank if spec.num_axes == -1 else a + spec.num_axes
-    return a, [int(d) for d in shp[a:end]]
-
-
-def _second_operand(b, v, vs, x_rank, axis):
-    """A second bottom covering axes ``axis``.. of x, reshaped to broadcast against x."""
-    trailing = x_rank - axis - len(vs)
-    if trailing == 0:
-        return v
-    return b.node("Reshape", [v, b.const([0] * len(vs) + [1] * trailing, "shape", np.int64)])
-
-
-@_exports("Scale", "Bias")
-def _scale_bias(b, spec, xs, ins, outs):
-    x, shp = xs[0], ins[0]
-    rank = len(shp)
-    op = "Mul" if spec.type == "Scale" else "Add"
-    if len(xs) == 2:
-        a = spec.axis % rank
-        y = b.node(op, [x, _second_operand(b, xs[1], ins[1], rank, a)],
-                   [b.y(0)] if not (op == "Mul" and spec.bias_term) else None)
-        if op == "Mul" and spec.bias_term:
-            shape = [int(d) for d in ins[1]]
-            bias = b.param(0, "bias", reshape=shape + [1] * (rank - a - len(shape)))
-            b.node("Add", [y, bias], [b.y(0)])
-        return
-    a, shape = _operand(spec, shp)
-    bshape = shape + [1] * (rank - a - len(shape))
-    if spec.type == "Bias":
-        b.node("Add", [x, b.param(0, "bias", reshape=bshape)], [b.y(0)])
-        return
-    y = b.node("Mul", [x, b.param(0, "scale", reshape=bshape)], None if spec.bias_term else [b.y(0)])
-    if spec.bias_term:
-        b.node("Add", [y, b.param(1, "bias", reshape=bshape)], [b.y(0)])
-
-
-@_exports("MVN")
-def _mvn(b, spec, xs, ins, outs):
-    rank = len(ins[0])
-    d, var = _moments(b, xs[0], range(1 if spec.across_channels else 2, rank))
-    if not spec.normalize_variance:
-        b.node("Identity", [d], [b.y(0)])
-        return
-    std = b.node("Add", [b.node("Sqrt", [var]), b.const(spec.eps, "eps")])
-    b.node("Div", [d, std], [b.y(0)])
-
-
-# ---------------------------------------------------------------------------------------------------- shape
-@_exports("Concat")
-def _concat(b, spec, xs, ins, outs):
-    if len(xs) == 1:
-        b.node("Identity", xs, [b.y(0)])
-    else:
-        b.node("Concat", xs, [b.y(0)], axis=spec.axis % len(ins[0]))
-
-
-@_exports("Slice")
-def _slice(b, spec, xs, ins, outs):
-    axis = spec.axis % len(ins[0])
-    if len(outs) == 1:
-        b.node("Identity", xs, [b.y(0)])
-        return
-    sizes = [int(o[axis]) for o in outs]
-    b.node("Split", [xs[0], b.const(sizes, "split", np.int64)], [b.y(i) for i in range(len(outs))], axis=axis)
-
-
-@_exports("Eltwise")
-def _eltwise(b, spec, xs, ins, outs):
-    if spec.operation == "sum":
-        terms = [x if not spec.coeff or spec.coeff[i] == 1 else b.node("Mul", [x, b.const(spec.coeff[i], "coeff")])
-                 for i, x in enumerate(xs)]
-        b.node("Sum", terms, [b.y(0)])
-    elif spec.operation == "max":
-        b.node("Max", xs, [b.y(0)])
-    else:
-        y = xs[0]
-        for i, x in enumerate(xs[1:], 1):
-            y = b.node("Mul", [y, x], [b.y(0)] if i == len(xs) - 1 else None)
-
-
-@_exports("Flatten")
-def _flatten(b, spec, xs, ins, outs):
-    _reshape(b, xs[0], outs[0], copy_leading=spec.axis % len(ins[0]))
-
-
-@_exports("Reshape")
-def _reshape_layer(b, spec, xs, ins, outs):
-    if spec.axis == 0 and spec.num_axes == -1:  # Caffe's 0 (copy) and -1 (infer) are ONNX's
-        b.node("Reshape", [xs[0], b.const(spec.shape, "shape", np.int64)], [b.y(0)])
-    else:
-        _reshape(b, xs[0], outs[0])
-
-
-@_exports("Crop")
-def _crop(b, spec, xs, ins, outs):
-    xs_shape, ref = ins
-    a = spec.axis % len(xs_shape)
-    axes = list(range(a, len(xs_shape)))
-    offs = [0 if not spec.offset else spec.offset[0 if len(spec.offset) == 1 else i - a] for i in axes]
-    ends = [o + int(ref[i]) for o, i in zip(offs, axes)]
-    b.node("Slice", [xs[0], b.const(offs, "starts", np.int64), b.const(ends, "ends", np.int64),
-                     b.const(axes, "axes", np.int64)], [b.y(0)])
-
-
-@_exports("Tile")
-def _tile(b, spec, xs, ins, outs):
-    rank = len(ins[0])
-    a = spec.axis % rank
-    reps = [spec.tiles if i == a else 1 for i in range(rank)]
-    b.node("Tile", [xs[0], b.const(reps, "repeats", np.int64)], [b.y(0)])
-
-
-@_exports("Reduction")
-def _reduction(b, spec, xs, ins, outs):
-    rank = len(ins[0])
-    axes = list(range(spec.axis % rank, rank))
-    op = {"sum": "ReduceSum", "mean": "ReduceMean", "asum": "ReduceL1", "sumsq": "ReduceSumSquare"}[spec.operation]
-    last = [b.y(0)] if spec.coeff == 1 else None
-    if op == "ReduceSum":  # axes is an input from opset 13 on, an attribute for the others until 18
-        y = b.node(op, [xs[0], b.const(axes, "axes", np.int64)], last, keepdims=0)
-    else:
-        y = b.node(op, [xs[0]], last, axes=axes, keepdims=0)
-    if spec.coeff != 1:
-        b.node("Mul", [y, b.const(spec.coeff, "coeff")], [b.y(0)])
-
-
-@_exports("Embed")
-def _embed(b, spec, xs, ins, outs):
-    x = xs[0]
-    if b.dtypes.get(x, np.float32) not in (np.int32, np.int64):
-        x = b.node("Cast", [x], to=b.onnx.TensorProto.INT64)
-    y = b.node("Gather", [b.param(0, "weights"), x], None if spec.bias_term else [b.y(0)], axis=0)
-    if spec.bias_term:
-        b.node("Add", [y, b.param(1, "bias")], [b.y(0)])
-
-
 # ---------------------------------------------------------------------------------------------------- the net
+def exportable_types() -> list[str]:
+    """The layer types a deploy net can hold: those with a ``to_onnx``, and Input."""
+    from tfconf.frontend.layers import LAYERS
+
+    return [name for name, cls in LAYERS.items() if cls.exports_onnx()] + ["Input"]
+
+
 def _deploy_net(cfg):
     """The test phase built with tfconf (for static shapes and parameter names): (net, params,
     placeholders by top name, the names of those that came from the data section)."""
@@ -582,8 +242,8 @@ def export_onnx(cfg, weights, *, softmax=False, source="the weights"):
         elif _is_dropped(spec):
             kind = "SoftmaxOutput" if softmax and spec.type == "SoftmaxWithLoss" else None
             tops, names = (["prob"], names[:1]) if kind else ([], names)
-        if kind is not None and kind != "SoftmaxOutput" and kind not in EXPORTERS:
-            known = ", ".join(sorted([*EXPORTERS, "Input"]))
+        if kind is not None and kind != "SoftmaxOutput" and not type(spec).exports_onnx():
+            known = ", ".join(sorted(exportable_types()))
             raise cfg.loaded.error(("layers", index[spec.name]),
                                    f"layer {spec.name!r} (type {kind}) cannot be exported to ONNX. "
                                    f"Exportable types: {known}")
@@ -623,7 +283,7 @@ def export_onnx(cfg, weights, *, softmax=False, source="the weights"):
         else:
             outs = [t.shape.as_list() for t in net.layer_tops[spec.name]]
             try:
-                EXPORTERS[kind](b, spec, xs, ins, outs)
+                spec.to_onnx(b, xs, ins, outs)
             except ValueError as e:
                 raise cfg.loaded.error(("layers", index[spec.name]),
                                        f"layer {spec.name!r} (type {kind}) cannot be exported to ONNX: {e}") from None

@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from tfconf.errors import UserError, did_you_mean
+from tfconf.errors import UserError
+from tfconf.registry import Registry
 from tfconf.frontend.trust import ZOO_ENV, builtin_zoo, set_zoo_folders, zoo_folders
 
 from .card import MAX_NAME, NAME as NAME_RE, CardFile, ZooCard, load_card
@@ -89,12 +90,17 @@ def _entry_dirs():
                 yield d.name, d, root == builtin
 
 
+def _catalogue() -> Registry:
+    """Every entry name → (folder, built-in?) of the entry that wins it (the first in search order)."""
+    found: Registry = Registry("zoo entry")
+    for name, d, builtin in _entry_dirs():
+        if name not in found:
+            found.add(name, (d, builtin))
+    return found
+
+
 def names() -> list[str]:
-    seen = []
-    for name, _, _ in _entry_dirs():
-        if name not in seen:
-            seen.append(name)
-    return sorted(seen)
+    return sorted(_catalogue())
 
 
 def _load_entry(name, d, builtin) -> Entry:
@@ -134,12 +140,10 @@ def find(name: str) -> Entry:
     if name.startswith(PREFIX):
         name = name[len(PREFIX):]
     check_name(name)
-    for n, d, builtin in _entry_dirs():
-        if n == name:
-            return _load_entry(n, d, builtin)
-    known = names()
-    hint = did_you_mean(name, known)
-    raise ZooError(f"zoo:{name}: no such zoo entry.{hint} Known: {', '.join(known) or 'none'} "
+    found = _catalogue()
+    if name in found:
+        return _load_entry(name, *found[name])
+    raise ZooError(f"zoo:{name}: no such zoo entry.{found.hint(name)} Known: {found.known()} "
                    f"(searched {', '.join(map(str, search_path()))}; add folders with {ENV} or --zoo)")
 
 

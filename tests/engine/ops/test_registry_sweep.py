@@ -111,7 +111,7 @@ def bad_square_op():
     try:
         yield lambda t: make("HarnessBadSquare", [t])
     finally:
-        del registry._REGISTRY["HarnessBadSquare"]
+        registry._REGISTRY.remove("HarnessBadSquare")
         GRAD_CHECKED.pop("HarnessBadSquare", None)
 
 
@@ -159,7 +159,7 @@ def test_harness_catches_a_kernel_that_changes_dtype():
         with pytest.raises(AssertionError, match="dtype"):
             check_op(lambda t: make("HarnessDtypeLeak", [t]), [np.array([1.0, 2.0])], lambda a: a, grad=False)
     finally:
-        del registry._REGISTRY["HarnessDtypeLeak"]
+        registry._REGISTRY.remove("HarnessDtypeLeak")
 
 
 # ---------------------------------------------------------------------------- the sweep

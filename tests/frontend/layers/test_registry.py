@@ -188,3 +188,38 @@ def test_every_layer_declares_its_flops():
     # [1, 2, 5, 5] -> [1, 4, 3, 3] with a 4x2x3x3 filter and a bias: 2·36·18 + 36
     assert conv.flops([[1, 2, 5, 5]], [[1, 4, 3, 3]], [[4, 2, 3, 3], [4]]) == 2 * 36 * 18 + 36
     assert LAYERS["Flatten"](name="f").flops([[1, 4, 3, 3]], [[1, 36]], []) == 0
+
+
+def test_every_layer_declares_its_caffe_counterpart():
+    # tfconf/interop/caffe_import.py reads prototxt and caffemodel files only through these
+    from tfconf.frontend.layers.caffe_map import CaffeLayer, Carry, Fixed, Ignored
+
+    undeclared = sorted(name for name, cls in LAYERS.items() if not isinstance(cls.caffe, CaffeLayer))
+    assert not undeclared, f"declare caffe = CaffeLayer(...) on: {undeclared}"
+    for name, cls in LAYERS.items():
+        for message, fields in cls.caffe.params.items():
+            assert message.endswith("_param"), (name, message)
+            for field, entry in fields.items():
+                assert isinstance(entry, (Carry, Ignored, Fixed)), (name, message, field)
+                if isinstance(entry, Carry):  # a carried field lands on a field of the spec
+                    assert entry.key in cls.model_fields, (name, message, field, entry.key)
+
+
+def test_blob_names_are_the_names_the_layer_creates_its_parameters_with():
+    # the caffemodel import stores blob i under "<layer>/<blobs[i]>": build each layer and
+    # compare with the parameters it made, in creation order
+    for type_name, cls in sorted(LAYERS.items()):
+        extra, shapes = MINIMAL[type_name]
+        layer = dict({"name": "l", "type": type_name}, **extra)
+        blobs = cls.caffe.blob_names(layer)
+        net = build([layer], _inputs(shapes), phases=("train",))
+        made = [k.split("/", 1)[1] for k, meta in net.meta.items() if meta["trainable"]]
+        # (a layer may make fewer than Caffe's list: a Scale without bias_term has one blob there too)
+        assert list(blobs[:len(made)]) == made and (made or not blobs), (type_name, blobs, made)
+
+
+def test_every_layer_exports_to_onnx_or_says_why_not():
+    missing = sorted(name for name, cls in LAYERS.items() if not cls.exports_onnx() and not cls.onnx_absent)
+    assert not missing, f"define to_onnx() or state onnx_absent on: {missing}"
+    both = sorted(name for name, cls in LAYERS.items() if cls.exports_onnx() and cls.onnx_absent)
+    assert not both, f"a layer with to_onnx() states onnx_absent: {both}"

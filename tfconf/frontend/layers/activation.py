@@ -12,6 +12,10 @@ from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler
 from .base import LayerSpec, register_layer
+from .caffe_map import ENGINE, CaffeLayer, filler, flag, number
+
+#: Caffe's exp_param and log_param
+_BASE_SCALE_SHIFT_PARAM = {"base": number("base"), "scale": number("scale"), "shift": number("shift")}
 
 
 def _channel_broadcast(v, rank):
@@ -26,6 +30,8 @@ class PReLU(LayerSpec):
 
     type: Literal["PReLU"] = "PReLU"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"prelu_param": {"filler": filler("filler"), "channel_shared": flag("channel_shared")}},
+                       blobs=("slope",))
     channel_shared: bool = False
     filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=0.25))
 
@@ -44,6 +50,11 @@ class PReLU(LayerSpec):
             a = _channel_broadcast(ctx.param(0, "slope", [shp[1]], self.filler), len(shp))
         return [tc.where(x > 0, x, x * a, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        rank = len(ins[0])
+        slope = [] if self.channel_shared else [ins[0][1]] + [1] * (rank - 2)
+        b.node("PRelu", [xs[0], b.param(0, "slope", reshape=slope)], [b.y(0)])
+
 
 @register_layer
 class ELU(LayerSpec):
@@ -51,6 +62,7 @@ class ELU(LayerSpec):
 
     type: Literal["ELU"] = "ELU"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"elu_param": {"alpha": number("alpha")}})
     alpha: float = 1.0
 
     def build(self, ctx, bottoms):
@@ -60,6 +72,9 @@ class ELU(LayerSpec):
         neg = tc.expm1(tc.minimum(x, tc.zeros_like(x))) * self.alpha
         return [tc.where(x > 0, x, neg, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Elu", [xs[0]], [b.y(0)], alpha=float(self.alpha))
+
 
 @register_layer
 class Sigmoid(LayerSpec):
@@ -67,9 +82,13 @@ class Sigmoid(LayerSpec):
 
     type: Literal["Sigmoid"] = "Sigmoid"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"sigmoid_param": {"engine": ENGINE}})
 
     def build(self, ctx, bottoms):
         return [tc.sigmoid(bottoms[0], name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Sigmoid", [xs[0]], [b.y(0)])
 
 
 @register_layer
@@ -78,9 +97,13 @@ class TanH(LayerSpec):
 
     type: Literal["TanH"] = "TanH"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"tanh_param": {"engine": ENGINE}})
 
     def build(self, ctx, bottoms):
         return [tc.tanh(bottoms[0], name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Tanh", [xs[0]], [b.y(0)])
 
 
 @register_layer
@@ -89,9 +112,13 @@ class AbsVal(LayerSpec):
 
     type: Literal["AbsVal"] = "AbsVal"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({})
 
     def build(self, ctx, bottoms):
         return [tc.abs(bottoms[0], name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Abs", [xs[0]], [b.y(0)])
 
 
 def _affine(x, scale, shift):
@@ -105,6 +132,8 @@ class Power(LayerSpec):
 
     type: Literal["Power"] = "Power"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"power_param": {"power": number("power"), "scale": number("scale"),
+                                        "shift": number("shift")}})
     power: float = 1.0
     scale: float = 1.0
     shift: float = 0.0
@@ -123,6 +152,18 @@ class Power(LayerSpec):
         if self.power == 0.5:
             return [tc.sqrt(base, name=self.name)]
         return [tc.pow(base, tc.constant(self.power, dtype=x.dtype), name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        x = xs[0]
+        if self.scale == 0 or self.power == 0:  # a constant of x's shape, as in Caffe
+            value = 1.0 if self.power == 0 else self.shift ** self.power
+            b.node("ConstantOfShape", [b.node("Shape", [x])], [b.y(0)], value=b.tensor([value]))
+            return
+        base = b.affine(x, self.scale, self.shift)
+        if self.power == 1:
+            b.node("Identity", [base], [b.y(0)])
+        else:
+            b.node("Pow", [base, b.const(self.power, "power")], [b.y(0)])
 
 
 def _log_base(base, what):
@@ -151,11 +192,16 @@ class Exp(_BaseScaleShift):
 
     type: Literal["Exp"] = "Exp"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"exp_param": _BASE_SCALE_SHIFT_PARAM})
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
         ln_b = _log_base(self.base, "Exp")
         return [tc.exp(_affine(x, self.scale * ln_b, self.shift * ln_b), name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        ln_b = _log_base(self.base, "Exp")
+        b.node("Exp", [b.affine(xs[0], self.scale * ln_b, self.shift * ln_b)], [b.y(0)])
 
 
 @register_layer
@@ -164,12 +210,19 @@ class Log(_BaseScaleShift):
 
     type: Literal["Log"] = "Log"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"log_param": _BASE_SCALE_SHIFT_PARAM})
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
         ln_b = _log_base(self.base, "Log")
         y = tc.log(_affine(x, self.scale, self.shift))
         return [tc.identity(y if ln_b == 1.0 else y * (1.0 / ln_b), name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        ln_b = _log_base(self.base, "Log")
+        y = b.node("Log", [b.affine(xs[0], self.scale, self.shift)], None if ln_b != 1.0 else [b.y(0)])
+        if ln_b != 1.0:
+            b.node("Mul", [y, b.const(1.0 / ln_b, "inv_ln_base")], [b.y(0)])
 
 
 @register_layer
@@ -178,9 +231,13 @@ class BNLL(LayerSpec):
 
     type: Literal["BNLL"] = "BNLL"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({})
 
     def build(self, ctx, bottoms):
         return [tc.softplus(bottoms[0], name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Softplus", [xs[0]], [b.y(0)])
 
 
 @register_layer
@@ -189,11 +246,16 @@ class Threshold(LayerSpec):
 
     type: Literal["Threshold"] = "Threshold"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"threshold_param": {"threshold": number("threshold")}})
     threshold: float = 0.0
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
         return [tc.cast(tc.greater(x, tc.constant(self.threshold, dtype=x.dtype)), x.dtype, name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        above = b.node("Greater", [xs[0], b.const(self.threshold, "threshold")])
+        b.cast(above, "float32", [b.y(0)])
 
 
 @register_layer
@@ -202,6 +264,7 @@ class Clip(LayerSpec):
 
     type: Literal["Clip"] = "Clip"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"clip_param": {"min": number("min"), "max": number("max")}})
     min: float
     max: float
 
@@ -217,6 +280,9 @@ class Clip(LayerSpec):
         hi = tc.constant(self.max, dtype=x.dtype)
         return [tc.minimum(tc.maximum(x, lo), hi, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Clip", [xs[0], b.const(self.min, "min"), b.const(self.max, "max")], [b.y(0)])
+
 
 @register_layer
 class Swish(LayerSpec):
@@ -224,9 +290,14 @@ class Swish(LayerSpec):
 
     type: Literal["Swish"] = "Swish"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"swish_param": {"beta": number("beta")}})
     beta: float = 1.0
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
         s = tc.sigmoid(x if self.beta == 1 else x * self.beta)
         return [tc.multiply(x, s, name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        x = xs[0]
+        b.node("Mul", [x, b.node("Sigmoid", [b.affine(x, self.beta, 0.0)])], [b.y(0)])

@@ -11,27 +11,20 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_serializer
 
-from tfconf.errors import did_you_mean
+from tfconf.registry import Registry
 from ..schema_base import StrictModel
+from .caffe_map import CaffeLayer
 
-LAYERS: dict[str, type["LayerSpec"]] = {}
+#: every layer type's spec class, by its ``type`` (Caffe's type string)
+LAYERS: Registry[type["LayerSpec"]] = Registry("layer type")
 
-
-def register_layer(cls):
-    """Class decorator: register a layer spec under its ``type`` literal (duplicates rejected)."""
-    name = cls.model_fields["type"].annotation.__args__[0]
-    if name in LAYERS:
-        raise ValueError(f"layer type {name!r} is registered twice")
-    LAYERS[name] = cls
-    return cls
+#: class decorator: register a layer spec under its ``type`` literal (duplicates rejected)
+register_layer = LAYERS.decorator(lambda cls: cls.model_fields["type"].annotation.__args__[0])
 
 
 def get_layer_class(type_name: str):
-    try:
-        return LAYERS[type_name]
-    except KeyError:
-        hint = did_you_mean(type_name, LAYERS)
-        raise KeyError(f"unknown layer type {type_name!r}.{hint} Known: {', '.join(sorted(LAYERS))}") from None
+    """The spec class of layer type ``type_name`` (a KeyError saying what is close for an unknown one)."""
+    return LAYERS[type_name]
 
 
 class NetStateRule(StrictModel):
@@ -116,6 +109,12 @@ class LayerSpec(StrictModel):
     #: forward FLOPs per output element (activations 1, BatchNorm 2, Softmax 3, reshaping 0), or
     #: None for the rule of :meth:`flops` (layers that override it, layers with matrices)
     flops_per_output: ClassVar[int | None] = None
+    #: the layer's Caffe counterpart: the parameter messages it reads and its blob order
+    #: (frontend/layers/caffe_map.py; interop/caffe_import.py reads prototxt and caffemodel with it)
+    caffe: ClassVar["CaffeLayer | None"] = None
+    #: why the layer has no :meth:`to_onnx`, for the layers that have none (the registry test
+    #: asks every layer for one or the other)
+    onnx_absent: ClassVar[str | None] = None
 
     def flops(self, bottoms, outs, weights, axis=0) -> int:
         """Forward FLOPs per sample (a multiply-add counts 2; tfconf/zoo/flops.py sums them):
@@ -160,6 +159,17 @@ class LayerSpec(StrictModel):
 
     def build(self, ctx: "BuildContext", bottoms: list) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def to_onnx(self, b, xs: list, ins: list, outs: list) -> None:
+        """Write this layer into an ONNX graph (interop/onnx_export.py's builder ``b``): its bottoms
+        are the tensors ``xs`` of static shapes ``ins`` (None: known at run time), its tops (of
+        shapes ``outs``) go to the names ``b.y(i)``. Raise ValueError for a configuration ONNX
+        cannot express. A layer without an export states ``onnx_absent`` instead."""
+        raise NotImplementedError(self.onnx_absent or f"{self.type} has no ONNX export")
+
+    @classmethod
+    def exports_onnx(cls) -> bool:
+        return cls.to_onnx is not LayerSpec.to_onnx
 
     def output_names(self) -> list[str]:
         return self.top if self.top else [self.name]

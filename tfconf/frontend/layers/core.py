@@ -12,6 +12,7 @@ from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
+from .caffe_map import ENGINE, LOSS_PARAM, SOFTMAX_PARAM, CaffeLayer, Fixed, filler, flag, integer, number, shape
 
 
 def flatten_from(x, axis):
@@ -34,6 +35,8 @@ class Input(LayerSpec):
 
     type: Literal["Input"] = "Input"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"input_param": {"shape": shape("shape", "list")}})
+    onnx_absent = "its tops are the graph's inputs"
     shape: list[list[int | None]] = Field(min_length=1)
     dtype: Literal["float32", "float64", "int32", "int64"] = "float32"
     num_bottoms: ClassVar = (0, 0)
@@ -64,6 +67,11 @@ class InnerProduct(LayerSpec):
     """y = flatten(x, axis) · Wᵀ + b with W of shape [num_output, K] (Caffe's layout)."""
 
     type: Literal["InnerProduct"] = "InnerProduct"
+    caffe = CaffeLayer({"inner_product_param": {
+        "num_output": integer("num_output"), "bias_term": flag("bias_term"),
+        "weight_filler": filler("weight_filler"), "bias_filler": filler("bias_filler"),
+        "axis": integer("axis"), "transpose": flag("transpose")}}, blobs=("weights", "bias"),
+        legacy_ranks={"weights": 2})
     num_output: int = Field(gt=0)
     bias_term: bool = True
     axis: int = 1
@@ -94,6 +102,19 @@ class InnerProduct(LayerSpec):
             y = y + ctx.param(1, "bias", [self.num_output], self.bias_filler)
         return [tc.identity(y, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        rank = len(ins[0])
+        axis = self.axis % rank
+        x = xs[0]
+        if not (rank == 2 and axis == 1):
+            x = b.node("Flatten", [x], axis=axis)   # [prod(shape[:axis]), prod(shape[axis:])]
+        inputs = [x, b.param(0, "weights")] + ([b.param(1, "bias")] if self.bias_term else [])
+        trans_b = 0 if self.transpose else 1
+        if axis == 1 or (rank == 1 and axis == 0):
+            b.node("Gemm", inputs, [b.y(0)], transB=trans_b)
+        else:
+            b.reshape_to(b.node("Gemm", inputs, transB=trans_b), outs[0])
+
 
 def _matmul_last(h, w, transpose_b):
     """Apply a [K, N] (or [N, K]) weight over the last axis of a rank > 2 tensor."""
@@ -111,6 +132,7 @@ class ReLU(LayerSpec):
 
     type: Literal["ReLU"] = "ReLU"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"relu_param": {"negative_slope": number("negative_slope"), "engine": ENGINE}})
     negative_slope: float = 0.0
 
     def build(self, ctx, bottoms):
@@ -119,6 +141,12 @@ class ReLU(LayerSpec):
             return [tc.nn.relu(x, name=self.name)]
         return [tc.nn.leaky_relu(x, alpha=self.negative_slope, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        if self.negative_slope == 0:
+            b.node("Relu", [xs[0]], [b.y(0)])
+        else:
+            b.node("LeakyRelu", [xs[0]], [b.y(0)], alpha=float(self.negative_slope))
+
 
 @register_layer
 class Dropout(LayerSpec):
@@ -126,6 +154,9 @@ class Dropout(LayerSpec):
 
     type: Literal["Dropout"] = "Dropout"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"dropout_param": {
+        "dropout_ratio": number("dropout_ratio"),
+        "scale_train": Fixed(True, "tfconf scales at train time, as Caffe does")}})
     dropout_ratio: float = Field(0.5, ge=0, lt=1)
 
     def build(self, ctx, bottoms):
@@ -134,9 +165,13 @@ class Dropout(LayerSpec):
             return [x]
         return [tc.nn.dropout(x, rate=self.dropout_ratio)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Identity", [xs[0]], [b.y(0)])  # the test phase's identity
+
 
 class _LossBase(LayerSpec):
     is_loss: ClassVar[bool] = True
+    onnx_absent = "a deploy net drops its losses (export --softmax turns SoftmaxWithLoss into a Softmax)"
     normalization: Literal["full", "valid", "batch_size", "none"] = "valid"
     normalize: bool | None = None  # Caffe's legacy flag: false means batch_size
 
@@ -157,6 +192,7 @@ class SoftmaxWithLoss(_LossBase):
     ``ignore_label``. Computed by the fused, stable sparse cross-entropy op."""
 
     type: Literal["SoftmaxWithLoss"] = "SoftmaxWithLoss"
+    caffe = CaffeLayer({"softmax_param": SOFTMAX_PARAM, "loss_param": LOSS_PARAM})
     num_bottoms: ClassVar = (2, 2)
     axis: int = 1
     ignore_label: int | None = None
@@ -199,6 +235,9 @@ class Accuracy(LayerSpec):
 
     type: Literal["Accuracy"] = "Accuracy"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"accuracy_param": {"top_k": integer("top_k"), "axis": integer("axis"),
+                                           "ignore_label": integer("ignore_label")}})
+    onnx_absent = "a deploy net drops its metrics"
     num_bottoms: ClassVar = (2, 2)
     top_k: int = Field(1, gt=0)
     axis: int = 1

@@ -14,6 +14,7 @@ from pydantic import field_validator, model_validator
 from tfconf.engine import api as tc
 
 from .base import LayerSpec, register_layer
+from .caffe_map import LOSS_PARAM, CaffeLayer, choice, flag, integer, number, text
 from .shape import canonical_axis, dim_of, prod_dims, reshape_to
 
 #: Caffe's kLOG_THRESHOLD: probabilities are clipped here before the log.
@@ -22,6 +23,7 @@ LOG_THRESHOLD = 1e-20
 
 class _Loss(LayerSpec):
     is_loss: ClassVar[bool] = True
+    onnx_absent = "a deploy net drops its losses"
     num_bottoms: ClassVar = (2, 2)
 
 
@@ -90,6 +92,7 @@ class SigmoidCrossEntropyLoss(_NormalizedLoss):
     to ``ignore_label``, divided per ``normalization`` (Caffe's default here: batch_size)."""
 
     type: Literal["SigmoidCrossEntropyLoss"] = "SigmoidCrossEntropyLoss"
+    caffe = CaffeLayer({"loss_param": LOSS_PARAM})
     default_normalization: ClassVar[str] = "batch_size"
 
     def build(self, ctx, bottoms):
@@ -113,6 +116,7 @@ class EuclideanLoss(_Loss):
     """Σ (a - b)² / (2N), N the batch size (axis 0)."""
 
     type: Literal["EuclideanLoss"] = "EuclideanLoss"
+    caffe = CaffeLayer()
 
     def build(self, ctx, bottoms):
         a, b = bottoms
@@ -127,6 +131,7 @@ class HingeLoss(_Loss):
     squares / N (``l2``)."""
 
     type: Literal["HingeLoss"] = "HingeLoss"
+    caffe = CaffeLayer({"hinge_loss_param": {"norm": choice("norm", {"L1": "l1", "L2": "l2"})}})
     norm: Literal["l1", "l2"] = "l1"
 
     @field_validator("norm", mode="before")
@@ -151,6 +156,8 @@ class ContrastiveLoss(_Loss):
     for dissimilar pairs. The gradient at d = 0 is 0 for dissimilar pairs (as in Caffe)."""
 
     type: Literal["ContrastiveLoss"] = "ContrastiveLoss"
+    caffe = CaffeLayer({"contrastive_loss_param": {"margin": number("margin"),
+                                                   "legacy_version": flag("legacy_version")}})
     margin: float = 1.0
     legacy_version: bool = False
     num_bottoms: ClassVar = (3, 3)
@@ -176,6 +183,7 @@ class MultinomialLogisticLoss(_Loss):
     flattened) — follow a Softmax layer, or use SoftmaxWithLoss (stabler) on the logits."""
 
     type: Literal["MultinomialLogisticLoss"] = "MultinomialLogisticLoss"
+    caffe = CaffeLayer()
 
     def build(self, ctx, bottoms):
         p, label = bottoms
@@ -195,6 +203,8 @@ class InfogainLoss(_NormalizedLoss):
     (Caffe's binaryproto is not read). An optional second top is the softmax output."""
 
     type: Literal["InfogainLoss"] = "InfogainLoss"
+    caffe = CaffeLayer({"infogain_loss_param": {"source": text("source"), "axis": integer("axis")},
+                        "loss_param": LOSS_PARAM})
     source: str | None = None
     axis: int = 1
     num_bottoms: ClassVar = (2, 3)

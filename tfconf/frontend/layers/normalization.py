@@ -13,7 +13,21 @@ from tfconf.engine import api as tc
 from ...engine.ops.nn import channel_affine, fused_batch_norm_training
 from ..fillers import ConstantFiller, FillerSpec, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
+from .caffe_map import ENGINE, SOFTMAX_PARAM, CaffeLayer, choice, filler, flag, integer, number
 from .shape import canonical_axis, dim_of, reshape_to
+
+
+def _caffe_batch_norm_blobs(name, blobs):
+    """Caffe's BatchNorm blobs (running sums of mean and variance, and their scale factor) → the
+    averages tfconf stores (each sum divided by the factor) and the factor."""
+    if len(blobs) != 3:
+        raise ValueError(f"a BatchNorm layer has 3 blobs (mean, variance, scale factor); this one has {len(blobs)}")
+    mean, var, sf = blobs
+    s = float(sf.ravel()[0]) if sf.size else 0.0
+    scale = 0.0 if s == 0 else 1.0 / s
+    return {f"{name}/moving_mean": (mean.ravel() * scale).astype(np.float32),
+            f"{name}/moving_variance": (var.ravel() * scale).astype(np.float32),
+            f"{name}/scale_factor": np.asarray(s, dtype=np.float32)}
 
 
 def _per_channel(v, rank):
@@ -35,6 +49,10 @@ class BatchNorm(LayerSpec):
 
     type: Literal["BatchNorm"] = "BatchNorm"
     flops_per_output: ClassVar[int | None] = 2
+    caffe = CaffeLayer({"batch_norm_param": {"use_global_stats": flag("use_global_stats"),
+                                             "moving_average_fraction": number("moving_average_fraction"),
+                                             "eps": number("eps")}},
+                       read_blobs=_caffe_batch_norm_blobs)
     use_global_stats: bool | None = None
     moving_average_fraction: float = Field(0.999, gt=0, le=1)
     eps: float = Field(1e-5, gt=0)
@@ -76,6 +94,18 @@ class BatchNorm(LayerSpec):
             ctx.updates.append(var_v.assign((var_v.value() * old + bv) / new_sf))
             ctx.updates.append(sf_v.assign(new_sf))
         return [y]
+
+    def to_onnx(self, b, xs, ins, outs):
+        x = xs[0]
+        c, rank = ins[0][1], len(ins[0])
+        if self.use_global_stats is False:  # the batch's own statistics even at test time
+            d, var = b.moments(x, [0] + list(range(2, rank)))
+            rstd = b.node("Reciprocal", [b.node("Sqrt", [b.node("Add", [var, b.const(self.eps, "eps")])])])
+            b.node("Mul", [d, rstd], [b.y(0)])
+            return
+        ones, zeros = b.const(np.ones([c]), "scale"), b.const(np.zeros([c]), "bias")
+        b.node("BatchNormalization", [x, ones, zeros, b.state("moving_mean"), b.state("moving_variance")],
+               [b.y(0)], epsilon=float(self.eps))
 
 
 def _operand_shape(x_shape, axis, num_axes, what):
@@ -119,6 +149,27 @@ class _ScaleBiasBase(LayerSpec):
     _coerce = field_validator("filler", "bias_filler", mode="before", check_fields=False)(
         lambda cls, v: coerce_filler(v))
 
+    def to_onnx(self, b, xs, ins, outs):
+        x, shp = xs[0], ins[0]
+        rank = len(shp)
+        a = self.axis % rank
+        with_bias = self.type == "Scale" and self.bias_term
+        if len(xs) == 2:  # the operand is the second bottom, covering axes a.. of x
+            n = len(ins[1])
+            trailing = rank - a - n
+            operand = xs[1] if trailing == 0 else b.node(
+                "Reshape", [xs[1], b.const([0] * n + [1] * trailing, "shape", b.INT64)])
+            shape, bias_index = ([int(d) for d in ins[1]] if with_bias else []), 0
+        else:  # a learned parameter of x.shape[axis : axis + num_axes]
+            end = rank if self.num_axes == -1 else a + self.num_axes
+            shape, bias_index = [int(d) for d in shp[a:end]], 1
+        bshape = shape + [1] * (rank - a - len(shape))
+        if len(xs) == 1:
+            operand = b.param(0, "bias" if self.type == "Bias" else "scale", reshape=bshape)
+        y = b.node("Add" if self.type == "Bias" else "Mul", [x, operand], None if with_bias else [b.y(0)])
+        if with_bias:
+            b.node("Add", [y, b.param(bias_index, "bias", reshape=bshape)], [b.y(0)])
+
 
 @register_layer
 class Scale(_ScaleBiasBase):
@@ -128,6 +179,11 @@ class Scale(_ScaleBiasBase):
     ``axis``. ``bias_term`` adds a learned b of s's shape from ``bias_filler`` (default 0)."""
 
     type: Literal["Scale"] = "Scale"
+    caffe = CaffeLayer({"scale_param": {"axis": integer("axis"), "num_axes": integer("num_axes"),
+                                        "filler": filler("filler"), "bias_term": flag("bias_term"),
+                                        "bias_filler": filler("bias_filler")}},
+                       blobs=("scale", "bias"),
+                       blobs_for=lambda spec: ("bias",) if len(spec.get("bottom") or []) == 2 else ("scale", "bias"))
     filler: FillerSpec = Field(default_factory=lambda: ConstantFiller(value=1.0))
     bias_term: bool = False
     bias_filler: FillerSpec = Field(default_factory=ConstantFiller)
@@ -168,6 +224,9 @@ class Bias(_ScaleBiasBase):
 
     type: Literal["Bias"] = "Bias"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"bias_param": {"axis": integer("axis"), "num_axes": integer("num_axes"),
+                                       "filler": filler("filler")}},
+                       blobs=("bias",), blobs_for=lambda spec: () if len(spec.get("bottom") or []) == 2 else ("bias",))
     filler: FillerSpec = Field(default_factory=ConstantFiller)
 
     def build(self, ctx, bottoms):
@@ -193,6 +252,11 @@ class LRN(LayerSpec):
     here; so does this layer."""
 
     type: Literal["LRN"] = "LRN"
+    caffe = CaffeLayer({"lrn_param": {
+        "local_size": integer("local_size"), "alpha": number("alpha"), "beta": number("beta"), "k": number("k"),
+        "norm_region": choice("norm_region", {"ACROSS_CHANNELS": "across_channels",
+                                              "WITHIN_CHANNEL": "within_channel"}),
+        "engine": ENGINE}})
     local_size: int = Field(5, gt=0)
     alpha: float = 1.0
     beta: float = 0.75
@@ -232,6 +296,19 @@ class LRN(LayerSpec):
             scale = tc.exp(tc.log(denom) * -self.beta)
         return [tc.multiply(x, scale, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        n = self.local_size
+        if self.norm_region == "across_channels":
+            b.node("LRN", [xs[0]], [b.y(0)], size=int(n), alpha=float(self.alpha), beta=float(self.beta),
+                   bias=float(self.k))
+            return
+        x = xs[0]
+        pad = (n - 1) // 2
+        mean_sq = b.node("AveragePool", [b.node("Mul", [x, x])], kernel_shape=[n, n], strides=[1, 1],
+                         pads=[pad, pad, pad, pad], count_include_pad=1)
+        denom = b.affine(mean_sq, self.alpha, 1.0)
+        b.node("Mul", [x, b.node("Pow", [denom, b.const(-self.beta, "neg_beta")])], [b.y(0)])
+
 
 @register_layer
 class MVN(LayerSpec):
@@ -241,6 +318,8 @@ class MVN(LayerSpec):
 
     type: Literal["MVN"] = "MVN"
     flops_per_output: ClassVar[int | None] = 2
+    caffe = CaffeLayer({"mvn_param": {"normalize_variance": flag("normalize_variance"),
+                                      "across_channels": flag("across_channels"), "eps": number("eps")}})
     normalize_variance: bool = True
     across_channels: bool = False
     eps: float = Field(1e-9, ge=0)
@@ -258,6 +337,14 @@ class MVN(LayerSpec):
             y = y / (tc.sqrt(var) + self.eps)
         return [tc.identity(y, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        rank = len(ins[0])
+        d, var = b.moments(xs[0], range(1 if self.across_channels else 2, rank))
+        if not self.normalize_variance:
+            b.node("Identity", [d], [b.y(0)])
+            return
+        b.node("Div", [d, b.node("Add", [b.node("Sqrt", [var]), b.const(self.eps, "eps")])], [b.y(0)])
+
 
 @register_layer
 class Softmax(LayerSpec):
@@ -265,6 +352,7 @@ class Softmax(LayerSpec):
 
     type: Literal["Softmax"] = "Softmax"
     flops_per_output: ClassVar[int | None] = 3
+    caffe = CaffeLayer({"softmax_param": SOFTMAX_PARAM})
     axis: int = 1
 
     def build(self, ctx, bottoms):
@@ -272,3 +360,5 @@ class Softmax(LayerSpec):
         a = canonical_axis(self.axis, len(x.shape.as_list()))
         return [tc.nn.softmax(x, axis=a, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Softmax", [xs[0]], [b.y(0)], axis=self.axis % len(ins[0]))

@@ -29,6 +29,7 @@ from tfconf.engine import api as tc
 from tfconf.python_layer import PythonLayer
 
 from .base import LayerSpec, register_layer
+from .caffe_map import CaffeLayer, Ignored, text
 
 
 def _call(fn, bottoms, ctx, where):
@@ -59,6 +60,13 @@ class Python(LayerSpec):
 
     type: Literal["Python"] = "Python"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer(
+        {"python_param": {"module": text("module"), "layer": text("layer"), "param_str": text("param_str"),
+                          "share_in_parallel": Ignored("tfconf does not run data-parallel solvers")}},
+        note=lambda spec: ("a Caffe Python layer computes on arrays; a tfconf Python layer builds its output "
+                           "from tfconf ops (see tfconf/frontend/layers/python_layer.py): rewrite "
+                           f"{spec.get('module', '?')}.{spec.get('layer', '?')} before this net builds"))
+    onnx_absent = "its build is the user's own code, which has no fixed ONNX form"
     module: str = Field(min_length=1)
     layer: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -59,6 +59,21 @@ from tfconf.engine.ops.rnn import carried_state, gru_layer, lstm_layer, lstm_seq
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
+from .caffe_map import CaffeLayer, Fixed, Ignored, filler, integer
+
+
+def _recurrent_caffe(blobs):
+    """Caffe's recurrent_param, and the layer's blobs (a third bottom, the static input, adds its
+    weights after the bias as in Caffe)."""
+    return CaffeLayer(
+        {"recurrent_param": {"num_output": integer("num_output"), "weight_filler": filler("weight_filler"),
+                             "bias_filler": filler("bias_filler"),
+                             "debug_info": Ignored("tfconf's recurrent layers are ordinary ops; see tfconf draw"),
+                             "expose_hidden": Fixed(False, "tfconf carries the hidden state between batches "
+                                                           "itself")}},
+        blobs=blobs,
+        blobs_for=lambda spec: blobs[:2] + ("weights_static",) + blobs[2:] if len(spec.get("bottom") or []) == 3
+        else blobs)
 
 STATE_COLLECTION = "recurrent_state"
 
@@ -105,6 +120,8 @@ class _Recurrent(LayerSpec):
                                 "hidden sequences (the top gets 2·num_output features).")
 
     num_bottoms: ClassVar = (2, 3)
+    onnx_absent = ("ONNX's LSTM, GRU and RNN have no sequence-continuation input, the cont bottom these "
+                   "layers take")
     gates: ClassVar[int] = 1          # G: pre-activation blocks of size H
     state_names: ClassVar[tuple] = ("h",)
 
@@ -234,6 +251,7 @@ class LSTM(_Recurrent):
     """Long short-term memory (Caffe's LSTMLayer: gate order i, f, o, g)."""
 
     type: Literal["LSTM"] = "LSTM"
+    caffe = _recurrent_caffe(("weights_x", "bias", "weights_h"))
     gates: ClassVar[int] = 4
     state_names: ClassVar[tuple] = ("h", "c")
 
@@ -270,6 +288,7 @@ class RNN(_Recurrent):
     """Caffe's RNNLayer: a tanh recurrence h and a tanh output layer o = tanh(W_o h + b_o) (the top)."""
 
     type: Literal["RNN"] = "RNN"
+    caffe = _recurrent_caffe(("weights_x", "bias", "weights_h", "weights_o", "bias_o"))
     gates: ClassVar[int] = 1
 
     def extra_params(self, sfx, h):
@@ -289,6 +308,7 @@ class GRU(_Recurrent):
     """Gated recurrent unit (PyTorch's/cuDNN's form: gate order r, z, n, reset applied after W_h)."""
 
     type: Literal["GRU"] = "GRU"
+    caffe = _recurrent_caffe(("weights_x", "bias", "weights_h", "bias_h"))
     gates: ClassVar[int] = 3
 
     def extra_params(self, sfx, h):

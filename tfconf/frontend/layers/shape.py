@@ -13,6 +13,7 @@ from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
+from .caffe_map import CaffeLayer, choice, filler, flag, integer, number, shape
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -74,6 +75,7 @@ class Concat(LayerSpec):
 
     type: Literal["Concat"] = "Concat"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"concat_param": {"axis": integer("axis"), "concat_dim": integer("concat_dim")}})
     axis: int = 1
     concat_dim: int | None = Field(None, ge=0)
     num_bottoms: ClassVar = (1, None)
@@ -87,6 +89,12 @@ class Concat(LayerSpec):
             return [tc.identity(bottoms[0], name=self.name)]
         return [tc.concat(bottoms, axis, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        if len(xs) == 1:
+            b.node("Identity", xs, [b.y(0)])
+        else:
+            b.node("Concat", xs, [b.y(0)], axis=self.axis % len(ins[0]))
+
 
 @register_layer
 class Slice(LayerSpec):
@@ -95,6 +103,8 @@ class Slice(LayerSpec):
 
     type: Literal["Slice"] = "Slice"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"slice_param": {"axis": integer("axis"), "slice_point": integer("slice_point", "list"),
+                                        "slice_dim": integer("slice_dim")}})
     axis: int = 1
     slice_dim: int | None = Field(None, ge=0)
     slice_point: list[int] = Field(default_factory=list)
@@ -137,6 +147,14 @@ class Slice(LayerSpec):
             return [tc.identity(x, name=self.name)]
         return tc.split(x, sizes, axis=axis, name=self.name)
 
+    def to_onnx(self, b, xs, ins, outs):
+        axis = self.axis % len(ins[0])
+        if len(outs) == 1:
+            b.node("Identity", xs, [b.y(0)])
+            return
+        sizes = [int(o[axis]) for o in outs]
+        b.node("Split", [xs[0], b.const(sizes, "split", b.INT64)], [b.y(i) for i in range(len(outs))], axis=axis)
+
 
 @register_layer
 class Split(LayerSpec):
@@ -144,11 +162,16 @@ class Split(LayerSpec):
 
     type: Literal["Split"] = "Split"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer()
     num_tops: ClassVar = None
 
     def build(self, ctx, bottoms):
         (x,) = bottoms
         return [tc.identity(x, name=f"{self.name}_{i}") for i, _ in enumerate(self.output_names())]
+
+    def to_onnx(self, b, xs, ins, outs):
+        for i in range(len(outs)):
+            b.node("Identity", [xs[0]], [b.y(i)])
 
 
 # ---------------------------------------------------------------------------- Eltwise
@@ -158,6 +181,8 @@ class Eltwise(LayerSpec):
     bottoms. Max sends the gradient to the first bottom holding the maximum."""
 
     type: Literal["Eltwise"] = "Eltwise"
+    caffe = CaffeLayer({"eltwise_param": {"operation": choice("operation", {"PROD": "prod", "SUM": "sum", "MAX": "max"}),
+                                          "coeff": number("coeff", "list"), "stable_prod_grad": flag("stable_prod_grad")}})
     operation: Literal["sum", "prod", "max"] = "sum"
     coeff: list[float] = Field(default_factory=list)
     stable_prod_grad: bool = True  # accepted for Caffe files; autodiff is exact either way
@@ -189,6 +214,18 @@ class Eltwise(LayerSpec):
             y = fn(y, b)
         return [tc.identity(y, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        if self.operation == "sum":
+            terms = [x if not self.coeff or self.coeff[i] == 1 else b.node("Mul", [x, b.const(self.coeff[i], "coeff")])
+                     for i, x in enumerate(xs)]
+            b.node("Sum", terms, [b.y(0)])
+        elif self.operation == "max":
+            b.node("Max", xs, [b.y(0)])
+        else:
+            y = xs[0]
+            for i, x in enumerate(xs[1:], 1):
+                y = b.node("Mul", [y, x], [b.y(0)] if i == len(xs) - 1 else None)
+
 
 # ---------------------------------------------------------------------------- Flatten / Reshape
 @register_layer
@@ -197,6 +234,7 @@ class Flatten(LayerSpec):
 
     type: Literal["Flatten"] = "Flatten"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"flatten_param": {"axis": integer("axis"), "end_axis": integer("end_axis")}})
     axis: int = 1
     end_axis: int = -1
 
@@ -210,6 +248,9 @@ class Flatten(LayerSpec):
         dims = [dim_of(x, i) for i in range(rank)]
         return [reshape_to(x, dims[:a] + [prod_dims(dims[a:e + 1])] + dims[e + 1:], name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        b.reshape_to(xs[0], outs[0], copy_leading=self.axis % len(ins[0]))
+
 
 @register_layer
 class Reshape(LayerSpec):
@@ -219,6 +260,8 @@ class Reshape(LayerSpec):
 
     type: Literal["Reshape"] = "Reshape"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"reshape_param": {"shape": shape("shape"), "axis": integer("axis"),
+                                          "num_axes": integer("num_axes")}})
     shape: list[int]
     axis: int = 0
     num_axes: int = Field(-1, ge=-1)
@@ -277,6 +320,12 @@ class Reshape(LayerSpec):
                                  f"into {self.shape}: the element counts differ")
         return [reshape_to(x, target, name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        if self.axis == 0 and self.num_axes == -1:  # Caffe's 0 (copy) and -1 (infer) are ONNX's
+            b.node("Reshape", [xs[0], b.const(self.shape, "shape", b.INT64)], [b.y(0)])
+        else:
+            b.reshape_to(xs[0], outs[0])
+
 
 # ---------------------------------------------------------------------------- Crop / Tile
 @register_layer
@@ -286,6 +335,7 @@ class Crop(LayerSpec):
 
     type: Literal["Crop"] = "Crop"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"crop_param": {"axis": integer("axis"), "offset": integer("offset", "list")}})
     axis: int = 2
     offset: list[int] = Field(default_factory=list)
     num_bottoms: ClassVar = (2, 2)
@@ -321,6 +371,15 @@ class Crop(LayerSpec):
             key.append(slice(off, off + rs[i]))
         return [tc.identity(x[tuple(key)], name=self.name)]
 
+    def to_onnx(self, b, xs, ins, outs):
+        x_shape, ref = ins
+        a = self.axis % len(x_shape)
+        axes = list(range(a, len(x_shape)))
+        offs = [0 if not self.offset else self.offset[0 if len(self.offset) == 1 else i - a] for i in axes]
+        ends = [o + int(ref[i]) for o, i in zip(offs, axes)]
+        b.node("Slice", [xs[0], b.const(offs, "starts", b.INT64), b.const(ends, "ends", b.INT64),
+                         b.const(axes, "axes", b.INT64)], [b.y(0)])
+
 
 @register_layer
 class Tile(LayerSpec):
@@ -328,6 +387,7 @@ class Tile(LayerSpec):
 
     type: Literal["Tile"] = "Tile"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"tile_param": {"axis": integer("axis"), "tiles": integer("tiles")}})
     axis: int = 1
     tiles: int = Field(gt=0)
 
@@ -336,6 +396,12 @@ class Tile(LayerSpec):
         rank = len(x.shape.as_list())
         a = canonical_axis(self.axis, rank)
         return [tc.tile(x, [self.tiles if i == a else 1 for i in range(rank)], name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        rank = len(ins[0])
+        a = self.axis % rank
+        b.node("Tile", [xs[0], b.const([self.tiles if i == a else 1 for i in range(rank)], "repeats", b.INT64)],
+               [b.y(0)])
 
 
 # ---------------------------------------------------------------------------- Reduction / ArgMax
@@ -346,6 +412,9 @@ class Reduction(LayerSpec):
 
     type: Literal["Reduction"] = "Reduction"
     flops_per_output: ClassVar[int | None] = 1
+    caffe = CaffeLayer({"reduction_param": {
+        "operation": choice("operation", {"SUM": "sum", "ASUM": "asum", "SUMSQ": "sumsq", "MEAN": "mean"}),
+        "axis": integer("axis"), "coeff": number("coeff")}})
     operation: Literal["sum", "asum", "sumsq", "mean"] = "sum"
     axis: int = 0
     coeff: float = 1.0
@@ -361,6 +430,18 @@ class Reduction(LayerSpec):
         red = tc.reduce_mean if self.operation == "mean" else tc.reduce_sum
         y = red(v, axes) if axes else v
         return [tc.identity(y if self.coeff == 1 else y * self.coeff, name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        rank = len(ins[0])
+        axes = list(range(self.axis % rank, rank))
+        op = {"sum": "ReduceSum", "mean": "ReduceMean", "asum": "ReduceL1", "sumsq": "ReduceSumSquare"}[self.operation]
+        last = [b.y(0)] if self.coeff == 1 else None
+        if op == "ReduceSum":  # axes is an input from opset 13 on, an attribute for the others until 18
+            y = b.node(op, [xs[0], b.const(axes, "axes", b.INT64)], last, keepdims=0)
+        else:
+            y = b.node(op, [xs[0]], last, axes=axes, keepdims=0)
+        if self.coeff != 1:
+            b.node("Mul", [y, b.const(self.coeff, "coeff")], [b.y(0)])
 
 
 def _top_k_rows(x2, k):
@@ -389,6 +470,9 @@ class ArgMax(LayerSpec):
 
     type: Literal["ArgMax"] = "ArgMax"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"argmax_param": {"out_max_val": flag("out_max_val"), "top_k": integer("top_k"),
+                                         "axis": integer("axis")}})
+    onnx_absent = "ONNX's TopK breaks ties by the lower index, Caffe's ArgMax by the higher"
     out_max_val: bool = False
     top_k: int = Field(1, gt=0)
     axis: int | None = None
@@ -434,6 +518,10 @@ class Embed(LayerSpec):
 
     type: Literal["Embed"] = "Embed"
     flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"embed_param": {"num_output": integer("num_output"), "input_dim": integer("input_dim"),
+                                        "bias_term": flag("bias_term"), "weight_filler": filler("weight_filler"),
+                                        "bias_filler": filler("bias_filler")}},
+                       blobs=("weights", "bias"), legacy_ranks={"weights": 2})
     num_output: int = Field(gt=0)
     input_dim: int = Field(gt=0)
     bias_term: bool = True
@@ -450,3 +538,11 @@ class Embed(LayerSpec):
         if self.bias_term:
             y = y + ctx.param(1, "bias", [self.num_output], self.bias_filler)
         return [tc.identity(y, name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        x = xs[0]
+        if b.dtypes.get(x, "float32") not in ("int32", "int64"):
+            x = b.cast(x, "int64")
+        y = b.node("Gather", [b.param(0, "weights"), x], None if self.bias_term else [b.y(0)], axis=0)
+        if self.bias_term:
+            b.node("Add", [y, b.param(1, "bias")], [b.y(0)])

@@ -11,6 +11,21 @@ from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
+from .caffe_map import ENGINE, CaffeLayer, Fixed, choice, filler, flag, integer
+
+#: Caffe's convolution_param, for Convolution and Deconvolution
+_CONV_PARAM = {
+    "num_output": integer("num_output"), "bias_term": flag("bias_term"),
+    "pad": integer("pad", "pair"), "kernel_size": integer("kernel_size", "pair"), "stride": integer("stride", "pair"),
+    "dilation": integer("dilation", "pair"),
+    "pad_h": integer("pad_h"), "pad_w": integer("pad_w"), "kernel_h": integer("kernel_h"),
+    "kernel_w": integer("kernel_w"), "stride_h": integer("stride_h"), "stride_w": integer("stride_w"),
+    "group": integer("group"), "weight_filler": filler("weight_filler"), "bias_filler": filler("bias_filler"),
+    "engine": ENGINE,
+    "axis": Fixed(1, "tfconf convolves NCHW images over axis 1"),
+    "force_nd_im2col": Fixed(False, "tfconf has one 2-D convolution"),
+}
+_CONV_CAFFE = CaffeLayer({"convolution_param": _CONV_PARAM}, blobs=("weights", "bias"), legacy_ranks={"weights": 4})
 
 
 def _pair(v, name):
@@ -90,12 +105,20 @@ class _ConvBase(_Spatial):
     def dilations(self):
         return _pair(self.dilation, "dilation")
 
+    def _onnx_conv(self, b, op_type, xs):
+        kh, kw = self.kernel()
+        (sh, sw), (ph, pw), (dh, dw) = self.strides(), self.pads(), self.dilations()
+        inputs = [xs[0], b.param(0, "weights")] + ([b.param(1, "bias")] if self.bias_term else [])
+        b.node(op_type, inputs, [b.y(0)], kernel_shape=b.ints([kh, kw]), strides=b.ints([sh, sw]),
+               pads=b.ints([ph, pw, ph, pw]), dilations=b.ints([dh, dw]), group=int(self.group))
+
 
 @register_layer
 class Convolution(_ConvBase):
     """y = conv(x, W) + b with W of shape [num_output, C/group, kh, kw] (Caffe's layout)."""
 
     type: Literal["Convolution"] = "Convolution"
+    caffe = _CONV_CAFFE
 
     def flops(self, bottoms, outs, weights, axis=0) -> int:
         # 2 · out elements · (C_in/group · kh · kw), + out elements for the bias
@@ -118,12 +141,16 @@ class Convolution(_ConvBase):
             y = tc.nn.bias_add(y, ctx.param(1, "bias", [self.num_output], self.bias_filler))
         return [y]
 
+    def to_onnx(self, b, xs, ins, outs):
+        self._onnx_conv(b, "Conv", xs)
+
 
 @register_layer
 class Deconvolution(_ConvBase):
     """The adjoint of Convolution (Caffe's layout: W is [C_in, num_output/group, kh, kw])."""
 
     type: Literal["Deconvolution"] = "Deconvolution"
+    caffe = _CONV_CAFFE
 
     def flops(self, bottoms, outs, weights, axis=0) -> int:
         # 2 · in elements · (C_out/group · kh · kw), + out elements for the bias
@@ -148,12 +175,24 @@ class Deconvolution(_ConvBase):
             y = tc.nn.bias_add(y, ctx.param(1, "bias", [self.num_output], self.bias_filler))
         return [y]
 
+    def to_onnx(self, b, xs, ins, outs):
+        self._onnx_conv(b, "ConvTranspose", xs)
+
 
 @register_layer
 class Pooling(_Spatial):
     """Max or average pooling with Caffe's output size: ceil((H + 2·pad - k) / stride) + 1."""
 
     type: Literal["Pooling"] = "Pooling"
+    caffe = CaffeLayer({"pooling_param": {
+        "pool": choice("pool", {"MAX": "max", "AVE": "ave"},
+                       {"STOCHASTIC": "STOCHASTIC pooling is not supported by tfconf (MAX, AVE are)"}),
+        "kernel_size": integer("kernel_size", "pair"), "stride": integer("stride", "pair"),
+        "pad": integer("pad", "pair"), "kernel_h": integer("kernel_h"), "kernel_w": integer("kernel_w"),
+        "stride_h": integer("stride_h"), "stride_w": integer("stride_w"), "pad_h": integer("pad_h"),
+        "pad_w": integer("pad_w"), "global_pooling": flag("global_pooling"),
+        "round_mode": choice("round_mode", {"CEIL": "ceil", "FLOOR": "floor"}),
+        "engine": ENGINE}})
     pool: Literal["max", "ave"] = "max"
     global_pooling: bool = False
     round_mode: Literal["ceil", "floor"] = "ceil"
@@ -192,3 +231,29 @@ class Pooling(_Spatial):
         fn = tc.nn.max_pool if self.pool == "max" else tc.nn.avg_pool
         kwargs = {} if self.pool == "max" else {"count_include_pad": True}
         return [fn(x, (kh, kw), (sh, sw), padding=(ph, pw), ceil_mode=ceil, name=self.name, **kwargs)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        x = xs[0]
+        is_max = self.pool == "max"
+        if self.global_pooling:
+            b.node("GlobalMaxPool" if is_max else "GlobalAveragePool", [x], [b.y(0)])
+            return
+        _, _, h, w = ins[0]
+        oh, ow = outs[0][2], outs[0][3]
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel(), self.strides(), self.pads()
+        # NOTE: ONNX's ceil_mode does not drop a last window that would start in the padding
+        # (Caffe's rule), and runtimes disagree there: pad the end explicitly so that floor mode
+        # gives tfconf's size; always less than the kernel minus the padding.
+        eh = max(0, (oh - 1) * sh + kh - (h + 2 * ph))
+        ew = max(0, (ow - 1) * sw + kw - (w + 2 * pw))
+        common = dict(kernel_shape=b.ints([kh, kw]), strides=b.ints([sh, sw]))
+        if is_max:  # padding never wins a max
+            b.node("MaxPool", [x], [b.y(0)], pads=b.ints([ph, pw, ph + eh, pw + ew]), **common)
+        elif eh == 0 and ew == 0:
+            b.node("AveragePool", [x], [b.y(0)], pads=b.ints([ph, pw, ph, pw]), count_include_pad=1, **common)
+        else:
+            # Caffe's divisor counts the padding but not the overhang past it: pad with real zeros,
+            # then let the overhang be ONNX padding that the divisor leaves out.
+            if ph or pw:
+                x = b.node("Pad", [x, b.const([0, 0, ph, pw, 0, 0, ph, pw], "pads", b.INT64)])
+            b.node("AveragePool", [x], [b.y(0)], pads=b.ints([0, 0, eh, ew]), count_include_pad=0, **common)
