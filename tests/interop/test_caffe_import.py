@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from tfconf.frontend.errors import ConfigError
-from tfconf.interop.caffe_import import convert, supported_types
+from tfconf.interop.caffe_import import convert
 from tfconf.interop.prototxt import parse_file
 
 from ..cli.util import LOCATED, REPO, invoke, run
+from ..frontend.layers.test_registry import MINIMAL
 
 CAFFE = Path(__file__).parent / "caffe"
 NETS = {  # net → its solver (None: a deploy net or a test net)
@@ -49,13 +50,65 @@ def import_args(net, out):
 
 
 # ------------------------------------------------------------------------------------ coverage
-def test_the_test_nets_use_every_layer_type():
-    used = set()
-    for net in NETS:
-        for kind in ("layer", "layers"):
-            used |= {f.value.first("type").value for f in parse_file(str(CAFFE / f"{net}.prototxt")).all(kind)}
-    # Python layers need a module of the user's; their mapping is checked in test_python_layer below
-    assert set(supported_types()) - {"Python"} <= used
+def _prototxt_value(entry, value):
+    """``value`` of a spec field as the Caffe field that carries it (``entry``) writes it."""
+    from tfconf.frontend.layers.caffe_map import FILLER, SHAPE, Choice
+
+    if isinstance(entry.kind, Choice):
+        return next(k for k, v in entry.kind.mapping.items() if v == value)
+    if entry.kind == SHAPE:
+        return "{ " + " ".join(f"dim: {d if d is not None else -1}" for d in value) + " }"
+    if entry.kind == FILLER:
+        return f'{{ type: "{value}" }}'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _as_prototxt(type_name, extra, shapes):
+    """A net of the layer registry's minimal ``type_name`` layer, written in Caffe's prototxt
+    through the layer's own ``caffe`` declaration (each spec field under the message that carries it)."""
+    from tfconf.frontend.layers import LAYERS
+    from tfconf.frontend.layers.caffe_map import Carry
+
+    lines = ['name: "one"']
+    for name, shape in shapes.items():
+        dims = (2,) if shape == "labels" else shape
+        lines.append(f'input: "{name}" input_shape {{ {" ".join(f"dim: {d}" for d in dims)} }}')
+    body = ['name: "l"', f'type: "{type_name}"']
+    body += [f'bottom: "{b}"' for b in extra.get("bottom", list(shapes)[:1])]
+    body += [f'top: "{t}"' for t in extra.get("top", ["l"])]
+    messages: dict = {}
+    for key, value in extra.items():
+        if key in ("bottom", "top"):
+            continue
+        carriers = [(m, f, e) for m, fields in LAYERS[type_name].caffe.params.items()
+                    for f, e in fields.items() if isinstance(e, Carry) and e.key == key]
+        assert carriers, f"{type_name}: no Caffe field carries {key!r}"
+        message, field, entry = carriers[0]
+        values = value if entry.card == "list" or (entry.card == "pair" and isinstance(value, list)) else [value]
+        messages.setdefault(message, []).extend(f"{field}: {_prototxt_value(entry, v)}" for v in values)
+    body += [f"{m} {{ {' '.join(fields)} }}" for m, fields in messages.items()]
+    lines.append("layer { " + " ".join(body) + " }")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("type_name", sorted(MINIMAL))
+def test_every_layer_type_imports_from_the_prototxt_its_declaration_writes(type_name, tmp_path):
+    # coverage follows from the layer registry: each layer's minimal spec, written as Caffe would
+    # write it, imports back to the same spec (Caffe's constant weight_filler default aside)
+    from tfconf.frontend.layers import LAYERS
+
+    extra, shapes = MINIMAL[type_name]
+    path = tmp_path / "one.prototxt"
+    path.write_text(_as_prototxt(type_name, extra, shapes))
+    (spec,) = [s for s in convert(str(path)).layers if s["name"] == "l"]
+    cls = LAYERS[type_name]
+    drop = {"weight_filler", "top"}
+    written = {"name": "l", "type": type_name, "bottom": list(shapes)[:1] or None, **extra}
+    want = cls.model_validate(written).model_dump(exclude=drop)
+    got = cls.model_validate(spec).model_dump(exclude=drop)
+    assert got == want
 
 
 def test_shared_files_are_copies_of_shared_caffe():
