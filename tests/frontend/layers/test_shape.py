@@ -320,3 +320,49 @@ def test_embed_int_indices_without_bias():
     net = build([layer], {"data": idx})
     assert sorted(net.params) == ["emb/weights"]
     np.testing.assert_allclose(net.run("emb"), np.full((3, 2), 0.5))
+
+
+# ---------------------------------------------------------------------------- BatchReindex
+def test_batch_reindex():
+    layer = {"name": "r", "type": "BatchReindex", "bottom": ["data", "perm"]}
+    roundtrip(layer)
+    x = _r((4, 2, 3), 1)
+    perm = np.array([3.0, 0.0, 3.0, 1.9, 2.0])  # Caffe's float indices, truncated; 3 picked twice
+    net = build([layer], {"data": x, "perm": perm})
+    y = net.run("r")
+    assert y.shape == (5, 2, 3)
+    np.testing.assert_array_equal(y, x[[3, 0, 3, 1, 2]])
+    net.grad_check("r", ["data"])  # the repeated pick's gradient is the sum of both
+    for bad in (-1.0, 4.0):  # outside [0, N): an error naming the layer, not a wrapped pick
+        with pytest.raises(tc.errors.OpError, match="r"):
+            net.run("r", feeds={"perm": np.array([0.0, 1.0, bad, 2.0, 3.0])})
+
+
+def test_batch_reindex_wants_a_vector_of_indices():
+    with pytest.raises(NetBuildError, match="one index per output example"):
+        build([{"name": "r", "type": "BatchReindex", "bottom": ["data", "perm"]}],
+              {"data": _r((4, 2)), "perm": np.zeros((2, 1))})
+
+
+def test_batch_reindex_imports_from_caffe_and_exports_to_onnx(tmp_path):
+    from tfconf.frontend import config as cfgmod
+    from tfconf.interop.caffe_import import convert
+
+    net = tmp_path / "net.prototxt"
+    net.write_text('name: "reindex"\ninput: "data"\ninput_shape { dim: 4 dim: 2 dim: 3 }\n'
+                   'input: "perm"\ninput_shape { dim: 5 }\n'
+                   'layer { name: "r" type: "BatchReindex" bottom: "data" bottom: "perm" top: "r" }\n')
+    result = convert(str(net))
+    assert {"name": "r", "type": "BatchReindex", "bottom": ["data", "perm"]} in result.layers  # (top r: its name)
+    (tmp_path / "net.yaml").write_text(result.yaml)
+    cfg = cfgmod.load(str(tmp_path / "net.yaml"))
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from tfconf.interop.onnx_export import export_onnx
+
+    model = export_onnx(cfg, {})
+    onnx.checker.check_model(model, full_check=True)
+    x, perm = _r((4, 2, 3), 2).astype(np.float32), np.array([1, 3, 3, 0, 2], np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"data": x, "perm": perm})
+    np.testing.assert_array_equal(y, x[[1, 3, 3, 0, 2]])

@@ -1,5 +1,5 @@
 """Layers that move, combine or summarise values: Concat, Slice, Split, Eltwise, Flatten, Reshape,
-Crop, Tile, Reduction, ArgMax, Embed. Also the axis and reshape helpers the other families use."""
+Crop, Tile, Reduction, ArgMax, BatchReindex, Embed. Also the axis and reshape helpers the other families use."""
 
 from __future__ import annotations
 
@@ -508,6 +508,37 @@ class ArgMax(LayerSpec):
         if a != rank - 1:
             y = tc.transpose(y, list(np.argsort(perm)))
         return [tc.identity(y, name=self.name)]
+
+
+# ---------------------------------------------------------------------------- BatchReindex
+@register_layer
+class BatchReindex(LayerSpec):
+    """y[k] = x[permut[k]]: the examples of the first bottom picked (and repeated or dropped) by the
+    second, a vector of K indices into axis 0 (floats in Caffe, truncated; integers accepted).
+    The top is [K, ...]. The gradient reaches x only, summed over repeated picks, as in Caffe. An
+    index outside [0, N) is a run-time error naming the layer's Gather (Caffe: a CHECK failure)."""
+
+    type: Literal["BatchReindex"] = "BatchReindex"
+    flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer()
+    num_bottoms: ClassVar = (2, 2)
+
+    def build(self, ctx, bottoms):
+        x, permut = bottoms
+        if len(permut.shape.as_list()) != 1:
+            raise ValueError(f"BatchReindex's second bottom holds one index per output example (a vector); "
+                             f"{permut.name} has shape {permut.shape.as_list()}")
+        idx = permut if permut.dtype in (tc.int32, tc.int64) else tc.cast(permut, tc.int64)
+        idx = tc.cast(idx, tc.int64)
+        # numpy's take counts a negative index from the end: send it past the end instead, where
+        # the gather refuses it
+        n = tc.cast(tc.shape(x)[0], tc.int64)
+        idx = tc.where(tc.less(idx, tc.zeros_like(idx)), tc.zeros_like(idx) + n, idx)
+        return [tc.gather(x, idx, name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        idx = xs[1] if b.dtypes.get(xs[1], "float32") == "int64" else b.cast(xs[1], "int64")
+        b.node("Gather", [xs[0], idx], [b.y(0)], axis=0)
 
 
 # ---------------------------------------------------------------------------- Embed
