@@ -56,3 +56,69 @@ def test_no_module_of_tfconf_imports_the_facade():
     graph = grimp.build_graph("tfconf")
     assert graph.find_modules_that_directly_import("tfconf") == set()
     assert "tfconf.frontend.layers.vision" in graph.find_modules_that_directly_import("tfconf.engine.api")
+
+
+def _tfconf_imports():
+    """{module: (module-level tfconf imports, [(function-local tfconf import, line)])} from the source."""
+    import ast
+
+    pkg_root = os.path.join(ROOT, "tfconf")
+    files = {}
+    for dirpath, _, names in os.walk(pkg_root):
+        for n in names:
+            if n.endswith(".py"):
+                rel = os.path.relpath(os.path.join(dirpath, n), ROOT)[:-3].replace(os.sep, ".")
+                files[rel[:-9] if rel.endswith(".__init__") else rel] = os.path.join(dirpath, n)
+
+    def targets(module, node):
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        package = module if files[module].endswith("__init__.py") else module.rsplit(".", 1)[0]
+        base = node.module or ""
+        if node.level:
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+            base = ".".join(parts + ([base] if base else []))
+        return [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+
+    out = {}
+    for module, path in files.items():
+        top, local = set(), []
+
+        def walk(node, in_function):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.Import, ast.ImportFrom)):
+                    for t in targets(module, child):
+                        if t.startswith("tfconf"):
+                            (local.append((t, child.lineno)) if in_function else top.add(t))
+                elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    walk(child, True)
+                elif not (isinstance(child, ast.If) and getattr(child.test, "id", "") == "TYPE_CHECKING"):
+                    walk(child, in_function)
+
+        with open(path) as f:
+            walk(ast.parse(f.read()), False)
+        out[module] = (top, local)
+    return out
+
+
+def test_no_function_local_import_dodges_a_cycle():
+    # a function-local import is for an optional or heavy dependency, never to hide a cycle: the
+    # module it imports must not import (at module level, transitively) the module importing it
+    imports = _tfconf_imports()
+
+    def reaches(start, goal):
+        seen, stack = set(), [start]
+        while stack:
+            m = stack.pop()
+            if m == goal:
+                return True
+            if m in seen or m not in imports:
+                continue
+            seen.add(m)
+            stack.extend(imports[m][0])
+        return False
+
+    dodging = [f"{m}:{line} imports {t} inside a function; {t} imports {m}"
+               for m, (_, local) in imports.items() for t, line in local if reaches(t, m)]
+    assert not dodging, "\n".join(dodging)
+    assert sum(len(local) for _, local in imports.values()) > 0  # the scan sees function-local imports

@@ -13,7 +13,7 @@ from .dtypes import (  # noqa: F401
 )
 from .graph import (  # noqa: F401
     Graph, GraphError, Operation, Tensor, add_to_collection, colocate_with, control_dependencies,
-    device, get_collection, get_default_graph, name_scope, reset_default_graph,
+    device, get_collection, get_default_graph, get_default_session, name_scope, reset_default_graph,
 )
 from .ops.array import (  # noqa: F401
     concat, expand_dims, gather, one_hot, pad, reshape, slice_ as slice, split, squeeze, stack, tile,
@@ -36,7 +36,7 @@ from .ops.reduce import (  # noqa: F401
     argmax, argmin, reduce_max, reduce_mean, reduce_min, reduce_prod, reduce_sum,
 )
 from .run_config import RunMetadata, RunOptions, SessionConfig  # noqa: F401
-from .session import InteractiveSession, Session, get_default_session  # noqa: F401
+from .session import InteractiveSession, Session  # noqa: F401
 from .shapes import TensorShape  # noqa: F401
 from .variables import (  # noqa: F401
     GLOBAL_VARIABLES, TRAINABLE_VARIABLES, Variable, assign, assign_add, assign_sub,

@@ -84,8 +84,6 @@ class Tensor:
         return list(self._consumers)
 
     def eval(self, feed_dict=None, session=None):
-        from .session import _session_for
-
         return _session_for(session, self.graph).run(self, feed_dict)
 
     def __repr__(self):
@@ -145,8 +143,6 @@ class Operation:
         return self.attrs[name]
 
     def run(self, feed_dict=None, session=None):
-        from .session import _session_for
-
         _session_for(session, self.graph).run(self, feed_dict)
 
     def describe(self) -> str:
@@ -444,6 +440,26 @@ class Graph:
 
 _default_graph = Graph()
 _default_graph_stack = []
+
+
+#: the sessions made the default by ``with sess:`` / ``as_default()`` / InteractiveSession, innermost
+#: last (here, as in TF1's ops.py, so that Tensor.eval needs nothing above the graph)
+_default_session_stack: list = []
+
+
+def get_default_session():
+    return _default_session_stack[-1] if _default_session_stack else None
+
+
+def _session_for(session, graph):
+    s = session if session is not None else get_default_session()
+    if s is None:
+        raise ValueError(
+            "Cannot evaluate without a session: pass session=... or use `with tc.Session() as sess:`."
+        )
+    if s.graph is not graph:
+        raise ValueError("The session's graph is not the graph of the element being evaluated.")
+    return s
 
 
 def get_default_graph() -> Graph:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import errors
 from .executor import ParallelExecutor, run_checked, run_serial
-from .graph import Operation, Tensor, get_default_graph
+from .graph import Operation, Tensor, _default_session_stack, get_default_graph
 from .fetches import aliases, check_unfed, convert_feed, flatten, rebuild
 from .rewrite.ir import user_op
 from .rewrite.pipeline import RewriteConfig
@@ -69,9 +69,6 @@ class _Compiled:
         self.feed_xp = None         # the array module feeds move to (a GPU plan's), None: numpy
         self.kernel_plan = None     # the kernel-choice stage's KernelPlan
         self.cores = None           # a context manager that gives oneDNN the cores (threads.py)
-
-
-_default_session_stack = []
 
 
 def resolve_run(graph, elements, feed_keys):
@@ -416,16 +413,3 @@ class InteractiveSession(Session):
         super().close()
 
 
-def get_default_session():
-    return _default_session_stack[-1] if _default_session_stack else None
-
-
-def _session_for(session, graph):
-    s = session if session is not None else get_default_session()
-    if s is None:
-        raise ValueError(
-            "Cannot evaluate without a session: pass session=... or use `with tc.Session() as sess:`."
-        )
-    if s.graph is not graph:
-        raise ValueError("The session's graph is not the graph of the element being evaluated.")
-    return s

@@ -18,9 +18,9 @@ from .errors import (  # noqa: F401
 from .loader import (  # noqa: F401
     Dumper, LoadedConfig, Loader, SourceMap, dump_yaml, load_config, load_config_string, parse_override,
 )
+from .model_lookup import model_at, model_by_name  # noqa: F401
 from .schema_base import (  # noqa: F401
     FiniteFloat, IntPair, Name, NonNegFloat, NonNegInt, NonNegIntPair, PositiveFloat, PositiveInt,
-    PositiveIntPair, Probability, StrictModel, located, located_errors, model_at, model_by_name,
-    validate_section,
+    PositiveIntPair, Probability, StrictModel, located, located_errors, validate_section,
 )
 from .solver_schema import LR_POLICIES, SOLVER_TYPES, LrPolicy, Solver, Warmup, learning_rate  # noqa: F401

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from tfconf.errors import UserError, suggest
 
+from .model_lookup import model_at, model_by_name, union_tags_at
+
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel, ValidationError
 
@@ -338,13 +340,6 @@ def _resolve_path(loc: Sequence, data: Any, keep_last: bool) -> tuple[tuple, boo
     return tuple(path), dropped
 
 
-def _model_at(root: Any, loc: Sequence) -> Any:
-    """The pydantic model class that validates the value at ``loc`` (best effort; None if unknown)."""
-    from .schema_base import model_at  # local import: schema_base imports this module
-
-    return model_at(root, loc)
-
-
 def from_pydantic(validation_error: "ValidationError", loaded_config: "LoadedConfig | None" = None,
                   root_path: Sequence = (), *, model: "type[BaseModel] | None" = None,
                   data: Any = MISSING) -> "ConfigError":
@@ -362,8 +357,6 @@ def from_pydantic(validation_error: "ValidationError", loaded_config: "LoadedCon
     if data is MISSING:
         data = _get(whole, root_path)
     if model is None:
-        from .schema_base import model_by_name
-
         model = model_by_name(validation_error.title)
 
     issues: list[ConfigIssue] = []
@@ -380,7 +373,7 @@ def from_pydantic(validation_error: "ValidationError", loaded_config: "LoadedCon
             rel = rel + sub
         if kind == "extra_forbidden":
             key = loc[-1] if loc else None
-            owner = _model_at(model, loc[:-1]) if model is not None else None
+            owner = model_at(model, loc[:-1]) if model is not None else None
             if owner is not None:
                 names = _field_names(owner)
                 synonyms = getattr(owner, "__synonyms__", {}) or {}
@@ -391,8 +384,6 @@ def from_pydantic(validation_error: "ValidationError", loaded_config: "LoadedCon
                 else:
                     message = f"unknown key; valid keys: {_known_list(names)}"
         elif kind == "union_tag_not_found" and model is not None:
-            from .schema_base import union_tags_at
-
             tags = union_tags_at(model, loc, str(ctx.get("discriminator", "'type'")).strip("'"))
             if tags:
                 message += f" (one of: {_known_list(tags)})"

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Callable
+from typing import Any
 
 from tfconf.errors import did_you_mean
 from tfconf.frontend.errors import MISSING, ConfigError, ConfigIssue, Location

@@ -11,7 +11,7 @@ from ..dtypes import as_dtype, bool_
 from ..graph import Tensor
 from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
-from .core import binary_inputs, convert_to_tensor, make, reduce_to_like, same_as_input, zeros_like
+from .core import binary_inputs, convert_to_tensor, make, ones_like, reduce_to_like, same_as_input, zeros_like
 
 
 # ---------------------------------------------------------------------------- unary table
@@ -201,14 +201,8 @@ def _bin_grad(fx, fy):
 def _pow_y_grad(op, dy):
     x, y = op.inputs
     z = op.outputs[0]
-    safe_log = where(x > 0, log(where(x > 0, x, ones_like_(x))), zeros_like(x))
+    safe_log = where(x > 0, log(where(x > 0, x, ones_like(x))), zeros_like(x))
     return dy * z * safe_log
-
-
-def ones_like_(x):
-    from .core import ones_like
-
-    return ones_like(x)
 
 
 #: 4-D float32 operands run as oneDNN binary primitives in the layout they come in
