@@ -63,6 +63,11 @@ class OpDef:
     #: ``variables(op) -> names``: the Variables (VariableV2 ops' names) the op reads or updates
     #: through the session's variable store; placement keeps them on the Variable's device
     variables = None
+    #: ``composite(*inputs, **attrs) -> output(s)``: the same function built from other ops, on an
+    #: op kept as one op only because it is faster or more stable that way (a fused op: one pass
+    #: over memory, a stable formula, a provider's kernel); tests/engine/ops/test_composites.py
+    #: checks every op against its composite, in value and gradient. None: a primitive
+    composite = None
     #: True for ops whose output is storage they keep (a Variable's value, a constant): a later
     #: step never overwrites it in place
     keeps_output = False

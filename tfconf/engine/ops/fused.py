@@ -80,16 +80,12 @@ class SoftmaxCrossEntropyWithLogits(OpDef):
             dz = dz + (proj - dback)
         return [dx, dz]
 
+    def composite(logits, labels, need_backprop=True):  # stable, one pass for loss and backprop
+        from .nn import log_softmax, softmax
+        from .reduce import reduce_sum
 
-def softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
-    """The per-example loss of the fused op (last axis)."""
-    if labels is None or logits is None:
-        raise ValueError("softmax_cross_entropy_with_logits needs labels= and logits=")
-    x = convert_to_tensor(logits)
-    z = convert_to_tensor(labels, dtype=x.dtype, graph=x.graph)
-    op = graph_of(x).create_op("SoftmaxCrossEntropyWithLogits", [x, z], None,
-                               name or "SoftmaxCrossEntropyWithLogits")
-    return op.outputs[0]
+        return [-reduce_sum(labels * log_softmax(logits), -1),
+                softmax(logits) * reduce_sum(labels, -1, keepdims=True) - labels]
 
 
 # ---------------------------------------------------------------------------- conv + bias + relu
@@ -180,6 +176,10 @@ class FusedConv2D(OpDef):
         dw = make("Conv2DBackpropFilter", [x, dz], dict(conv, filter_shape=w._shape))
         return [dx, dw, reduce_to_like(dz, b)]
 
+    def composite(x, w, b, activation=None, **conv):  # the bias and ReLU on the fresh output
+        z = make("Conv2D", [x, w], {a: conv[a] for a in CONV_ATTRS}) + b
+        return make("Relu", [z]) if activation == "Relu" else z
+
 
 @register
 class FusedMatMul(OpDef):
@@ -239,6 +239,12 @@ class FusedMatMul(OpDef):
             return [matmul(dz, b), matmul(dz, a, transpose_a=True), reduce_to_like(dz, bias)]
         return [matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True), reduce_to_like(dz, bias)]
 
+    def composite(a, b, bias, activation=None, transpose_b=False):  # the bias and ReLU on the product
+        from .math import matmul
+
+        z = matmul(a, b, transpose_b=transpose_b) + bias
+        return make("Relu", [z]) if activation == "Relu" else z
+
 
 @register
 class Conv2DBackpropFilterBias(OpDef):
@@ -270,6 +276,11 @@ class Conv2DBackpropFilterBias(OpDef):
             return dw, _sum_to(xp, dy, bias_shape)  # SumToShape's own kernel: the same numbers
 
         return run
+
+    def composite(x, dy, bias_shape, **filter_attrs):  # one pass over dy for both
+        from .core import sum_to_shape
+
+        return [make("Conv2DBackpropFilter", [x, dy], filter_attrs), sum_to_shape(dy, tuple(bias_shape))]
 
 
 def fused_matmul(a, b, bias, activation="Relu", transpose_b=False, name=None):

@@ -22,9 +22,10 @@ def _ufunc_kernel(name):
     return make_kernel
 
 
-def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True, elementwise=None):
+def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True, elementwise=None, composite=None):
     """Declare a unary elementwise op. ``kernel`` is an xp function name or ``f(xp, x)``;
-    ``elementwise``: its C++ expression (OpDef.elementwise), which makes it fusable."""
+    ``elementwise``: its C++ expression (OpDef.elementwise), which makes it fusable;
+    ``composite``: the same function from other ops (OpDef.composite)."""
 
     def infer(op):
         t = op.inputs[0]
@@ -32,7 +33,7 @@ def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True, e
             raise TypeError(f"{type_name} needs a floating-point input, received {t.dtype.name}")
         return [(t._shape, t.dtype)]
 
-    body = {"__doc__": doc, "infer": infer, "elementwise": elementwise}
+    body = {"__doc__": doc, "infer": infer, "elementwise": elementwise, "composite": composite}
     if isinstance(kernel, str):
         body["make_kernel"] = _ufunc_kernel(kernel)
         body["forward"] = lambda xp, x, _k=kernel: getattr(xp, _k)(x)
@@ -74,7 +75,7 @@ Sqrt = _unary("Sqrt", "sqrt", lambda op, dy: [dy / (2 * Y(op))], "y = √x;  dx 
               elementwise="sqrt({0})")
 Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
                lambda op, dy: [dy * (-0.5 * Y(op) * Y(op) * Y(op))], "y = 1/√x;  dx = -y³/2 · dy",
-               elementwise="{one} / sqrt({0})")
+               elementwise="{one} / sqrt({0})", composite=lambda x: reciprocal(sqrt(x)))  # one pass
 Exp = _unary("Exp", "exp", lambda op, dy: [dy * Y(op)], "y = eˣ;  dx = y·dy", elementwise="exp({0})")
 Expm1 = _unary("Expm1", "expm1", lambda op, dy: [dy * (Y(op) + 1)], "y = eˣ-1;  dx = (y+1)·dy",
                elementwise="expm1({0})")
@@ -100,10 +101,13 @@ Sigmoid = _unary("Sigmoid", _sigmoid, lambda op, dy: [dy * Y(op) * (1 - Y(op))],
                  "y = 1/(1+e⁻ˣ) (stable);  dx = y(1-y)·dy", elementwise="{one} / ({one} + exp(-{0}))")
 Softplus = _unary("Softplus", _stable_softplus, lambda op, dy: [dy * sigmoid(X(op))],
                   "y = ln(1+eˣ) (stable);  dx = sigmoid(x)·dy",
-                  elementwise="({0} > {zero} ? {0} + log1p(exp(-{0})) : log1p(exp({0})))")
+                  elementwise="({0} > {zero} ? {0} + log1p(exp(-{0})) : log1p(exp({0})))",
+                  # one pass, and log(1 + exp(x)) as written would overflow for large x
+                  composite=lambda x: maximum(x, zeros_like(x)) + log1p(exp(-abs(x))))
 Elu = _unary("Elu", _elu, lambda op, dy: [where(X(op) > 0, dy, dy * (Y(op) + 1))],
              "y = x if x>0 else eˣ-1;  dx = dy if x>0 else (y+1)·dy",
-             elementwise="({0} > {zero} ? {0} : expm1({0}))")
+             elementwise="({0} > {zero} ? {0} : expm1({0}))",
+             composite=lambda x: where(x > 0, x, expm1(minimum(x, zeros_like(x)))))  # one pass
 LogicalNot = _unary("LogicalNot", "logical_not", None, "y = not x", False, False,
                     elementwise="!{0}")
 
@@ -127,6 +131,9 @@ class Relu(OpDef):
     def grad(op, dy):
         return [make("ReluGrad", [dy, op.outputs[0]])]
 
+    def composite(x):  # one pass, oneDNN's eltwise; NaN passes through both
+        return where(x < 0, zeros_like(x), x)
+
 
 @register
 class ReluGrad(OpDef):
@@ -146,6 +153,9 @@ class ReluGrad(OpDef):
     def grad(op, ddx):
         return [make("ReluGrad", [ddx, op.inputs[1]]), None]
 
+    def composite(dy, y):  # one pass (TF's ReluGrad)
+        return dy * cast(y > 0, dy.dtype)
+
 
 @register
 class LeakyRelu(OpDef):
@@ -162,17 +172,21 @@ class LeakyRelu(OpDef):
     def grad(op, dy):
         return [where(op.inputs[0] > 0, dy, dy * op.attrs["alpha"])]
 
+    def composite(x, alpha=0.2):  # one pass, fusable
+        return where(x > 0, x, x * alpha)
+
 
 # ---------------------------------------------------------------------------- binary table
-def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True, kernels=None, elementwise=None):
-    """Declare a broadcasting binary op (``elementwise``: its C++ expression, as for _unary)."""
+def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True, kernels=None, elementwise=None,
+            composite=None):
+    """Declare a broadcasting binary op (``elementwise``, ``composite``: as for _unary)."""
 
     def infer(op):
         a, b = op.inputs
         shape = S.broadcast(a._shape, b._shape)
         return [(shape, out_dtype or a.dtype)]
 
-    body = {"__doc__": doc, "infer": infer, "elementwise": elementwise}
+    body = {"__doc__": doc, "infer": infer, "elementwise": elementwise, "composite": composite}
     if kernels:
         body["kernels"] = kernels
     if isinstance(kernel, str):
@@ -237,7 +251,8 @@ SquaredDifference = _binary(
     "SquaredDifference", lambda xp, a, b: xp.square(a - b),
     _bin_grad(lambda op, dy: dy * (2 * (op.inputs[0] - op.inputs[1])),
               lambda op, dy: dy * (-2 * (op.inputs[0] - op.inputs[1]))),
-    "z = (x-y)²", elementwise="({0} - {1}) * ({0} - {1})")
+    "z = (x-y)²", elementwise="({0} - {1}) * ({0} - {1})",
+    composite=lambda a, b: square(a - b))  # one pass (TF's op)
 FloorDiv = _binary("FloorDiv", "floor_divide", None, "z = ⌊x / y⌋ (not differentiable)", differentiable=False)
 FloorMod = _binary("FloorMod", "mod", None, "z = x mod y (sign of y; not differentiable)", differentiable=False)
 

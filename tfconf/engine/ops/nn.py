@@ -13,7 +13,7 @@ from .. import shapes as S
 from ..graph import Tensor
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
-from .array import expand_dims, reshape
+from .array import expand_dims, one_hot, reshape
 from .core import constant, convert_to_tensor, graph_of, make, shape, zeros_like
 from .math import cast, exp, log1p, squared_difference, where
 from .random import random_uniform
@@ -455,6 +455,10 @@ class Softmax(OpDef):
         a = op.attrs["axis"]
         return [(dy - reduce_sum(dy * y, a, keepdims=True)) * y]
 
+    def composite(x, axis=-1):  # stable (the max is taken out first), oneDNN's softmax
+        e = exp(x - make("StopGradient", [make("Max", [x], {"axis": (axis,), "keepdims": True})]))
+        return e / reduce_sum(e, axis, keepdims=True)
+
 
 @register
 class LogSoftmax(OpDef):
@@ -471,6 +475,10 @@ class LogSoftmax(OpDef):
         y = op.outputs[0]
         a = op.attrs["axis"]
         return [dy - exp(y) * reduce_sum(dy, a, keepdims=True)]
+
+    def composite(x, axis=-1):  # stable, and one pass where the composite takes four
+        s = x - make("StopGradient", [make("Max", [x], {"axis": (axis,), "keepdims": True})])
+        return s - make("Log", [reduce_sum(exp(s), axis, keepdims=True)])
 
 
 def softmax(logits, axis=-1, name=None):
@@ -525,6 +533,10 @@ class SparseSoftmaxCrossEntropyWithLogits(OpDef):
             p = softmax(logits)
             g = g + (dback - reduce_sum(dback * p, -1, keepdims=True)) * p
         return [g, None]
+
+    def composite(logits, labels):  # stable; the loss and its gradient from one pass
+        onehot = one_hot(labels, logits._shape[-1], dtype=logits.dtype)
+        return [-reduce_sum(onehot * log_softmax(logits), -1), softmax(logits) - onehot]
 
 
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
@@ -674,6 +686,15 @@ class FusedBatchNorm(OpDef):
             dx = extra if dx is None else dx + extra
         return [dx]
 
+    def composite(x, epsilon):
+        from .math import rsqrt
+
+        axes = list(_stat_axes(_rank_of(x, "batch normalisation")))
+        rank = len(x._shape)
+        mean = reduce_mean(x, axes)
+        var = reduce_mean(squared_difference(x, _per_channel(mean, rank)), axes)
+        return [(x - _per_channel(mean, rank)) * _per_channel(rsqrt(var + epsilon), rank), mean, var]
+
 
 def _batch_norm_grad_composite(dy, x, mean, var, epsilon):
     """FusedBatchNormGrad from primitives: dx = r·(dy - mean(dy) - (x - μ)·r²·mean(dy·(x - μ)))
@@ -695,6 +716,7 @@ class FusedBatchNormGrad(OpDef):
     gradient (second order) is its composite's."""
 
     kernels = {"onednn": onednn("batch_norm_grad", blocked_inputs=(0, 1), blocked_output=True)}
+    composite = _batch_norm_grad_composite
 
     def infer(op):
         dy, x = op.inputs[0], op.inputs[1]
@@ -768,6 +790,11 @@ class ChannelAffine(OpDef):
                                                 {"offset": len(op.inputs) == 3}).outputs
         return list(outs)
 
+    def composite(x, scale, offset=None):
+        rank = _rank_of(x, "a channel affine")
+        y = x * _per_channel(scale, rank)
+        return y if offset is None else y + _per_channel(offset, rank)
+
 
 def _channel_affine_grad_composite(dy, x, scale, offset):
     rank = _rank_of(x, "the second derivative of a channel affine")
@@ -783,6 +810,7 @@ class ChannelAffineGrad(OpDef):
 
     kernels = {"onednn": onednn("channel_affine_grad", blocked_inputs=(0, 1), blocked_output=True)}
     grad_accepts_none = True
+    composite = _channel_affine_grad_composite
 
     def infer(op):
         dy, x, scale = op.inputs
