@@ -9,7 +9,7 @@ import pytest
 import tfconf as tc
 import tfconf.engine.ops  # noqa: F401 - registers every op type of the library
 from tfconf.engine import registry
-from tfconf.engine.ops.core import make
+from tfconf.engine.ops.core import apply_op
 from tfconf.engine.ops.nn import _conv_attrs
 
 R = np.random.default_rng(5)
@@ -67,7 +67,7 @@ def test_op_equals_its_composite(type_name):
     with g.as_default():
         ins = [tc.placeholder(tc.float64, a.shape) if a.dtype.kind == "f" else tc.constant(a) for a in arrays]
         fed = [t for t, a in zip(ins, arrays) if a.dtype.kind == "f"]
-        got = make(type_name, ins, attrs)
+        got = apply_op(type_name, ins, attrs)
         want = op_def.composite(*ins, **attrs)
         got = list(got.op.outputs) if not isinstance(got, (list, tuple)) else list(got)
         want = list(want) if isinstance(want, (list, tuple)) else [want]

@@ -93,7 +93,7 @@ def test_harness_rejects_a_wrong_first_derivative():
 @pytest.fixture
 def bad_square_op():
     """A temporary op whose first derivative is right and whose second derivative is wrong."""
-    from tfconf.engine.ops.core import make
+    from tfconf.engine.ops.core import apply_op
 
     @registry.register
     class HarnessBadSquare(registry.OpDef):
@@ -109,7 +109,7 @@ def bad_square_op():
             return [dy * (2.0 * tc.stop_gradient(op.inputs[0]))]
 
     try:
-        yield lambda t: make("HarnessBadSquare", [t])
+        yield lambda t: apply_op("HarnessBadSquare", [t])
     finally:
         registry._REGISTRY.remove("HarnessBadSquare")
         GRAD_CHECKED.pop("HarnessBadSquare", None)
@@ -143,7 +143,7 @@ def test_harness_records_checked_op_types():
 
 def test_harness_catches_a_kernel_that_changes_dtype():
     """A kernel whose run-time dtype differs from the static one fails the forward check."""
-    from tfconf.engine.ops.core import make
+    from tfconf.engine.ops.core import apply_op
 
     @registry.register
     class HarnessDtypeLeak(registry.OpDef):
@@ -157,7 +157,7 @@ def test_harness_catches_a_kernel_that_changes_dtype():
 
     try:
         with pytest.raises(AssertionError, match="dtype"):
-            check_op(lambda t: make("HarnessDtypeLeak", [t]), [np.array([1.0, 2.0])], lambda a: a, grad=False)
+            check_op(lambda t: apply_op("HarnessDtypeLeak", [t]), [np.array([1.0, 2.0])], lambda a: a, grad=False)
     finally:
         registry._REGISTRY.remove("HarnessDtypeLeak")
 

@@ -9,7 +9,7 @@ from .. import shapes as S
 from ..dtypes import as_dtype, float32, int32
 from ..graph import Tensor
 from ..registry import OpDef, register
-from .core import _shape_tensor, _target_shape, constant, convert_to_tensor, graph_of, make, shape, static_value
+from .core import _shape_tensor, _target_shape, constant, convert_to_tensor, graph_of, apply_op, shape, static_value
 
 
 # ---------------------------------------------------------------------------- reshape family
@@ -67,9 +67,9 @@ shape_of = shape
 def reshape(tensor, shape_, name=None):
     x = convert_to_tensor(tensor)
     if isinstance(shape_, Tensor):
-        return make("Reshape", [x, shape_], None, name)
+        return apply_op("Reshape", [x, shape_], None, name)
     sh = np.asarray([-1 if d is None else int(d) for d in shape_], dtype=np.int32).reshape(-1)
-    return make("Reshape", [x, constant(sh, name="shape", graph=x.graph)], None, name)
+    return apply_op("Reshape", [x, constant(sh, name="shape", graph=x.graph)], None, name)
 
 
 @register
@@ -99,13 +99,13 @@ def transpose(a, perm=None, name=None):
         if x._shape is None:
             raise ValueError("transpose without perm needs a known rank")
         perm = tuple(reversed(range(len(x._shape))))
-    return make("Transpose", [x], {"perm": tuple(int(p) for p in perm)}, name)
+    return apply_op("Transpose", [x], {"perm": tuple(int(p) for p in perm)}, name)
 
 
 def expand_dims(input, axis, name=None):
     """Insert a size-1 axis (a Reshape with a static target when the shape is known)."""
     x = convert_to_tensor(input)
-    return make("ExpandDims", [x], {"axis": int(axis)}, name)
+    return apply_op("ExpandDims", [x], {"axis": int(axis)}, name)
 
 
 @register
@@ -168,7 +168,7 @@ def squeeze(input, axis=None, name=None):
     x = convert_to_tensor(input)
     if isinstance(axis, int):
         axis = [axis]
-    return make("Squeeze", [x], {"axis": None if axis is None else tuple(int(a) for a in axis)}, name)
+    return apply_op("Squeeze", [x], {"axis": None if axis is None else tuple(int(a) for a in axis)}, name)
 
 
 # ---------------------------------------------------------------------------- concat / split / stack
@@ -213,7 +213,7 @@ class ConcatV2(OpDef):
 def make_split_like(dy, like, axis):
     outs = []
     for i, t in enumerate(like):
-        outs.append(make("ConcatGradSlice", [dy] + list(like), {"axis": axis, "index": i}))
+        outs.append(apply_op("ConcatGradSlice", [dy] + list(like), {"axis": axis, "index": i}))
     return outs
 
 
@@ -242,7 +242,7 @@ def concat(values, axis, name=None):
         if not -len(r) <= ax < len(r):
             raise ValueError(f"concat: axis {ax} out of range for rank {len(r)}")
         ax %= len(r)
-    return make("ConcatV2", ts, {"axis": ax}, name or "concat")
+    return apply_op("ConcatV2", ts, {"axis": ax}, name or "concat")
 
 
 @register
@@ -395,7 +395,7 @@ class GetItem(OpDef):
 
     def grad(op, dy):
         x = op.inputs[0]
-        return [make("GetItemGrad", [dy, shape(x)], {"key": op.attrs["key"]}, None)]
+        return [apply_op("GetItemGrad", [dy, shape(x)], {"key": op.attrs["key"]}, None)]
 
 
 @register
@@ -413,12 +413,12 @@ class GetItemGrad(OpDef):
         return out
 
     def grad(op, ddx):
-        return [make("GetItem", [ddx], {"key": op.attrs["key"]}), None]
+        return [apply_op("GetItem", [ddx], {"key": op.attrs["key"]}), None]
 
 
 def getitem(x, key, name=None):
     x = convert_to_tensor(x)
-    return make("GetItem", [x], {"key": _norm_index(key, None)}, name or "strided_slice")
+    return apply_op("GetItem", [x], {"key": _norm_index(key, None)}, name or "strided_slice")
 
 
 Tensor.__getitem__ = lambda self, key: getitem(self, key)
@@ -451,7 +451,7 @@ class Gather(OpDef):
 
     def grad(op, dy):
         p, i = op.inputs
-        return [make("GatherGrad", [dy, i, shape(p)], {"axis": op.attrs["axis"]}), None]
+        return [apply_op("GatherGrad", [dy, i, shape(p)], {"axis": op.attrs["axis"]}), None]
 
 
 @register
@@ -482,7 +482,7 @@ class GatherGrad(OpDef):
         return out
 
     def grad(op, ddp):
-        return [make("Gather", [ddp, op.inputs[1]], {"axis": op.attrs["axis"]}), None, None]
+        return [apply_op("Gather", [ddp, op.inputs[1]], {"axis": op.attrs["axis"]}), None, None]
 
 
 def gather(params, indices, axis=0, name=None):
@@ -490,7 +490,7 @@ def gather(params, indices, axis=0, name=None):
     i = convert_to_tensor(indices, graph=p.graph) if not isinstance(indices, Tensor) else indices
     ps = p._shape
     ax = int(axis) % len(ps) if ps is not None else int(axis)
-    return make("Gather", [p, i], {"axis": ax}, name)
+    return apply_op("Gather", [p, i], {"axis": ax}, name)
 
 
 # ---------------------------------------------------------------------------- pad / tile / one_hot
@@ -521,7 +521,7 @@ def pad(tensor, paddings, mode="CONSTANT", constant_values=0, name=None):
         raise ValueError(f"pad: only mode='CONSTANT' is supported, received {mode!r}")
     x = convert_to_tensor(tensor)
     pads = tuple((int(a), int(b)) for a, b in paddings)
-    return make("Pad", [x], {"paddings": pads, "constant_values": constant_values}, name)
+    return apply_op("Pad", [x], {"paddings": pads, "constant_values": constant_values}, name)
 
 
 @register
@@ -542,7 +542,7 @@ class Tile(OpDef):
         return xp.tile(x, multiples)
 
     def grad(op, dy):
-        return [make("TileGrad", [dy], {"multiples": op.attrs["multiples"]})]
+        return [apply_op("TileGrad", [dy], {"multiples": op.attrs["multiples"]})]
 
 
 @register
@@ -563,12 +563,12 @@ class TileGrad(OpDef):
         return dy.reshape(split_shape).sum(axis=tuple(range(0, 2 * len(multiples), 2)))
 
     def grad(op, ddx):
-        return [make("Tile", [ddx], {"multiples": op.attrs["multiples"]})]
+        return [apply_op("Tile", [ddx], {"multiples": op.attrs["multiples"]})]
 
 
 def tile(input, multiples, name=None):
     x = convert_to_tensor(input)
-    return make("Tile", [x], {"multiples": tuple(int(m) for m in multiples)}, name)
+    return apply_op("Tile", [x], {"multiples": tuple(int(m) for m in multiples)}, name)
 
 
 @register
@@ -597,6 +597,6 @@ class OneHot(OpDef):
 
 def one_hot(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype=float32, name=None):
     i = convert_to_tensor(indices)
-    return make("OneHot", [i], {"depth": int(depth), "on_value": on_value, "off_value": off_value,
+    return apply_op("OneHot", [i], {"depth": int(depth), "on_value": on_value, "off_value": off_value,
                                 "axis": int(axis), "dtype": as_dtype(dtype)}, name)
 

@@ -47,8 +47,9 @@ def convert_to_tensor(value, dtype=None, name=None, graph=None):
     return constant(value, dtype=dtype, name=name or "Const", graph=graph)
 
 
-def make(op_type, inputs, attrs=None, name=None):
-    """Create an op on the graph of its inputs and return its only output."""
+def apply_op(op_type, inputs, attrs=None, name=None):
+    """Apply the op type ``op_type`` to ``inputs``: create the op on their graph and return its
+    only (or first) output."""
     return graph_of(*inputs).create_op(op_type, inputs, attrs, name).outputs[0]
 
 
@@ -128,7 +129,7 @@ def placeholder_with_default(input, shape, name=None):
     sh = S.as_shape(shape)
     if not S.compatible(sh, x._shape):
         raise ValueError(f"default value of shape {S.fmt(x._shape)} does not fit shape {S.fmt(sh)}")
-    return make("PlaceholderWithDefault", [x], {"shape": sh}, name)
+    return apply_op("PlaceholderWithDefault", [x], {"shape": sh}, name)
 
 
 @register
@@ -182,7 +183,7 @@ class Identity(OpDef):
 
 
 def identity(x, name=None):
-    return make("Identity", [convert_to_tensor(x)], None, name)
+    return apply_op("Identity", [convert_to_tensor(x)], None, name)
 
 
 @register
@@ -197,7 +198,7 @@ class StopGradient(OpDef):
 
 
 def stop_gradient(x, name=None):
-    return make("StopGradient", [convert_to_tensor(x)], None, name)
+    return apply_op("StopGradient", [convert_to_tensor(x)], None, name)
 
 
 @register
@@ -256,7 +257,7 @@ class Shape(OpDef):
 
 
 def shape(x, out_type=int32, name=None):
-    return make("Shape", [convert_to_tensor(x)], {"out_type": as_dtype(out_type)}, name)
+    return apply_op("Shape", [convert_to_tensor(x)], {"out_type": as_dtype(out_type)}, name)
 
 
 @register
@@ -274,7 +275,7 @@ class Size(OpDef):
 
 
 def size(x, name=None):
-    return make("Size", [convert_to_tensor(x)], None, name)
+    return apply_op("Size", [convert_to_tensor(x)], None, name)
 
 
 @register
@@ -292,7 +293,7 @@ class Rank(OpDef):
 
 
 def rank(x, name=None):
-    return make("Rank", [convert_to_tensor(x)], None, name)
+    return apply_op("Rank", [convert_to_tensor(x)], None, name)
 
 
 def _target_shape(op, i=1):
@@ -363,12 +364,12 @@ def _shape_tensor(shape_like, graph):
 
 def broadcast_to(x, shape_, name=None):
     x = convert_to_tensor(x)
-    return make("BroadcastTo", [x, _shape_tensor(shape_, x.graph)], None, name)
+    return apply_op("BroadcastTo", [x, _shape_tensor(shape_, x.graph)], None, name)
 
 
 def sum_to_shape(g, shape_, name=None):
     g = convert_to_tensor(g)
-    return make("SumToShape", [g, _shape_tensor(shape_, g.graph)], None, name)
+    return apply_op("SumToShape", [g, _shape_tensor(shape_, g.graph)], None, name)
 
 
 def reduce_to_like(g, x, other=None):
@@ -435,7 +436,7 @@ def add_n(inputs, name=None):
     ts = [convert_to_tensor(t) for t in inputs]
     if len(ts) == 1:
         return ts[0]
-    return make("AddN", ts, None, name)
+    return apply_op("AddN", ts, None, name)
 
 
 @register
@@ -462,19 +463,19 @@ class OnesLike(OpDef):
 
 def zeros_like(x, dtype=None, name=None):
     x = convert_to_tensor(x)
-    z = make("ZerosLike", [x], None, name)
+    z = apply_op("ZerosLike", [x], None, name)
     return z if dtype is None or as_dtype(dtype) == x.dtype else _cast(z, dtype)
 
 
 def ones_like(x, dtype=None, name=None):
     x = convert_to_tensor(x)
-    o = make("OnesLike", [x], None, name)
+    o = apply_op("OnesLike", [x], None, name)
     return o if dtype is None or as_dtype(dtype) == x.dtype else _cast(o, dtype)
 
 
 def _cast(x, dtype):
     """Cast (declared in ops/math.py, which builds on this module): made by type name."""
-    return make("Cast", [x], {"dtype": as_dtype(dtype)})
+    return apply_op("Cast", [x], {"dtype": as_dtype(dtype)})
 
 
 @register
@@ -491,12 +492,12 @@ class Fill(OpDef):
 
     def grad(op, dy):
         # the sum over every axis (Sum is declared in ops/reduce.py, which builds on this module)
-        return [None, make("Sum", [dy], {"axis": None, "keepdims": False})]
+        return [None, apply_op("Sum", [dy], {"axis": None, "keepdims": False})]
 
 
 def fill(dims, value, name=None):
     v = convert_to_tensor(value)
-    return make("Fill", [_shape_tensor(dims, v.graph), v], None, name)
+    return apply_op("Fill", [_shape_tensor(dims, v.graph), v], None, name)
 
 
 def zeros(shape_, dtype=float32, name=None):

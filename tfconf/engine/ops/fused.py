@@ -23,7 +23,7 @@ from .. import shapes as S
 from ..kernels.providers import ALL, onednn
 from ..memory import out_kernel
 from ..registry import OpDef, get_op_def, register
-from .core import convert_to_tensor, graph_of, make, reduce_to_like, shape
+from .core import convert_to_tensor, graph_of, apply_op, reduce_to_like, shape
 
 
 # ---------------------------------------------------------------------------- softmax cross-entropy
@@ -170,15 +170,15 @@ class FusedConv2D(OpDef):
 
     def grad(op, dy):
         x, w, b = op.inputs
-        dz = make("ReluGrad", [dy, op.outputs[0]]) if op.attrs.get("activation") == "Relu" else dy
+        dz = apply_op("ReluGrad", [dy, op.outputs[0]]) if op.attrs.get("activation") == "Relu" else dy
         conv = {a: op.attrs[a] for a in CONV_ATTRS}
-        dx = make("Conv2DBackpropInput", [shape(x), w, dz], conv)
-        dw = make("Conv2DBackpropFilter", [x, dz], dict(conv, filter_shape=w._shape))
+        dx = apply_op("Conv2DBackpropInput", [shape(x), w, dz], conv)
+        dw = apply_op("Conv2DBackpropFilter", [x, dz], dict(conv, filter_shape=w._shape))
         return [dx, dw, reduce_to_like(dz, b)]
 
     def composite(x, w, b, activation=None, **conv):  # the bias and ReLU on the fresh output
-        z = make("Conv2D", [x, w], {a: conv[a] for a in CONV_ATTRS}) + b
-        return make("Relu", [z]) if activation == "Relu" else z
+        z = apply_op("Conv2D", [x, w], {a: conv[a] for a in CONV_ATTRS}) + b
+        return apply_op("Relu", [z]) if activation == "Relu" else z
 
 
 @register
@@ -234,7 +234,7 @@ class FusedMatMul(OpDef):
         from .math import matmul
 
         a, b, bias = op.inputs
-        dz = make("ReluGrad", [dy, op.outputs[0]]) if op.attrs.get("activation") == "Relu" else dy
+        dz = apply_op("ReluGrad", [dy, op.outputs[0]]) if op.attrs.get("activation") == "Relu" else dy
         if op.attrs.get("transpose_b", False):
             return [matmul(dz, b), matmul(dz, a, transpose_a=True), reduce_to_like(dz, bias)]
         return [matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True), reduce_to_like(dz, bias)]
@@ -243,7 +243,7 @@ class FusedMatMul(OpDef):
         from .math import matmul
 
         z = matmul(a, b, transpose_b=transpose_b) + bias
-        return make("Relu", [z]) if activation == "Relu" else z
+        return apply_op("Relu", [z]) if activation == "Relu" else z
 
 
 @register
@@ -280,7 +280,7 @@ class Conv2DBackpropFilterBias(OpDef):
     def composite(x, dy, bias_shape, **filter_attrs):  # one pass over dy for both
         from .core import sum_to_shape
 
-        return [make("Conv2DBackpropFilter", [x, dy], filter_attrs), sum_to_shape(dy, tuple(bias_shape))]
+        return [apply_op("Conv2DBackpropFilter", [x, dy], filter_attrs), sum_to_shape(dy, tuple(bias_shape))]
 
 
 def fused_matmul(a, b, bias, activation="Relu", transpose_b=False, name=None):
@@ -289,7 +289,7 @@ def fused_matmul(a, b, bias, activation="Relu", transpose_b=False, name=None):
     a = convert_to_tensor(a)
     b = convert_to_tensor(b, dtype=a.dtype, graph=a.graph)
     bias = convert_to_tensor(bias, dtype=a.dtype, graph=a.graph)
-    return make("FusedMatMul", [a, b, bias], {"activation": activation, "transpose_b": bool(transpose_b)}, name)
+    return apply_op("FusedMatMul", [a, b, bias], {"activation": activation, "transpose_b": bool(transpose_b)}, name)
 
 
 def fused_conv2d(input, filters, bias, strides=1, padding="VALID", dilations=1, groups=1,
@@ -305,7 +305,7 @@ def fused_conv2d(input, filters, bias, strides=1, padding="VALID", dilations=1, 
     if b._shape is not None and len(b._shape) == 1:
         b = reshape(b, [-1, 1, 1])
     attrs = dict(_conv_attrs(strides, padding, dilations, groups), activation=activation)
-    return make("FusedConv2D", [x, w, b], attrs, name)
+    return apply_op("FusedConv2D", [x, w, b], attrs, name)
 
 
 # ---------------------------------------------------------------------------- elementwise chains

@@ -11,7 +11,7 @@ from ..dtypes import as_dtype, bool_
 from ..graph import Tensor
 from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
-from .core import binary_inputs, convert_to_tensor, make, ones_like, reduce_to_like, same_as_input, zeros_like
+from .core import binary_inputs, convert_to_tensor, apply_op, ones_like, reduce_to_like, same_as_input, zeros_like
 
 
 # ---------------------------------------------------------------------------- unary table
@@ -64,47 +64,53 @@ def _zero_grad(op, dy):
     return [zeros_like(op.inputs[0])]
 
 
-X = lambda op: op.inputs[0]  # noqa: E731
-Y = lambda op: op.outputs[0]  # noqa: E731
+def x_of(op):
+    """A unary op's input (its gradient rules read it)."""
+    return op.inputs[0]
+
+
+def y_of(op):
+    """A unary op's output (its gradient rules read it)."""
+    return op.outputs[0]
 
 Neg = _unary("Neg", "negative", lambda op, dy: [-dy], "y = -x;  dx = -dy", float_only=False,
              elementwise="-{0}")
-Square = _unary("Square", "square", lambda op, dy: [dy * (2 * X(op))], "y = x²;  dx = 2x·dy", False,
+Square = _unary("Square", "square", lambda op, dy: [dy * (2 * x_of(op))], "y = x²;  dx = 2x·dy", False,
                 elementwise="{0} * {0}")
-Sqrt = _unary("Sqrt", "sqrt", lambda op, dy: [dy / (2 * Y(op))], "y = √x;  dx = dy / (2y)",
+Sqrt = _unary("Sqrt", "sqrt", lambda op, dy: [dy / (2 * y_of(op))], "y = √x;  dx = dy / (2y)",
               elementwise="sqrt({0})")
 Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
-               lambda op, dy: [dy * (-0.5 * Y(op) * Y(op) * Y(op))], "y = 1/√x;  dx = -y³/2 · dy",
+               lambda op, dy: [dy * (-0.5 * y_of(op) * y_of(op) * y_of(op))], "y = 1/√x;  dx = -y³/2 · dy",
                elementwise="{one} / sqrt({0})", composite=lambda x: reciprocal(sqrt(x)))  # one pass
-Exp = _unary("Exp", "exp", lambda op, dy: [dy * Y(op)], "y = eˣ;  dx = y·dy", elementwise="exp({0})")
-Expm1 = _unary("Expm1", "expm1", lambda op, dy: [dy * (Y(op) + 1)], "y = eˣ-1;  dx = (y+1)·dy",
+Exp = _unary("Exp", "exp", lambda op, dy: [dy * y_of(op)], "y = eˣ;  dx = y·dy", elementwise="exp({0})")
+Expm1 = _unary("Expm1", "expm1", lambda op, dy: [dy * (y_of(op) + 1)], "y = eˣ-1;  dx = (y+1)·dy",
                elementwise="expm1({0})")
-Log = _unary("Log", "log", lambda op, dy: [dy / X(op)], "y = ln x;  dx = dy / x",
+Log = _unary("Log", "log", lambda op, dy: [dy / x_of(op)], "y = ln x;  dx = dy / x",
              elementwise="log({0})")
-Log1p = _unary("Log1p", "log1p", lambda op, dy: [dy / (1 + X(op))], "y = ln(1+x);  dx = dy/(1+x)",
+Log1p = _unary("Log1p", "log1p", lambda op, dy: [dy / (1 + x_of(op))], "y = ln(1+x);  dx = dy/(1+x)",
                elementwise="log1p({0})")
-Abs = _unary("Abs", "abs", lambda op, dy: [dy * sign(X(op))], "y = |x|;  dx = sign(x)·dy", False,
+Abs = _unary("Abs", "abs", lambda op, dy: [dy * sign(x_of(op))], "y = |x|;  dx = sign(x)·dy", False,
              elementwise="abs({0})")
 Sign = _unary("Sign", "sign", _zero_grad, "y = sign(x);  dx = 0", False)
 Floor = _unary("Floor", "floor", _zero_grad, "y = ⌊x⌋;  dx = 0", elementwise="floor({0})")
 Ceil = _unary("Ceil", "ceil", _zero_grad, "y = ⌈x⌉;  dx = 0", elementwise="ceil({0})")
 Round = _unary("Round", "rint", _zero_grad, "y = round-half-even(x);  dx = 0")
-Reciprocal = _unary("Reciprocal", "reciprocal", lambda op, dy: [-dy * Y(op) * Y(op)], "y = 1/x;  dx = -y²·dy",
+Reciprocal = _unary("Reciprocal", "reciprocal", lambda op, dy: [-dy * y_of(op) * y_of(op)], "y = 1/x;  dx = -y²·dy",
                     elementwise="{one} / {0}")
-Sin = _unary("Sin", "sin", lambda op, dy: [dy * cos(X(op))], "y = sin x;  dx = cos x·dy",
+Sin = _unary("Sin", "sin", lambda op, dy: [dy * cos(x_of(op))], "y = sin x;  dx = cos x·dy",
              elementwise="sin({0})")
-Cos = _unary("Cos", "cos", lambda op, dy: [-dy * sin(X(op))], "y = cos x;  dx = -sin x·dy",
+Cos = _unary("Cos", "cos", lambda op, dy: [-dy * sin(x_of(op))], "y = cos x;  dx = -sin x·dy",
              elementwise="cos({0})")
-Tanh = _unary("Tanh", "tanh", lambda op, dy: [dy * (1 - Y(op) * Y(op))], "y = tanh x;  dx = (1-y²)·dy",
+Tanh = _unary("Tanh", "tanh", lambda op, dy: [dy * (1 - y_of(op) * y_of(op))], "y = tanh x;  dx = (1-y²)·dy",
               elementwise="tanh({0})")
-Sigmoid = _unary("Sigmoid", _sigmoid, lambda op, dy: [dy * Y(op) * (1 - Y(op))],
+Sigmoid = _unary("Sigmoid", _sigmoid, lambda op, dy: [dy * y_of(op) * (1 - y_of(op))],
                  "y = 1/(1+e⁻ˣ) (stable);  dx = y(1-y)·dy", elementwise="{one} / ({one} + exp(-{0}))")
-Softplus = _unary("Softplus", _stable_softplus, lambda op, dy: [dy * sigmoid(X(op))],
+Softplus = _unary("Softplus", _stable_softplus, lambda op, dy: [dy * sigmoid(x_of(op))],
                   "y = ln(1+eˣ) (stable);  dx = sigmoid(x)·dy",
                   elementwise="({0} > {zero} ? {0} + log1p(exp(-{0})) : log1p(exp({0})))",
                   # one pass, and log(1 + exp(x)) as written would overflow for large x
                   composite=lambda x: maximum(x, zeros_like(x)) + log1p(exp(-abs(x))))
-Elu = _unary("Elu", _elu, lambda op, dy: [where(X(op) > 0, dy, dy * (Y(op) + 1))],
+Elu = _unary("Elu", _elu, lambda op, dy: [where(x_of(op) > 0, dy, dy * (y_of(op) + 1))],
              "y = x if x>0 else eˣ-1;  dx = dy if x>0 else (y+1)·dy",
              elementwise="({0} > {zero} ? {0} : expm1({0}))",
              composite=lambda x: where(x > 0, x, expm1(minimum(x, zeros_like(x)))))  # one pass
@@ -129,7 +135,7 @@ class Relu(OpDef):
         return np.maximum(x, x.dtype.type(0), out=out)
 
     def grad(op, dy):
-        return [make("ReluGrad", [dy, op.outputs[0]])]
+        return [apply_op("ReluGrad", [dy, op.outputs[0]])]
 
     def composite(x):  # one pass, oneDNN's eltwise; NaN passes through both
         return where(x < 0, zeros_like(x), x)
@@ -151,7 +157,7 @@ class ReluGrad(OpDef):
         return xp.multiply(dy, y > 0)
 
     def grad(op, ddx):
-        return [make("ReluGrad", [ddx, op.inputs[1]]), None]
+        return [apply_op("ReluGrad", [ddx, op.inputs[1]]), None]
 
     def composite(dy, y):  # one pass (TF's ReluGrad)
         return dy * cast(y > 0, dy.dtype)
@@ -387,33 +393,38 @@ class MatMul(OpDef):
 
 
 # ---------------------------------------------------------------------------- public functions
-def _u(type_name):
+def _unary_api(type_name):
+    """The public function ``tc.<name>(x)`` of unary op type ``type_name``."""
+
     def f(x, name=None):
-        return make(type_name, [convert_to_tensor(x)], None, name)
+        return apply_op(type_name, [convert_to_tensor(x)], None, name)
 
     f.__name__ = type_name.lower()
     f.__doc__ = f"``{type_name}``: " + (globals()[type_name].__doc__ or "")
     return f
 
 
-def _b(type_name):
+def _binary_api(type_name):
+    """The public function ``tc.<name>(x, y)`` of binary op type ``type_name`` (operands converted
+    to one dtype)."""
+
     def f(x, y, name=None):
         x, y = binary_inputs(x, y)
-        return make(type_name, [x, y], None, name)
+        return apply_op(type_name, [x, y], None, name)
 
     f.__name__ = type_name.lower()
     f.__doc__ = f"``{type_name}``: " + (globals()[type_name].__doc__ or "")
     return f
 
 
-negative = neg = _u("Neg")
-square, sqrt, rsqrt, exp, expm1, log, log1p = map(_u, ("Square", "Sqrt", "Rsqrt", "Exp", "Expm1", "Log", "Log1p"))
-abs = _u("Abs")  # noqa: A001 - TF name
-sign, floor, ceil, round = map(_u, ("Sign", "Floor", "Ceil", "Round"))  # noqa: A001
+negative = neg = _unary_api("Neg")
+square, sqrt, rsqrt, exp, expm1, log, log1p = map(_unary_api, ("Square", "Sqrt", "Rsqrt", "Exp", "Expm1", "Log", "Log1p"))
+abs = _unary_api("Abs")  # noqa: A001 - TF name
+sign, floor, ceil, round = map(_unary_api, ("Sign", "Floor", "Ceil", "Round"))  # noqa: A001
 reciprocal, sin, cos, tanh, sigmoid, softplus, elu, relu = map(
-    _u, ("Reciprocal", "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Elu", "Relu"))
-logical_not = _u("LogicalNot")
-add, subtract, multiply = map(_b, ("Add", "Sub", "Mul"))
+    _unary_api, ("Reciprocal", "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Elu", "Relu"))
+logical_not = _unary_api("LogicalNot")
+add, subtract, multiply = map(_binary_api, ("Add", "Sub", "Mul"))
 
 # tf.truediv: integer operands are converted to floating point first (RealDiv itself is for floats)
 _TRUEDIV_FLOAT = {"int8": "float32", "uint8": "float32", "int16": "float32", "int32": "float64",
@@ -427,22 +438,22 @@ def truediv(x, y, name=None):
     ft = _TRUEDIV_FLOAT.get(x.dtype.name)
     if ft is not None:
         x, y = cast(x, ft), cast(y, ft)
-    return make("RealDiv", [x, y], None, name)
+    return apply_op("RealDiv", [x, y], None, name)
 
 
 divide = div = truediv
-pow = _b("Pow")  # noqa: A001
-maximum, minimum, squared_difference = map(_b, ("Maximum", "Minimum", "SquaredDifference"))
-floordiv, floormod = _b("FloorDiv"), _b("FloorMod")
+pow = _binary_api("Pow")  # noqa: A001
+maximum, minimum, squared_difference = map(_binary_api, ("Maximum", "Minimum", "SquaredDifference"))
+floordiv, floormod = _binary_api("FloorDiv"), _binary_api("FloorMod")
 mod = floormod
 equal, not_equal, less, less_equal, greater, greater_equal = map(
-    _b, ("Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual"))
-logical_and, logical_or, logical_xor = map(_b, ("LogicalAnd", "LogicalOr", "LogicalXor"))
+    _binary_api, ("Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual"))
+logical_and, logical_or, logical_xor = map(_binary_api, ("LogicalAnd", "LogicalOr", "LogicalXor"))
 sub, mul = subtract, multiply
 
 
 def leaky_relu(features, alpha=0.2, name=None):
-    return make("LeakyRelu", [convert_to_tensor(features)], {"alpha": float(alpha)}, name)
+    return apply_op("LeakyRelu", [convert_to_tensor(features)], {"alpha": float(alpha)}, name)
 
 
 def where(condition, x=None, y=None, name=None):
@@ -451,7 +462,7 @@ def where(condition, x=None, y=None, name=None):
         raise ValueError("where needs both x and y (the one-argument form is not supported).")
     c = convert_to_tensor(condition)
     x, y = binary_inputs(x, y)
-    return make("Select", [c, x, y], None, name)
+    return apply_op("Select", [c, x, y], None, name)
 
 
 def cast(x, dtype, name=None):
@@ -459,7 +470,7 @@ def cast(x, dtype, name=None):
     dt = as_dtype(dtype)
     if dt == x.dtype:
         return x
-    return make("Cast", [x], {"dtype": dt}, name)
+    return apply_op("Cast", [x], {"dtype": dt}, name)
 
 
 def to_float(x, name=None):
@@ -469,7 +480,7 @@ def to_float(x, name=None):
 def matmul(a, b, transpose_a=False, transpose_b=False, name=None):
     """``a @ b`` with optional transposes of the last two axes; batched over leading axes."""
     a, b = binary_inputs(a, b)
-    return make("MatMul", [a, b], {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)}, name)
+    return apply_op("MatMul", [a, b], {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)}, name)
 
 
 # ---------------------------------------------------------------------------- operators

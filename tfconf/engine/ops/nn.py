@@ -14,7 +14,7 @@ from ..graph import Tensor
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
 from .array import expand_dims, one_hot, reshape
-from .core import constant, convert_to_tensor, graph_of, make, shape, zeros_like
+from .core import constant, convert_to_tensor, graph_of, apply_op, shape, zeros_like
 from .math import cast, exp, log1p, squared_difference, where
 from .random import random_uniform
 from .reduce import reduce_mean, reduce_sum
@@ -136,8 +136,8 @@ class Conv2D(OpDef):
 
     def grad(op, dy):
         x, w = op.inputs
-        dx = make("Conv2DBackpropInput", [shape(x), w, dy], op.attrs)
-        dw = make("Conv2DBackpropFilter", [x, dy], dict(op.attrs, filter_shape=w._shape))
+        dx = apply_op("Conv2DBackpropInput", [shape(x), w, dy], op.attrs)
+        dw = apply_op("Conv2DBackpropFilter", [x, dy], dict(op.attrs, filter_shape=w._shape))
         return [dx, dw]
 
 
@@ -173,8 +173,8 @@ class Conv2DBackpropInput(OpDef):
 
     def grad(op, ddx):
         sizes, w, dy = op.inputs
-        dw = make("Conv2DBackpropFilter", [ddx, dy], dict(op.attrs, filter_shape=w._shape))
-        ddy = make("Conv2D", [ddx, w], {k: op.attrs[k] for k in ("strides", "padding", "dilations", "groups")})
+        dw = apply_op("Conv2DBackpropFilter", [ddx, dy], dict(op.attrs, filter_shape=w._shape))
+        ddy = apply_op("Conv2D", [ddx, w], {k: op.attrs[k] for k in ("strides", "padding", "dilations", "groups")})
         return [None, dw, ddy]
 
 
@@ -203,8 +203,8 @@ class Conv2DBackpropFilter(OpDef):
     def grad(op, ddw):
         x, dy = op.inputs
         conv_attrs = {k: op.attrs[k] for k in ("strides", "padding", "dilations", "groups")}
-        dx = make("Conv2DBackpropInput", [shape(x), ddw, dy], conv_attrs)
-        ddy = make("Conv2D", [x, ddw], conv_attrs)
+        dx = apply_op("Conv2DBackpropInput", [shape(x), ddw, dy], conv_attrs)
+        ddy = apply_op("Conv2D", [x, ddw], conv_attrs)
         return [dx, ddy]
 
 
@@ -221,7 +221,7 @@ def conv2d(input, filters, strides=1, padding="VALID", dilations=1, groups=1, da
         raise ValueError(f"conv2d: only data_format='NCHW' is supported, received {data_format!r}")
     x = convert_to_tensor(input)
     w = convert_to_tensor(filters, dtype=x.dtype, graph=x.graph)
-    return make("Conv2D", [x, w], _conv_attrs(strides, padding, dilations, groups), name)
+    return apply_op("Conv2D", [x, w], _conv_attrs(strides, padding, dilations, groups), name)
 
 
 def conv2d_transpose(input, filters, output_shape, strides=1, padding="VALID", dilations=1, groups=1,
@@ -234,7 +234,7 @@ def conv2d_transpose(input, filters, output_shape, strides=1, padding="VALID", d
         sizes = output_shape
     else:
         sizes = constant(np.asarray(output_shape, dtype=np.int32), name="output_shape", graph=x.graph)
-    return make("Conv2DBackpropInput", [sizes, w, x], _conv_attrs(strides, padding, dilations, groups), name)
+    return apply_op("Conv2DBackpropInput", [sizes, w, x], _conv_attrs(strides, padding, dilations, groups), name)
 
 
 # ---------------------------------------------------------------------------- pooling
@@ -286,7 +286,7 @@ class MaxPool(OpDef):
         return lambda x: k(xp, x, **_pool_kw(attrs, x.shape[2:]))
 
     def grad(op, dy):
-        return [make("MaxPoolGrad", [op.inputs[0], op.outputs[0], dy], op.attrs)]
+        return [apply_op("MaxPoolGrad", [op.inputs[0], op.outputs[0], dy], op.attrs)]
 
 
 @register
@@ -321,7 +321,7 @@ class AvgPool(OpDef):
         return lambda x: k(xp, x, count_include_pad=cip, **_pool_kw(attrs, x.shape[2:]))
 
     def grad(op, dy):
-        return [make("AvgPoolGrad", [shape(op.inputs[0]), dy], op.attrs)]
+        return [apply_op("AvgPoolGrad", [shape(op.inputs[0]), dy], op.attrs)]
 
 
 @register
@@ -350,7 +350,7 @@ class AvgPoolGrad(OpDef):
         return run
 
     def grad(op, ddx):
-        return [None, make("AvgPool", [ddx], op.attrs)]
+        return [None, apply_op("AvgPool", [ddx], op.attrs)]
 
 
 def _pool_attrs(ksize, strides, padding, ceil_mode):
@@ -361,7 +361,7 @@ def _pool_attrs(ksize, strides, padding, ceil_mode):
 def max_pool(value, ksize, strides, padding="VALID", ceil_mode=False, data_format="NCHW", name=None):
     """Max pooling over NCHW windows. ``ceil_mode=True`` rounds the output size up (Caffe)."""
     x = convert_to_tensor(value)
-    return make("MaxPool", [x], _pool_attrs(ksize, strides, padding, ceil_mode), name)
+    return apply_op("MaxPool", [x], _pool_attrs(ksize, strides, padding, ceil_mode), name)
 
 
 def avg_pool(value, ksize, strides, padding="VALID", ceil_mode=False, count_include_pad=None,
@@ -371,7 +371,7 @@ def avg_pool(value, ksize, strides, padding="VALID", ceil_mode=False, count_incl
     x = convert_to_tensor(value)
     attrs = _pool_attrs(ksize, strides, padding, ceil_mode)
     attrs["count_include_pad"] = (attrs["padding"] != "SAME") if count_include_pad is None else bool(count_include_pad)
-    return make("AvgPool", [x], attrs, name)
+    return apply_op("AvgPool", [x], attrs, name)
 
 
 # ---------------------------------------------------------------------------- LRN
@@ -394,7 +394,7 @@ class LRN(OpDef):
         return lambda x: k(xp, x, a["depth_radius"], a["bias"], a["alpha"], a["beta"])
 
     def grad(op, dy):
-        return [make("LRNGrad", [op.inputs[0], op.outputs[0], dy], op.attrs)]
+        return [apply_op("LRNGrad", [op.inputs[0], op.outputs[0], dy], op.attrs)]
 
 
 @register
@@ -417,7 +417,7 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, bet
     """TensorFlow's LRN on NCHW. Caffe's (local_size n, alpha, k) is depth_radius=(n-1)//2,
     alpha=alpha/n, bias=k."""
     x = convert_to_tensor(input)
-    return make("LRN", [x], {"depth_radius": int(depth_radius), "bias": float(bias),
+    return apply_op("LRN", [x], {"depth_radius": int(depth_radius), "bias": float(bias),
                              "alpha": float(alpha), "beta": float(beta)}, name)
 
 
@@ -456,7 +456,7 @@ class Softmax(OpDef):
         return [(dy - reduce_sum(dy * y, a, keepdims=True)) * y]
 
     def composite(x, axis=-1):  # stable (the max is taken out first), oneDNN's softmax
-        e = exp(x - make("StopGradient", [make("Max", [x], {"axis": (axis,), "keepdims": True})]))
+        e = exp(x - apply_op("StopGradient", [apply_op("Max", [x], {"axis": (axis,), "keepdims": True})]))
         return e / reduce_sum(e, axis, keepdims=True)
 
 
@@ -477,18 +477,18 @@ class LogSoftmax(OpDef):
         return [dy - exp(y) * reduce_sum(dy, a, keepdims=True)]
 
     def composite(x, axis=-1):  # stable, and one pass where the composite takes four
-        s = x - make("StopGradient", [make("Max", [x], {"axis": (axis,), "keepdims": True})])
-        return s - make("Log", [reduce_sum(exp(s), axis, keepdims=True)])
+        s = x - apply_op("StopGradient", [apply_op("Max", [x], {"axis": (axis,), "keepdims": True})])
+        return s - apply_op("Log", [reduce_sum(exp(s), axis, keepdims=True)])
 
 
 def softmax(logits, axis=-1, name=None):
     x = convert_to_tensor(logits)
-    return make("Softmax", [x], {"axis": _norm_axis(x, axis)}, name)
+    return apply_op("Softmax", [x], {"axis": _norm_axis(x, axis)}, name)
 
 
 def log_softmax(logits, axis=-1, name=None):
     x = convert_to_tensor(logits)
-    return make("LogSoftmax", [x], {"axis": _norm_axis(x, axis)}, name)
+    return apply_op("LogSoftmax", [x], {"axis": _norm_axis(x, axis)}, name)
 
 
 @register
@@ -676,7 +676,7 @@ class FusedBatchNorm(OpDef):
         mean, var = op.outputs[1], op.outputs[2]
         dx = None
         if dy is not None:
-            dx = make("FusedBatchNormGrad", [dy, x, mean, var], op.attrs)
+            dx = apply_op("FusedBatchNormGrad", [dy, x, mean, var], op.attrs)
         if dmean is not None or dvar is not None:
             axes = list(_stat_axes(_rank_of(x, "the gradient of batch statistics")))
             m = reduce_mean(x, axes)
@@ -842,7 +842,7 @@ def channel_affine(x, scale, offset=None, name=None):
     ins = [x, convert_to_tensor(scale, dtype=x.dtype)]
     if offset is not None:
         ins.append(convert_to_tensor(offset, dtype=x.dtype))
-    return make("ChannelAffine", ins, None, name)
+    return apply_op("ChannelAffine", ins, None, name)
 
 
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):

@@ -8,7 +8,7 @@ from .. import shapes as S
 from ..dtypes import as_dtype, float32
 from ..graph import Tensor, get_default_graph
 from ..registry import OpDef, register
-from .core import _shape_tensor, _target_shape, make
+from .core import _shape_tensor, _target_shape, apply_op
 
 
 def _infer_random(op):
@@ -84,7 +84,7 @@ def _random(type_name, shape, dtype, seed, name):
     g = shape.graph if isinstance(shape, Tensor) else get_default_graph()
     if not isinstance(shape, Tensor):
         S.as_shape(shape)
-    return make(type_name, [_shape_tensor(shape, g)], {"dtype": dt, "seed": seed}, name)
+    return apply_op(type_name, [_shape_tensor(shape, g)], {"dtype": dt, "seed": seed}, name)
 
 
 def random_normal(shape, mean=0.0, stddev=1.0, dtype=float32, seed=None, name=None):

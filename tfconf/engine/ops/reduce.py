@@ -6,7 +6,7 @@ import numpy as np
 
 from ..dtypes import as_dtype, int64
 from ..registry import OpDef, register
-from .core import broadcast_to, constant, convert_to_tensor, make, shape, size
+from .core import broadcast_to, constant, convert_to_tensor, apply_op, shape, size
 
 
 def normalize_axes(axis, rank, what="reduction"):
@@ -156,7 +156,7 @@ class Prod(OpDef):
         return xp.prod(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
 
     def grad(op, dy):
-        others = make("ProdGrad", [op.inputs[0]], {"axis": op.attrs["axis"]})
+        others = apply_op("ProdGrad", [op.inputs[0]], {"axis": op.attrs["axis"]})
         return [others * _broadcast_back(op, dy)]
 
 
@@ -215,7 +215,7 @@ def _reduce(type_name, x, axis, keepdims, name):
     x = convert_to_tensor(x)
     rank = None if x._shape is None else len(x._shape)
     axes = normalize_axes(axis, rank, type_name)
-    return make(type_name, [x], {"axis": axes, "keepdims": bool(keepdims)}, name)
+    return apply_op(type_name, [x], {"axis": axes, "keepdims": bool(keepdims)}, name)
 
 
 def reduce_sum(input_tensor, axis=None, keepdims=False, name=None):
@@ -244,7 +244,7 @@ def _arg(type_name, x, axis, output_type, name):
     if axis is None:
         axis = 0
     (ax,) = normalize_axes(int(axis), rank, type_name)
-    return make(type_name, [x], {"axis": ax, "output_type": as_dtype(output_type)}, name)
+    return apply_op(type_name, [x], {"axis": ax, "output_type": as_dtype(output_type)}, name)
 
 
 def argmax(input, axis=None, output_type=int64, name=None):

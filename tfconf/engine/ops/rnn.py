@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import shapes as S
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
-from .core import convert_to_tensor, graph_of, make, zeros_like
+from .core import convert_to_tensor, graph_of, apply_op, zeros_like
 
 
 @register
@@ -45,7 +45,7 @@ def carried_state(state, like, name=None):
     """``state`` if it has as many rows as ``like`` (one per stream), else zeros of that many rows."""
     state = convert_to_tensor(state)
     like = convert_to_tensor(like, graph=graph_of(state))
-    return make("CarriedState", [state, like], None, name or "CarriedState")
+    return apply_op("CarriedState", [state, like], None, name or "CarriedState")
 
 
 # ----------------------------------------------------------------------------- the fused LSTM cell
