@@ -19,62 +19,50 @@ def _dims(shape):
     return tuple(int(d) for d in shape)
 
 
+class _RandomOp(OpDef):
+    """A seeded sampler of the shape its input holds: each op keeps its own generator in the
+    session (``ctx.rng(op)``); ``sample(xp, gen, shape, dtype)`` draws one array."""
+
+    host_inputs = (0,)
+    stateful = True
+    nondifferentiable = True
+    infer = _infer_random
+
+    def sample(xp, gen, shape, dtype):  # pragma: no cover - every sampler overrides
+        raise NotImplementedError
+
+    def make_kernel(op, ctx):
+        dt, gen, xp, sample = op.attrs["dtype"].np, ctx.rng(op), ctx.xp, op.op_def.sample
+        return lambda shape: sample(xp, gen, _dims(shape), dt)
+
+
 @register
-class RandomStandardNormal(OpDef):
+class RandomStandardNormal(_RandomOp):
     """Samples from N(0, 1)."""
 
-    host_inputs = (0,)
-
-    stateful = True
-    nondifferentiable = True
-    infer = _infer_random
-
-    def make_kernel(op, ctx):
-        dt = op.attrs["dtype"].np
-        gen = ctx.rng(op)
-        return lambda shape: gen.standard_normal(_dims(shape), dtype=dt)
+    def sample(xp, gen, shape, dtype):
+        return gen.standard_normal(shape, dtype=dtype)
 
 
 @register
-class RandomUniform(OpDef):
+class RandomUniform(_RandomOp):
     """Samples from U[0, 1)."""
 
-    host_inputs = (0,)
-
-    stateful = True
-    nondifferentiable = True
-    infer = _infer_random
-
-    def make_kernel(op, ctx):
-        dt = op.attrs["dtype"].np
-        gen = ctx.rng(op)
-        return lambda shape: gen.random(_dims(shape), dtype=dt)
+    def sample(xp, gen, shape, dtype):
+        return gen.random(shape, dtype=dtype)
 
 
 @register
-class TruncatedNormal(OpDef):
+class TruncatedNormal(_RandomOp):
     """Samples from N(0, 1) re-drawn until within two standard deviations."""
 
-    host_inputs = (0,)
-
-    stateful = True
-    nondifferentiable = True
-    infer = _infer_random
-
-    def make_kernel(op, ctx):
-        dt = op.attrs["dtype"].np
-        gen = ctx.rng(op)
-        xp = ctx.xp
-
-        def sample(shape):
-            out = gen.standard_normal(_dims(shape), dtype=dt)
+    def sample(xp, gen, shape, dtype):
+        out = gen.standard_normal(shape, dtype=dtype)
+        bad = xp.abs(out) > 2
+        while bad.any():
+            out[bad] = gen.standard_normal(int(bad.sum()), dtype=dtype)
             bad = xp.abs(out) > 2
-            while bad.any():
-                out[bad] = gen.standard_normal(int(bad.sum()), dtype=dt)
-                bad = xp.abs(out) > 2
-            return out
-
-        return sample
+        return out
 
 
 def _random(type_name, shape, dtype, seed, name):

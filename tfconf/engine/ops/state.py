@@ -70,25 +70,29 @@ def _current(op, store):
         ) from None
 
 
-@register
-class Assign(OpDef):
-    """``var = value``; outputs the new value."""
+class _AssignOp(OpDef):
+    """An update of the Variable named by attr ``var`` with the op's input; outputs the new value.
+    ``update(xp, current, value)`` gives it (``current`` is None for a plain assignment)."""
 
     stateful = True
     nondifferentiable = True
     infer = _assign_infer
     keeps_output = True  # its output is the storage it holds: never overwritten in place
+    reads_current = True  # False: the update needs no current value (the variable may be uninitialized)
 
     def variables(op):
         return (op.attrs["var"],)
 
+    def update(xp, current, value):  # pragma: no cover - every assignment overrides
+        raise NotImplementedError
+
     def make_kernel(op, ctx):
         store, name, xp = ctx.variables, op.attrs["var"], ctx.xp
+        update, reads = op.op_def.update, op.op_def.reads_current
 
         def assign(value):
-            _check_shape(op, value)
-            # Own the storage: a fed or constant array must not alias the variable.
-            new = xp.array(value, copy=True)
+            new = update(xp, _current(op, store) if reads else None, value)
+            _check_shape(op, new)
             store[name] = new
             return new
 
@@ -96,51 +100,30 @@ class Assign(OpDef):
 
 
 @register
-class AssignAdd(OpDef):
-    """``var = var + value``; outputs the new value."""
+class Assign(_AssignOp):
+    """``var = value``; outputs the new value."""
 
-    stateful = True
-    nondifferentiable = True
-    infer = _assign_infer
-    keeps_output = True  # its output is the storage it holds: never overwritten in place
+    reads_current = False
 
-    def variables(op):
-        return (op.attrs["var"],)
-
-    def make_kernel(op, ctx):
-        store, name = ctx.variables, op.attrs["var"]
-
-        def assign_add(value):
-            new = _current(op, store) + value
-            _check_shape(op, new)
-            store[name] = new
-            return new
-
-        return assign_add
+    def update(xp, current, value):
+        # Own the storage: a fed or constant array must not alias the variable.
+        return xp.array(value, copy=True)
 
 
 @register
-class AssignSub(OpDef):
+class AssignAdd(_AssignOp):
+    """``var = var + value``; outputs the new value."""
+
+    def update(xp, current, value):
+        return current + value
+
+
+@register
+class AssignSub(_AssignOp):
     """``var = var - value``; outputs the new value."""
 
-    stateful = True
-    nondifferentiable = True
-    infer = _assign_infer
-    keeps_output = True  # its output is the storage it holds: never overwritten in place
-
-    def variables(op):
-        return (op.attrs["var"],)
-
-    def make_kernel(op, ctx):
-        store, name = ctx.variables, op.attrs["var"]
-
-        def assign_sub(value):
-            new = _current(op, store) - value
-            _check_shape(op, new)
-            store[name] = new
-            return new
-
-        return assign_sub
+    def update(xp, current, value):
+        return current - value
 
 
 @register

@@ -169,6 +169,15 @@ class Dropout(LayerSpec):
         b.node("Identity", [xs[0]], [b.y(0)])  # the test phase's identity
 
 
+def _classes_last(x, axis):
+    """``x`` with its class axis ``axis`` moved last (the cross-entropy and top-k ops' axis)."""
+    rank = len(x.shape.as_list())
+    axis %= rank
+    if axis == rank - 1:
+        return x
+    return tc.transpose(x, [i for i in range(rank) if i != axis] + [axis])
+
+
 class _LossBase(LayerSpec):
     is_loss: ClassVar[bool] = True
     onnx_absent = "a deploy net drops its losses (export --softmax turns SoftmaxWithLoss into a Softmax)"
@@ -199,11 +208,7 @@ class SoftmaxWithLoss(_LossBase):
 
     def build(self, ctx, bottoms):
         x, label = bottoms
-        shp = x.shape.as_list()
-        axis = self.axis % len(shp)
-        if axis != len(shp) - 1:
-            perm = [i for i in range(len(shp)) if i != axis] + [axis]
-            x = tc.transpose(x, perm)
+        x = _classes_last(x, self.axis)
         label = tc.cast(label, tc.int64) if label.dtype != tc.int64 else label
         lshape = x.shape.as_list()[:-1]
         label = tc.reshape(label, [-1 if d is None else d for d in lshape])
@@ -245,10 +250,7 @@ class Accuracy(LayerSpec):
 
     def build(self, ctx, bottoms):
         x, label = bottoms
-        shp = x.shape.as_list()
-        axis = self.axis % len(shp)
-        if axis != len(shp) - 1:
-            x = tc.transpose(x, [i for i in range(len(shp)) if i != axis] + [axis])
+        x = _classes_last(x, self.axis)
         c = x.shape.as_list()[-1]
         if c is not None and self.top_k > c:
             raise ValueError(f"top_k={self.top_k} exceeds the {c} classes of {x.name}")
