@@ -183,139 +183,6 @@ def _reuse(holder, i, nbytes):
         return buf
 
 
-class LSTMLayerForward:
-    """LSTMLayer's forward (training when the plan has its gradient, else inference)."""
-
-    def __init__(self, reference, training):
-        self.reference, self.training = reference, training
-        self.built = {}
-        #: (id(w_x), id(w_h), their [4, H, K] copies) of this run's forward: its gradient reads the
-        #: same arrays (a parameter update runs after the gradient, so they are unchanged in
-        #: between). Ids, not the arrays: a reference here would stop the update working in place.
-        self.last = None
-
-    def _build(self, T, N, C, H):
-        s = _Shapes(T, N, C, H)
-        prop = L.FORWARD_TRAINING if self.training else L.FORWARD_INFERENCE
-        args = [A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER,
-                A_DST_ITER_C] + ([A_WS] if self.training else [])
-        prim = L.Primitive(_forward_pd(s, prop), args, "lstm forward")
-        return s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours), _weights_into(prim, A_W_ITER, s.w_iter_ours)
-
-    def __call__(self, x, w_x, b, w_h, mask, h0, c0):
-        T, N, C = x.shape
-        H = w_h.shape[1]
-        self.last = None
-        if (x.dtype != np.float32 or N == 0 or T == 0 or not _no_resets(mask) or h0.shape != (N, H)
-                or c0.shape != (N, H)):
-            return self.reference(x, w_x, b, w_h, mask, h0, c0)
-        key = (T, N, C, H)
-        built = _built_for(self.built, key, lambda: [*self._build(T, N, C, H), None])
-        if built is None:
-            return self.reference(x, w_x, b, w_h, mask, h0, c0)
-        s, prim, conv_l, conv_i = built[:4]
-        wl, wi = _gates_onednn(w_x, H), _gates_onednn(w_h, H)
-        self.last = (id(w_x), id(w_h), wl, wi)
-        bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        h0, c0 = np.ascontiguousarray(h0 * mask[0], np.float32), np.ascontiguousarray(c0 * mask[0], np.float32)
-        hs = np.empty((T, N, H), np.float32)
-        h_last = np.empty((N, H), np.float32)
-        c_last = np.empty((N, H), np.float32)
-        ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-                A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
-                A_BIAS: bias.ctypes.data,
-                A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data}
-        if self.training:
-            ws = _reuse(built, 4, prim.mds[A_WS].nbytes)
-            ptrs[A_WS] = ws.ctypes.data
-        else:
-            ws = np.empty(0, np.uint8)
-        prim(ptrs)
-        return hs, h_last, c_last, ws
-
-
-class LSTMLayerBackward:
-    """LSTMLayerGrad on the backward primitive, from the forward's workspace."""
-
-    def __init__(self, reference, dhs, dh_last, dc_last, forward=None):
-        self.reference = reference
-        self.present = (dhs, dh_last, dc_last)
-        self.forward = forward  # the LSTMLayerForward of this plan, whose weight copies it reuses
-        self.built = {}
-
-    def _build(self, T, N, C, H):
-        s = _Shapes(T, N, C, H)
-        lib = L.library()
-        hint = _forward_pd(s, L.FORWARD_TRAINING)
-        try:
-            pd = _vp()
-            attr = L.Attr()
-            f = _fn("dnnl_lstm_backward_primitive_desc_create", 22)
-            lib.check("lstm_backward_primitive_desc_create",
-                      f(ctypes.byref(pd), lib.engine, L.BACKWARD, LEFT2RIGHT,
-                        s.src.handle, s.it.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, None, None,
-                        s.bias.handle, s.dst.handle, s.it.handle, s.it.handle,
-                        s.src.handle, s.it.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, None, None,
-                        s.bias.handle, s.dst.handle, s.it.handle, s.it.handle, 0, hint, attr.handle))
-        finally:
-            lib.primitive_desc_destroy(hint)
-        args = [A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER,
-                A_DST_ITER_C, A_WS] + [a + DIFF for a in (A_SRC_LAYER, A_SRC_ITER, A_SRC_ITER_C, A_W_LAYER, A_W_ITER,
-                                                          A_BIAS, A_DST_LAYER, A_DST_ITER, A_DST_ITER_C)]
-        prim = L.Primitive(pd, args, "lstm backward")
-        return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
-                _weights_into(prim, A_W_ITER, s.w_iter_ours), _diff_weights_out(prim, s))
-
-    def __call__(self, x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads):
-        T, N, C = x.shape
-        H = w_h.shape[1]
-        if saved.dtype != np.uint8 or saved.size == 0 or not _no_resets(mask):  # the reference's forward
-            return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
-        key = (T, N, C, H)
-        built = _built_for(self.built, key, lambda: self._build(T, N, C, H))
-        if built is None:  # pragma: no cover
-            return self.reference(x, w_x, b, w_h, mask, h0, c0, hs, h_last, c_last, saved, *grads)
-        s, prim, conv_l, conv_i, outs = built
-        if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
-            raise ValueError("LSTMLayerGrad: the workspace is not the forward primitive's for these shapes")
-        grads = list(grads)
-        g = [grads.pop(0) if p else None for p in self.present]
-        dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
-        dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
-        dc = np.ascontiguousarray(g[2], np.float32) if g[2] is not None else np.zeros((N, H), np.float32)
-        wl, wi = _forward_copies(self.forward, w_x, w_h, _gates_onednn, H)
-        bias = np.ascontiguousarray(b.reshape(4, H)[list(_PERM)], dtype=np.float32)
-        x = np.ascontiguousarray(x, np.float32)
-        m0 = mask[0]
-        h0, c0 = np.ascontiguousarray(h0 * m0, np.float32), np.ascontiguousarray(c0 * m0, np.float32)
-        hs, h_last, c_last = (np.ascontiguousarray(v, np.float32) for v in (hs, h_last, c_last))
-        dx = np.empty((T, N, C), np.float32)
-        dh0 = np.empty((N, H), np.float32)
-        dc0 = np.empty((N, H), np.float32)
-        # the diff weights and bias are accumulated into: they start at zero (kept buffers: a
-        # plan's provider kernels run one at a time)
-        dwl, dwi = _diff_weight_buffers(outs, 4, H, C)
-        db = np.zeros((4, H), np.float32)
-        prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data, A_SRC_ITER_C: c0.ctypes.data,
-              A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
-              A_BIAS: bias.ctypes.data,
-              A_DST_LAYER: hs.ctypes.data, A_DST_ITER: h_last.ctypes.data, A_DST_ITER_C: c_last.ctypes.data,
-              A_WS: saved.ctypes.data,
-              A_SRC_LAYER + DIFF: dx.ctypes.data, A_SRC_ITER + DIFF: dh0.ctypes.data,
-              A_SRC_ITER_C + DIFF: dc0.ctypes.data, A_W_LAYER + DIFF: dwl.ctypes.data,
-              A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
-              A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data,
-              A_DST_ITER_C + DIFF: dc.ctypes.data})
-        dwl, dwi = _diff_weights_ours(outs, (dwl, dwi), 4, H, C)  # our [4, H, K], oneDNN's gate order
-        dh0 *= m0  # the first step read h0·mask[0] and c0·mask[0]
-        dc0 *= m0
-        db_out = np.empty((4, H), np.float32)
-        db_out[list(_PERM)] = db
-        return (dx, _gates_tfconf(dwl.reshape(4, H, C)), db_out.reshape(4 * H),
-                _gates_tfconf(dwi.reshape(4, H, H)), dh0, dc0)
-
-
 # ---------------------------------------------------------------------------- GRU
 #: oneDNN's linear-before-reset GRU gate k is tfconf's gate _GPERM[k] ((r, z, n) -> (u = z, r, o = n))
 _GPERM = (1, 0, 2)
@@ -349,124 +216,249 @@ def _gru_forward_pd(s, prop):
     return pd
 
 
-_GRU_FWD_ARGS = [A_SRC_LAYER, A_SRC_ITER, A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER, A_DST_ITER]
 
 
-class GRULayerForward:
-    """GRULayer's forward on oneDNN's linear-before-reset GRU primitive (training when the plan
-    has its gradient, else inference); a batch whose cont mask resets a stream after the first
-    step runs the reference, as for LSTMLayer."""
+
+# ---------------------------------------------------------------------------- the two cells
+def _backward_pd(name, nmds, s, hint, descs):
+    """A backward primitive descriptor of cell ``name`` from the forward's ``hint``; ``descs``
+    are the forward descriptors, given twice (values, then their gradients)."""
+    lib = L.library()
+    try:
+        pd = _vp()
+        attr = L.Attr()
+        f = _fn(f"dnnl_{name}_backward_primitive_desc_create", nmds)
+        lib.check(f"{name}_backward_primitive_desc_create",
+                  f(ctypes.byref(pd), lib.engine, L.BACKWARD, LEFT2RIGHT, *descs, *descs, 0, hint, attr.handle))
+    finally:
+        lib.primitive_desc_destroy(hint)
+    return pd
+
+
+class _LSTM:
+    """LSTMLayer: inputs (x, w_x, b, w_h, mask, h0, c0), states h and c, one bias."""
+
+    name, G, B = "lstm", 4, 4
+    state_args = ((A_SRC_ITER, A_DST_ITER), (A_SRC_ITER_C, A_DST_ITER_C))
+    gates = staticmethod(_gates_onednn)
+    gates_tfconf = staticmethod(_gates_tfconf)
+
+    @staticmethod
+    def unpack(x, w_x, b, w_h, mask, h0, c0):
+        return x, w_x, w_h, mask, (h0, c0), (b,)
+
+    @staticmethod
+    def bias(biases, H):
+        return np.ascontiguousarray(biases[0].reshape(4, H)[list(_PERM)], dtype=np.float32)
+
+    @staticmethod
+    def forward_pd(s, prop):
+        return _forward_pd(s, prop)
+
+    @staticmethod
+    def backward_pd(s):
+        return _backward_pd("lstm", 22, s, _forward_pd(s, L.FORWARD_TRAINING),
+                            (s.src.handle, s.it.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, None,
+                             None, s.bias.handle, s.dst.handle, s.it.handle, s.it.handle))
+
+    @staticmethod
+    def gradients(dx, dw_x, dw_h, db, dstates, H):
+        db_out = np.empty((4, H), np.float32)
+        db_out[list(_PERM)] = db
+        return (dx, dw_x, db_out.reshape(4 * H), dw_h, *dstates)
+
+
+class _GRU:
+    """GRULayer (linear-before-reset): inputs (x, w_x, b_x, w_h, b_h, mask, h0), state h, the two
+    biases in oneDNN's four rows."""
+
+    name, G, B = "lbr_gru", 3, 4
+    state_args = ((A_SRC_ITER, A_DST_ITER),)
+    gates = staticmethod(_gru_gates)
+    gates_tfconf = staticmethod(_gru_gates_tfconf)
+
+    @staticmethod
+    def unpack(x, w_x, b_x, w_h, b_h, mask, h0):
+        return x, w_x, w_h, mask, (h0,), (b_x, b_h)
+
+    @staticmethod
+    def bias(biases, H):
+        return _gru_bias(*biases, H)
+
+    @staticmethod
+    def forward_pd(s, prop):
+        return _gru_forward_pd(s, prop)
+
+    @staticmethod
+    def backward_pd(s):
+        return _backward_pd("lbr_gru", 14, s, _gru_forward_pd(s, L.FORWARD_TRAINING),
+                            (s.src.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, s.bias.handle,
+                             s.dst.handle, s.it.handle))
+
+    @staticmethod
+    def gradients(dx, dw_x, dw_h, db, dstates, H):
+        db_x = np.stack([db[1], db[0], db[2]]).reshape(3 * H)
+        db_h = np.stack([db[1], db[0], db[3]]).reshape(3 * H)
+        return (dx, dw_x, db_x, dw_h, db_h, *dstates)
+
+
+def _forward_args(cell):
+    return [A_SRC_LAYER, *(a for a, _ in cell.state_args), A_W_LAYER, A_W_ITER, A_BIAS, A_DST_LAYER,
+            *(a for _, a in cell.state_args)]
+
+
+# ---------------------------------------------------------------------------- the kernels
+class _LayerForward:
+    """A recurrent layer's forward on its oneDNN primitive (training when the plan has its
+    gradient, else inference). A batch whose cont mask resets a stream after the first step, or
+    a shape oneDNN refuses, runs the reference. Returns (hs, each state's last value, workspace)."""
+
+    cell = None
 
     def __init__(self, reference, training):
         self.reference, self.training = reference, training
         self.built = {}
-        self.last = None  # (id(w_x), id(w_h), their oneDNN-order copies), as LSTMLayerForward's
+        #: (id(w_x), id(w_h), their [G, H, K] copies) of this run's forward: its gradient reads the
+        #: same arrays (a parameter update runs after the gradient, so they are unchanged in
+        #: between). Ids, not the arrays: a reference here would stop the update working in place.
+        self.last = None
 
     def _build(self, T, N, C, H):
-        s = _Shapes(T, N, C, H, G=3, B=4)
+        cell = self.cell
+        s = _Shapes(T, N, C, H, G=cell.G, B=cell.B)
         prop = L.FORWARD_TRAINING if self.training else L.FORWARD_INFERENCE
-        prim = L.Primitive(_gru_forward_pd(s, prop), _GRU_FWD_ARGS + ([A_WS] if self.training else []),
-                           "gru forward")
+        prim = L.Primitive(cell.forward_pd(s, prop), _forward_args(cell) + ([A_WS] if self.training else []),
+                           f"{cell.name} forward")
         return s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours), _weights_into(prim, A_W_ITER, s.w_iter_ours)
 
-    def __call__(self, x, w_x, b_x, w_h, b_h, mask, h0):
+    def __call__(self, *args):
+        cell = self.cell
+        x, w_x, w_h, mask, states, biases = cell.unpack(*args)
         T, N, C = x.shape
         H = w_h.shape[1]
         self.last = None
-        if x.dtype != np.float32 or N == 0 or T == 0 or not _no_resets(mask) or h0.shape != (N, H):
-            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0)
+        if (x.dtype != np.float32 or N == 0 or T == 0 or not _no_resets(mask)
+                or any(st.shape != (N, H) for st in states)):
+            return self.reference(*args)
         key = (T, N, C, H)
         built = _built_for(self.built, key, lambda: [*self._build(T, N, C, H), None])
         if built is None:
-            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0)
-        s, prim, conv_l, conv_i = built[:4]
-        wl, wi = _gru_gates(w_x, H), _gru_gates(w_h, H)
+            return self.reference(*args)
+        _, prim, conv_l, conv_i = built[:4]
+        wl, wi = cell.gates(w_x, H), cell.gates(w_h, H)
         self.last = (id(w_x), id(w_h), wl, wi)
+        bias = cell.bias(biases, H)  # (bound to a name: the primitive reads it after this line)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        h0 = np.ascontiguousarray(h0 * mask[0], np.float32)
-        bias = _gru_bias(b_x, b_h, H)  # (bound to a name: the primitive reads it after this line)
+        initial = [np.ascontiguousarray(st * mask[0], np.float32) for st in states]
         hs = L.output_array((T, N, H))
-        h_last = np.empty((N, H), np.float32)
-        ptrs = {A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data,
-                A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
-                A_BIAS: bias.ctypes.data, A_DST_LAYER: hs.ctypes.data,
-                A_DST_ITER: h_last.ctypes.data}
+        lasts = [np.empty((N, H), np.float32) for _ in states]
+        ptrs = {A_SRC_LAYER: x.ctypes.data, A_W_LAYER: _into_primitive(wl, conv_l),
+                A_W_ITER: _into_primitive(wi, conv_i), A_BIAS: bias.ctypes.data, A_DST_LAYER: hs.ctypes.data}
+        for (src, dst), v0, v1 in zip(cell.state_args, initial, lasts):
+            ptrs[src], ptrs[dst] = v0.ctypes.data, v1.ctypes.data
         if self.training:
             ws = _reuse(built, 4, prim.mds[A_WS].nbytes)
             ptrs[A_WS] = ws.ctypes.data
         else:
             ws = np.empty(0, np.uint8)
         prim(ptrs)
-        return hs, h_last, ws
+        return (hs, *lasts, ws)
 
 
-class GRULayerBackward:
-    """GRULayerGrad on the backward primitive, from the forward's workspace."""
+class _LayerBackward:
+    """A recurrent layer's gradient on the backward primitive, from the forward's workspace:
+    arguments (the 7 inputs, hs, each state's last value, the workspace, the present gradients)."""
 
-    def __init__(self, reference, dhs, dh_last, forward=None):
+    cell = None
+
+    def __init__(self, reference, present, forward=None):
         self.reference = reference
-        self.present = (dhs, dh_last)
-        self.forward = forward
+        self.present = present      # which of (dhs, each state's last) reach this gradient
+        self.forward = forward      # the plan's forward kernel, whose weight copies it reuses
         self.built = {}
 
     def _build(self, T, N, C, H):
-        s = _Shapes(T, N, C, H, G=3, B=4)
-        lib = L.library()
-        hint = _gru_forward_pd(s, L.FORWARD_TRAINING)
-        try:
-            pd = _vp()
-            attr = L.Attr()
-            f = _fn("dnnl_lbr_gru_backward_primitive_desc_create", 14)
-            lib.check("lbr_gru_backward_primitive_desc_create",
-                      f(ctypes.byref(pd), lib.engine, L.BACKWARD, LEFT2RIGHT,
-                        s.src.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, s.bias.handle,
-                        s.dst.handle, s.it.handle,
-                        s.src.handle, s.it.handle, s.w_layer.handle, s.w_iter.handle, s.bias.handle,
-                        s.dst.handle, s.it.handle, 0, hint, attr.handle))
-        finally:
-            lib.primitive_desc_destroy(hint)
-        args = _GRU_FWD_ARGS + [A_WS] + [a + DIFF for a in _GRU_FWD_ARGS]
-        prim = L.Primitive(pd, args, "gru backward")
+        cell = self.cell
+        s = _Shapes(T, N, C, H, G=cell.G, B=cell.B)
+        fwd = _forward_args(cell)
+        prim = L.Primitive(cell.backward_pd(s), fwd + [A_WS] + [a + DIFF for a in fwd], f"{cell.name} backward")
         return (s, prim, _weights_into(prim, A_W_LAYER, s.w_layer_ours),
                 _weights_into(prim, A_W_ITER, s.w_iter_ours), _diff_weights_out(prim, s))
 
-    def __call__(self, x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads):
+    def __call__(self, *args):
+        cell = self.cell
+        n = len(cell.state_args)
+        x, w_x, w_h, mask, states, biases = cell.unpack(*args[:7])
+        hs, lasts, saved, grads = args[7], args[8:8 + n], args[8 + n], list(args[9 + n:])
         T, N, C = x.shape
         H = w_h.shape[1]
         if saved.dtype != np.uint8 or saved.size == 0 or not _no_resets(mask):  # the reference's forward
-            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
+            return self.reference(*args)
         key = (T, N, C, H)
         built = _built_for(self.built, key, lambda: self._build(T, N, C, H))
         if built is None:  # pragma: no cover
-            return self.reference(x, w_x, b_x, w_h, b_h, mask, h0, hs, h_last, saved, *grads)
-        s, prim, conv_l, conv_i, outs = built
+            return self.reference(*args)
+        _, prim, conv_l, conv_i, outs = built
         if saved.nbytes != prim.mds[A_WS].nbytes:  # pragma: no cover - the forward's, for this shape
-            raise ValueError("GRULayerGrad: the workspace is not the forward primitive's for these shapes")
-        grads = list(grads)
+            raise ValueError(f"{cell.name} gradient: the workspace is not the forward primitive's for these shapes")
         g = [grads.pop(0) if p else None for p in self.present]
-        dhs = np.ascontiguousarray(g[0], np.float32) if g[0] is not None else np.zeros((T, N, H), np.float32)
-        dh = np.ascontiguousarray(g[1], np.float32) if g[1] is not None else np.zeros((N, H), np.float32)
-        wl, wi = _forward_copies(self.forward, w_x, w_h, _gru_gates, H)
+        shapes = [(T, N, H)] + [(N, H)] * n
+        dys = [np.ascontiguousarray(v, np.float32) if v is not None else np.zeros(shp, np.float32)
+               for v, shp in zip(g, shapes)]
+        wl, wi = _forward_copies(self.forward, w_x, w_h, cell.gates, H)
+        bias = cell.bias(biases, H)
         x = np.ascontiguousarray(x, np.float32)
         m0 = mask[0]
-        h0 = np.ascontiguousarray(h0 * m0, np.float32)
-        bias = _gru_bias(b_x, b_h, H)
-        hs, h_last = (np.ascontiguousarray(v, np.float32) for v in (hs, h_last))
+        initial = [np.ascontiguousarray(st * m0, np.float32) for st in states]
+        hs = np.ascontiguousarray(hs, np.float32)
+        lasts = [np.ascontiguousarray(v, np.float32) for v in lasts]
         dx = L.output_array((T, N, C))
-        dh0 = np.empty((N, H), np.float32)
-        # the diff weights and bias are accumulated into: they start at zero
-        dwl, dwi = _diff_weight_buffers(outs, 3, H, C)
-        db = np.zeros((4, H), np.float32)
-        prim({A_SRC_LAYER: x.ctypes.data, A_SRC_ITER: h0.ctypes.data,
-              A_W_LAYER: _into_primitive(wl, conv_l), A_W_ITER: _into_primitive(wi, conv_i),
-              A_BIAS: bias.ctypes.data, A_DST_LAYER: hs.ctypes.data,
-              A_DST_ITER: h_last.ctypes.data, A_WS: saved.ctypes.data,
-              A_SRC_LAYER + DIFF: dx.ctypes.data, A_SRC_ITER + DIFF: dh0.ctypes.data,
-              A_W_LAYER + DIFF: dwl.ctypes.data, A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
-              A_DST_LAYER + DIFF: dhs.ctypes.data, A_DST_ITER + DIFF: dh.ctypes.data})
-        dwl, dwi = _diff_weights_ours(outs, (dwl, dwi), 3, H, C)
-        dh0 *= m0
-        db_x = np.stack([db[1], db[0], db[2]]).reshape(3 * H)
-        db_h = np.stack([db[1], db[0], db[3]]).reshape(3 * H)
-        return (dx, _gru_gates_tfconf(dwl.reshape(3, H, C)), db_x, _gru_gates_tfconf(dwi.reshape(3, H, H)),
-                db_h, dh0)
+        dstates = [np.empty((N, H), np.float32) for _ in states]
+        # the diff weights and bias are accumulated into: they start at zero (kept buffers: a
+        # plan's provider kernels run one at a time)
+        dwl, dwi = _diff_weight_buffers(outs, cell.G, H, C)
+        db = np.zeros((cell.B, H), np.float32)
+        ptrs = {A_SRC_LAYER: x.ctypes.data, A_W_LAYER: _into_primitive(wl, conv_l),
+                A_W_ITER: _into_primitive(wi, conv_i), A_BIAS: bias.ctypes.data, A_DST_LAYER: hs.ctypes.data,
+                A_WS: saved.ctypes.data, A_SRC_LAYER + DIFF: dx.ctypes.data, A_W_LAYER + DIFF: dwl.ctypes.data,
+                A_W_ITER + DIFF: dwi.ctypes.data, A_BIAS + DIFF: db.ctypes.data,
+                A_DST_LAYER + DIFF: dys[0].ctypes.data}
+        for (src, dst), v0, v1, d0, d1 in zip(cell.state_args, initial, lasts, dstates, dys[1:]):
+            ptrs[src], ptrs[dst] = v0.ctypes.data, v1.ctypes.data
+            ptrs[src + DIFF], ptrs[dst + DIFF] = d0.ctypes.data, d1.ctypes.data
+        prim(ptrs)
+        dwl, dwi = _diff_weights_ours(outs, (dwl, dwi), cell.G, H, C)  # our [G, H, K], oneDNN's gate order
+        for d in dstates:
+            d *= m0  # the first step read each initial state times mask[0]
+        return cell.gradients(dx, cell.gates_tfconf(dwl.reshape(cell.G, H, C)),
+                              cell.gates_tfconf(dwi.reshape(cell.G, H, H)), db, dstates, H)
+
+
+class LSTMLayerForward(_LayerForward):
+    """LSTMLayer's forward (LSTM primitive)."""
+
+    cell = _LSTM
+
+
+class LSTMLayerBackward(_LayerBackward):
+    """LSTMLayerGrad on the LSTM backward primitive."""
+
+    cell = _LSTM
+
+    def __init__(self, reference, dhs, dh_last, dc_last, forward=None):
+        super().__init__(reference, (dhs, dh_last, dc_last), forward)
+
+
+class GRULayerForward(_LayerForward):
+    """GRULayer's forward (linear-before-reset GRU primitive)."""
+
+    cell = _GRU
+
+
+class GRULayerBackward(_LayerBackward):
+    """GRULayerGrad on the GRU backward primitive."""
+
+    cell = _GRU
+
+    def __init__(self, reference, dhs, dh_last, forward=None):
+        super().__init__(reference, (dhs, dh_last), forward)
