@@ -32,8 +32,8 @@ NOT_USER_ERRORS = {
     "tfconf.engine.rewrite.cse._Unhashable": "private",
     "tfconf.frontend.loader._NotAFile": "private",
     "tfconf.frontend.loader._TooLarge": "private",
-    "tfconf.interop.caffe_import._Bad": "private",
-    "tfconf.interop.caffe_import._Reported": "private",
+    "tfconf.interop.caffe.fields._Bad": "private",
+    "tfconf.interop.caffe.fields._Reported": "private",
 }
 
 
