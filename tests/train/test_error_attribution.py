@@ -1,9 +1,9 @@
 """Errors from the engine name the config layer that made the op, also when the plan ran the op
-fused with others (train.runner.explain_op_message)."""
+fused with others (train.errors.explain_op_message)."""
 
 from tests.cli.util import SPIRALS, write
 from tfconf.frontend.config import load
-from tfconf.train.runner import explain_op_message
+from tfconf.train.errors import explain_op_message
 
 
 def test_a_fused_op_is_attributed_to_its_layer_with_its_fusion_kept(tmp_path):

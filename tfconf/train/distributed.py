@@ -51,7 +51,7 @@ class DistributedSolver(Solver):
     ``cluster:`` sections, training on the cluster they describe."""
 
     def __init__(self, config, run_dir, *, root=None, log=None, prefetch=2, dtype=tc.float32):
-        from .runner import TrainError
+        from .errors import TrainError
 
         dist, cl = config.distributed, config.cluster
         jobs = dict(cl.jobs) if cl is not None and cl.jobs else None

@@ -13,6 +13,9 @@ import os
 
 from tfconf.distributed.cluster import TaskFailedError, connect
 
+from . import snapshot
+from .resume import choose_run_dir
+
 
 def _is_distributed(cfg) -> bool:
     net = cfg.net
@@ -29,9 +32,7 @@ def restarting(train_fn, max_restarts: int = 0, echo=print):
             return train_fn(cfg, out=out, resume=resume, **kw)
         import ray
 
-        from . import runner, snapshot
-
-        run_dir = runner._run_dir(cfg, out, resume)
+        run_dir = choose_run_dir(cfg, out, resume)
         started = connect(cfg.net.cluster.address if cfg.net.cluster is not None else "local")
         try:
             attempt = 0

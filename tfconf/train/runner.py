@@ -1,107 +1,21 @@
-"""What the CLI's train/test/time commands do, minus argument parsing: run folders, metrics
-files, snapshots, resume, Ctrl-C."""
+"""What the CLI's train/test/time commands do, minus argument parsing: the training loop with its
+snapshots, test passes and Ctrl-C, testing saved weights, timing layers. Its parts: resume.py (run
+folder, what --resume continues from), metrics.py (metrics files), progress.py (the display),
+errors.py (the user's errors, located at config layers)."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import os
-import re
 import signal
 import time
 
-from tfconf.errors import UserError, did_you_mean
-from tfconf.io.atomic import atomic_write_bytes, naming
+from tfconf.errors import did_you_mean
+from tfconf.io.atomic import atomic_write_bytes
 from . import snapshot as snap
-
-
-class TrainError(UserError, ValueError):
-    """A mistake of the user's found while setting up or running a training (printed without a
-    traceback by the CLI): a weights file that does not fit the net, an unknown --reinit layer..."""
-
-
-def _run_dir(cfg, out, resume):
-    if resume and os.path.isdir(resume):
-        return resume
-    if resume:
-        d = os.path.dirname(os.path.abspath(resume))
-        return os.path.dirname(d) if os.path.basename(d) == "snapshots" else d
-    if out:
-        return out
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = os.path.join("runs", f"{cfg.net.name}-{stamp}")
-    path, n = base, 1
-    while os.path.exists(path):  # two runs started in the same second
-        n += 1
-        path = f"{base}-{n}"
-    return path
-
-
-def _snapshot_candidates(resume):
-    """The snapshots ``--resume`` may continue from, newest first."""
-    if resume.endswith(".solverstate.safetensors"):
-        if not os.path.exists(resume):
-            raise FileNotFoundError(f"--resume {resume}: no such snapshot")
-        return [resume]
-    for folder in (os.path.join(resume, "snapshots"), resume):
-        found = snap.complete_snapshots(folder)
-        if found:
-            return found
-    raise FileNotFoundError(f"--resume {resume}: no complete snapshot found there")
-
-
-def _restore_newest_good(solver, candidates):
-    """Restore the newest snapshot that reads; a damaged newer one is skipped with a warning naming
-    both. Returns the path restored."""
-    import sys
-
-    first = None
-    for i, spath in enumerate(candidates):
-        try:
-            solver.restore(spath)
-        except (snap.SnapshotError, FileNotFoundError) as e:
-            first = first or e
-            if i + 1 < len(candidates):
-                why = str(e) if str(e).startswith(spath) else f"{spath}: {e}"
-                print(f"warning: {why}; resuming from the snapshot before it, {candidates[i + 1]}", file=sys.stderr)
-            continue
-        except ValueError as e:
-            raise TrainError(f"--resume {spath}: {e}") from None
-        return spath
-    raise TrainError(f"--resume: no snapshot there can be read: {first}") from None
-
-
-def _truncate_metrics(run_dir, upto):
-    """On resume: drop what the interrupted run logged after its snapshot (and a line cut short by
-    a kill), so that the resumed run does not log those iterations twice."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if os.path.exists(path):
-        keep = []
-        with open(path) as f:
-            for line in f:
-                try:
-                    if int(json.loads(line)["iteration"]) <= upto:
-                        keep.append(line if line.endswith("\n") else line + "\n")
-                except (ValueError, KeyError, TypeError):
-                    continue
-        atomic_write_bytes(path, "".join(keep).encode())
-    path = os.path.join(run_dir, "metrics.csv")
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        keep = rows[:1]
-        for row in rows[1:]:
-            try:
-                if len(row) == 4 and int(row[0]) <= upto:
-                    keep.append(row)
-            except ValueError:
-                continue
-        import io
-
-        buf = io.StringIO()
-        csv.writer(buf).writerows(keep)
-        atomic_write_bytes(path, buf.getvalue().encode())
+from .errors import TrainError, _op_errors_located, explain_op_message  # noqa: F401 - TrainError is public here
+from .metrics import MetricsLog
+from .progress import progress
+from .resume import choose_run_dir, restore_newest_good, snapshot_candidates
 
 
 class Callback:
@@ -118,39 +32,6 @@ class Callback:
 
     def on_train_end(self):
         pass
-
-
-class _Metrics:
-    """metrics.jsonl (one object per event) and metrics.csv (iteration, phase, name, value); each
-    event is passed on to the callbacks."""
-
-    def __init__(self, run_dir, append, upto=None, callbacks=()):
-        self.callbacks = list(callbacks)
-        if append and upto is not None:
-            _truncate_metrics(run_dir, upto)
-        mode = "a" if append else "w"
-        self.jsonl = open(os.path.join(run_dir, "metrics.jsonl"), mode)
-        new_csv = not append or not os.path.exists(os.path.join(run_dir, "metrics.csv"))
-        self.csvf = open(os.path.join(run_dir, "metrics.csv"), mode, newline="")
-        self.csv = csv.writer(self.csvf)
-        if new_csv:
-            self.csv.writerow(["iteration", "phase", "name", "value"])
-
-    def write(self, iteration, phase, values):
-        try:
-            self.jsonl.write(json.dumps({"iteration": iteration, "phase": phase, **values}) + "\n")
-            for k, v in values.items():
-                self.csv.writerow([iteration, phase, k, v])
-            self.jsonl.flush()
-            self.csvf.flush()
-        except OSError as e:
-            raise naming(e, self.jsonl.name) from None
-        for cb in self.callbacks:
-            cb.on_metrics(iteration, phase, values)
-
-    def close(self):
-        self.jsonl.close()
-        self.csvf.close()
 
 
 class _Interrupt:
@@ -213,58 +94,6 @@ def _new_solver(cfg, run_dir, **kw):
         raise
 
 
-def _layer_index(cfg, op_name):
-    """The index of the config layer that created op ``op_name`` (``train/ip2/MatMul``,
-    ``gradients/train/ip2/MatMul_grad/...``), or None."""
-    names = {layer.name: i for i, layer in enumerate(cfg.net.layers)}
-    parts = op_name.split("/")
-    while parts and parts[0] in ("gradients", "train", "test"):
-        parts = parts[1:]
-    return names.get(parts[0]) if parts else None
-
-
-#: the engine's op description (PlanOp.describe adds ", run fused with ... as one X" for an op the
-#: plan runs fused with others)
-_OP = re.compile(r"op '([^']+)' \(type (\w+)((?:, run fused with .*? as one \w+)?)\) created at \S+?:\d+")
-
-
-def explain_op_message(cfg, message):
-    """Replace the engine's "created at file:line" (a frame of tfconf's own code when the net comes
-    from a config) by the config layer that made the op and its location."""
-    def sub(m):
-        i = _layer_index(cfg, m.group(1))
-        if i is None:
-            return f"op '{m.group(1)}' (type {m.group(2)}{m.group(3)})"
-        return (f"op '{m.group(1)}' (type {m.group(2)}{m.group(3)}) of layer {cfg.net.layers[i].name!r} "
-                f"({cfg.loaded.location(('layers', i))})")
-
-    return _OP.sub(sub, message)
-
-
-_KERNEL_ERROR = re.compile(r"(\w+) in op '([^']+)' \(type (\w+)\) created at \S+ with input shapes \((.*?)\): (.*)$")
-
-
-@contextlib.contextmanager
-def _op_errors_located(cfg):
-    """An op that fails at run time on the data it is fed (a label out of range for the classes...)
-    is the config's mistake: report it at the layer that made the op."""
-    from tfconf.engine import api as tc
-
-    try:
-        yield
-    except tc.errors.InvalidArgumentError as e:
-        op = getattr(e, "op", None)
-        i = _layer_index(cfg, op.name) if op is not None else None
-        msg = " ".join(str(e.message).split())
-        m = _KERNEL_ERROR.match(msg)
-        if m:  # "ValueError in op 'x' (type T) created at f:l with input shapes (...): what" → what first
-            msg = f"{m.group(5)} (op '{m.group(2)}' (type {m.group(3)}), input shapes ({m.group(4)}))"
-        msg = explain_op_message(cfg, msg)
-        if i is None:
-            raise TrainError(msg) from None
-        raise cfg.loaded.error(("layers", i), msg) from None
-
-
 def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, echo=print, stop_at=None,
           callbacks=(), force=False):
     """``stop_at``: pause at that iteration (with a snapshot and a test pass) instead of max_iter;
@@ -275,11 +104,11 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
     from . import runfolder
 
     s = cfg.net.solver
-    candidates = _snapshot_candidates(resume) if resume else None  # before anything is created
+    candidates = snapshot_candidates(resume) if resume else None  # before anything is created
     _check_reinit(cfg, reinit)
     if weights:
         _weights_path(weights)
-    run_dir = _run_dir(cfg, out, resume)
+    run_dir = choose_run_dir(cfg, out, resume)
     lock = runfolder.FolderLock(run_dir)
     _check_folder(run_dir, lock, resume, force)  # refused before the net is built
     prefix = os.path.join(run_dir, "snapshots", s.snapshot_prefix or cfg.net.name)
@@ -308,7 +137,7 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
                 found = None
                 _check_folder(run_dir, None, resume, force)  # again, now that no one else can start
                 if resume:
-                    found = _restore_newest_good(solver, candidates)
+                    found = restore_newest_good(solver, candidates)
                     say(f"resumed from {found} at iteration {solver.iteration}")
                 elif force:
                     replaced = runfolder.clear(run_dir)
@@ -319,7 +148,7 @@ def train(cfg, *, out=None, weights=None, reinit=(), resume=None, quiet=False, e
                 os.makedirs(os.path.join(run_dir, "snapshots"), exist_ok=True)
                 atomic_write_bytes(os.path.join(run_dir, "config.yaml"), cfg.loaded.dump().encode())
                 _describe_text_data(solver, run_dir, say)
-                metrics = _Metrics(run_dir, append=bool(resume), upto=solver.iteration if resume else None,
+                metrics = MetricsLog(run_dir, append=bool(resume), upto=solver.iteration if resume else None,
                                    callbacks=callbacks)
                 try:
                     for cb in callbacks:
@@ -423,8 +252,7 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
             metrics.write(solver.iteration, "test", test_metrics)
             say(f"iter {solver.iteration:6d}  test  " + "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
 
-    progress = _progress(s.max_iter, start_iter, quiet)
-    with _Interrupt() as stop, progress as bar:
+    with _Interrupt() as stop, progress(s.max_iter, start_iter, quiet) as bar:
         if s.test_interval and s.test_initialization and solver.iteration == 0:
             run_test()
         end = s.max_iter if stop_at is None else min(stop_at, s.max_iter)
@@ -461,59 +289,6 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
     return {"iterations": solver.iteration, "train_loss": None if loss is None else float(loss),
             "test": test_metrics, "test_iteration": test_at, "wall_time": wall, "snapshot": last_snapshot,
             "interrupted": bool(stop.requested), "signal": stop.requested}
-
-
-class _NoBar:
-    def __init__(self, say):
-        self.say = say
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, *a):
-        pass
-
-    def log(self, msg):
-        self.say(msg)
-
-
-class _RichBar:
-    """A rich progress bar: iteration, loss, lr, it/s, ETA."""
-
-    def __init__(self, total, start):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn)
-
-        self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[rate]} it/s"),
-                          TimeRemainingColumn(), transient=False)
-        self.task = self.p.add_task("train", total=total, completed=start, loss="-", lr="-", rate="-")
-
-    def __enter__(self):
-        self.p.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.p.__exit__(*exc)
-
-    def update(self, it, loss, lr, t0, start):
-        rate = (it - start) / max(time.perf_counter() - t0, 1e-9)
-        self.p.update(self.task, completed=it, loss=f"{loss:.4f}", lr=f"{lr:.3g}", rate=f"{rate:.1f}")
-
-    def log(self, msg):
-        self.p.console.print(msg, highlight=False)
-
-
-def _progress(total, start, quiet):
-    import sys
-
-    if quiet:
-        return _NoBar(lambda m: None)
-    if sys.stderr.isatty() and sys.stdout.isatty():
-        return _RichBar(total, start)
-    return _NoBar(print)
 
 
 def test(cfg, weights, iterations=None):

@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from . import snapshot as snap
-from .runner import TrainError, _op_errors_located, _weights_path
+from .errors import TrainError, _op_errors_located
+from .runner import _weights_path
 
 
 def find_vocab(weights: str, vocab: str | None = None) -> str:
