@@ -30,8 +30,8 @@ NOT_USER_ERRORS = {
     # module-private control flow, never leaving their module
     "tfconf.engine.partition._Aborted": "private",
     "tfconf.engine.rewrite.cse._Unhashable": "private",
-    "tfconf.frontend.loader._NotAFile": "private",
-    "tfconf.frontend.loader._TooLarge": "private",
+    "tfconf.frontend.compose._NotAFile": "private",
+    "tfconf.frontend.compose._TooLarge": "private",
     "tfconf.interop.caffe.fields._Bad": "private",
     "tfconf.interop.caffe.fields._Reported": "private",
 }

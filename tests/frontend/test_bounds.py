@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.cli.util import LOCATED, one_error_line, run
 from tfconf.frontend import ConfigError, load_config, load_config_string
-from tfconf.frontend import loader
+from tfconf.frontend import located_yaml  # (the reading limits live there)
 
 SECRET = "s3cr3t-token-do-not-print"
 
@@ -50,7 +50,7 @@ def test_a_small_alias_expansion_still_works():
 
 
 def test_too_many_aliases(monkeypatch):
-    monkeypatch.setattr(loader, "MAX_ALIASES", 50)
+    monkeypatch.setattr(located_yaml, "MAX_ALIASES", 50)
     text = "a: &x 1\nb: [" + ", ".join(["*x"] * 51) + "]\n"
     line = _error(load_config_string, text, "many.yaml")
     assert line.startswith("many.yaml:2:") and "more than 50 YAML aliases" in line
@@ -122,7 +122,7 @@ def test_a_base_over_the_size_bound(tmp_path):
 
 
 def test_text_over_the_size_bound(monkeypatch):
-    monkeypatch.setattr(loader, "MAX_BYTES", 100)
+    monkeypatch.setattr(located_yaml, "MAX_BYTES", 100)
     line = _error(load_config_string, "a: " + "x" * 200, "t.yaml")
     assert "more than a config may be (100 bytes)" in line
     line = _error(load_config_string, "name: x", overrides=["name=" + "y" * 200])
