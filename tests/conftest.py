@@ -1,10 +1,10 @@
-"""Shared pytest setup: a fresh default graph per test, and the op registry sweep run last."""
+"""Shared pytest setup: a fresh default graph per test, and the deselected tests (for the op tests'
+coverage check, tests/engine/ops/conftest.py)."""
 
 import pytest
 
 import tfconf as tc
 
-SWEEP_FILE = "test_registry_sweep.py"
 DESELECTED: list = []
 
 
@@ -20,11 +20,6 @@ def g():
     graph = tc.Graph()
     with graph.as_default():
         yield graph
-
-
-def pytest_collection_modifyitems(config, items):
-    # The sweep reads what the op tests recorded, so it must run after all of them.
-    items.sort(key=lambda item: item.nodeid.split("::")[0].endswith(SWEEP_FILE))
 
 
 def pytest_deselected(items):

@@ -8,6 +8,12 @@ import tfconf as tc
 from tfconf.engine.ops.rnn import carried_state
 from tests.engine.harness import check_op
 
+#: the op types whose gradients this module's tests check through the harness (conftest.py
+#: verifies the claim, and fails collection when an op type with a gradient is in no module's)
+GRAD_CHECKS = frozenset({
+    "CarriedState", "GRULayer", "LSTMCell", "LSTMLayer", "LSTMSequence"
+})
+
 RNG = np.random.default_rng(7)
 
 
