@@ -135,10 +135,12 @@ class BuiltinSet:
     synthetic: bool = False
 
 
-def _generated(fn):
+def _generated(fn, takes_shape=False):
+    """A synthetic set drawn by ``fn(split, seed, **params)``; ``takes_shape``: ``shape:`` sets C, H, W."""
+
     def load(spec, split, seed):
         params = {k: getattr(spec, k) for k in ("num_samples", "num_classes", "noise") if getattr(spec, k) is not None}
-        if fn is patterns and spec.shape is not None:
+        if takes_shape and spec.shape is not None:
             if len(spec.shape) != 3:
                 raise DataError(f"patterns: shape must be [C, H, W]. Received: {spec.shape}")
             params["shape"] = tuple(spec.shape)
@@ -153,7 +155,7 @@ SETS.add("mnist", BuiltinSet(lambda spec, split, seed: mnist(split)))
 SETS.add("digits", BuiltinSet(lambda spec, split, seed: digits(split)))
 SETS.add("spirals", _generated(spirals))
 SETS.add("blobs", _generated(blobs))
-SETS.add("patterns", _generated(patterns))
+SETS.add("patterns", _generated(patterns, takes_shape=True))
 
 
 def load_builtin(spec: "DataSpec", split: str, seed: int = 0):

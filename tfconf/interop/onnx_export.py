@@ -140,6 +140,11 @@ class _Builder:
     def cast(self, x, dtype, outputs=None):
         return self.node("Cast", [x], outputs, to=self.h.np_dtype_to_tensor_dtype(np.dtype(dtype)))
 
+    def indices(self, x):
+        """``x`` as Gather's indices: as it is when a graph input of an integer dtype, else cast to
+        int64 (Caffe feeds indices as floats; the cast truncates, as tfconf's does)."""
+        return x if self.dtypes.get(x, "float32") in ("int32", "int64") else self.cast(x, "int64")
+
     def reshape_to(self, x, out_shape, copy_leading=0):
         """Reshape ``x`` into the layer's top to the static ``out_shape``: its first
         ``copy_leading`` axes are copied from ``x`` (ONNX's 0), at most one other unknown size is

@@ -151,7 +151,6 @@ class LayerNet:
             np.testing.assert_allclose(g[sel], num[sel], rtol=rtol, atol=atol, err_msg=f"gradient w.r.t. {w}")
 
 
-
 def _differentiable_inputs(inputs):
     """The fed inputs a gradient check perturbs: floats holding other than whole numbers (labels,
     indices and 0/1 masks are whole numbers, and piecewise constant where they are read)."""
@@ -168,9 +167,8 @@ def check_layer(layer, inputs, expected=None, *, params=None, grad=True, grad_ph
     differentiable inputs and the trainable parameters (float64 central differences at up to
     ``max_points`` points each, in ``grad_phase``). ``params``: parameter name → value to load.
     Returns the :class:`LayerNet`."""
-    roundtrip(layer)
+    names = roundtrip(layer).output_names()
     net = LayerNet([layer], inputs, phases=("train", "test"), params=params)
-    names = [n for n in spec(layer).output_names()]
     for phase in ("train", "test"):
         for n, y in zip(names, net.run(list(names), phase)):
             assert np.all(np.isfinite(y)), f"{layer['name']}: top {n!r} is not finite in the {phase} phase"

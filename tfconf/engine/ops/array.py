@@ -9,7 +9,7 @@ from .. import shapes as S
 from ..dtypes import as_dtype, float32, int32
 from ..graph import Tensor
 from ..registry import OpDef, register
-from .core import _shape_tensor, _target_shape, constant, convert_to_tensor, graph_of, apply_op, shape, static_value
+from .core import _shape_tensor, _target_shape, apply_op, constant, convert_to_tensor, graph_of, shape, static_value
 
 
 # ---------------------------------------------------------------------------- reshape family

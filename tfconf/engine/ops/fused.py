@@ -23,7 +23,7 @@ from .. import shapes as S
 from ..kernels.providers import ALL, onednn
 from ..memory import out_kernel
 from ..registry import OpDef, get_op_def, register
-from .core import convert_to_tensor, graph_of, apply_op, reduce_to_like, shape
+from .core import apply_op, convert_to_tensor, reduce_to_like, shape
 
 
 # ---------------------------------------------------------------------------- softmax cross-entropy

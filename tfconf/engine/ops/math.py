@@ -11,7 +11,7 @@ from ..dtypes import as_dtype, bool_
 from ..graph import Tensor
 from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
-from .core import binary_inputs, convert_to_tensor, apply_op, ones_like, reduce_to_like, same_as_input, zeros_like
+from .core import apply_op, binary_inputs, convert_to_tensor, ones_like, reduce_to_like, same_as_input, zeros_like
 
 
 # ---------------------------------------------------------------------------- unary table

@@ -14,10 +14,10 @@ from ..graph import Tensor
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
 from .array import expand_dims, one_hot, reshape
-from .core import constant, convert_to_tensor, graph_of, apply_op, shape, zeros_like
-from .math import cast, exp, log1p, squared_difference, where
+from .core import apply_op, constant, convert_to_tensor, graph_of, shape, stop_gradient, zeros_like
+from .math import cast, exp, log, log1p, squared_difference, where
 from .random import random_uniform
-from .reduce import reduce_mean, reduce_sum
+from .reduce import reduce_max, reduce_mean, reduce_sum
 
 
 # ---------------------------------------------------------------------------- padding helpers
@@ -436,6 +436,11 @@ def _norm_axis(x, axis):
     return axis % len(r)
 
 
+def _max_removed(x, axis):
+    """x minus its maximum along ``axis`` (as a constant: the softmax family does not depend on it)."""
+    return x - stop_gradient(reduce_max(x, axis, keepdims=True))
+
+
 @register
 class Softmax(OpDef):
     """y = exp(x - max) / Σ exp(x - max) along axis.  dx = (dy - Σ dy·y) · y"""
@@ -456,7 +461,7 @@ class Softmax(OpDef):
         return [(dy - reduce_sum(dy * y, a, keepdims=True)) * y]
 
     def composite(x, axis=-1):  # stable (the max is taken out first), oneDNN's softmax
-        e = exp(x - apply_op("StopGradient", [apply_op("Max", [x], {"axis": (axis,), "keepdims": True})]))
+        e = exp(_max_removed(x, axis))
         return e / reduce_sum(e, axis, keepdims=True)
 
 
@@ -477,8 +482,8 @@ class LogSoftmax(OpDef):
         return [dy - exp(y) * reduce_sum(dy, a, keepdims=True)]
 
     def composite(x, axis=-1):  # stable, and one pass where the composite takes four
-        s = x - apply_op("StopGradient", [apply_op("Max", [x], {"axis": (axis,), "keepdims": True})])
-        return s - apply_op("Log", [reduce_sum(exp(s), axis, keepdims=True)])
+        s = _max_removed(x, axis)
+        return s - log(reduce_sum(exp(s), axis, keepdims=True))
 
 
 def softmax(logits, axis=-1, name=None):

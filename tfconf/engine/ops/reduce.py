@@ -6,7 +6,7 @@ import numpy as np
 
 from ..dtypes import as_dtype, int64
 from ..registry import OpDef, register
-from .core import broadcast_to, constant, convert_to_tensor, apply_op, shape, size
+from .core import apply_op, broadcast_to, constant, convert_to_tensor, shape, size
 
 
 def normalize_axes(axis, rank, what="reduction"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import shapes as S
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
-from .core import convert_to_tensor, graph_of, apply_op, zeros_like
+from .core import apply_op, convert_to_tensor, graph_of, zeros_like
 
 
 @register

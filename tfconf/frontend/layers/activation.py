@@ -18,6 +18,15 @@ from .caffe_map import ENGINE, CaffeLayer, filler, flag, number
 _BASE_SCALE_SHIFT_PARAM = {"base": number("base"), "scale": number("scale"), "shift": number("shift")}
 
 
+def _onnx_unary(op_type):
+    """``to_onnx`` of a layer that is one ONNX operator of its bottom."""
+
+    def to_onnx(self, b, xs, ins, outs):
+        b.node(op_type, [xs[0]], [b.y(0)])
+
+    return to_onnx
+
+
 def _channel_broadcast(v, rank):
     """A per-channel vector [C] shaped to broadcast against an N×C×... tensor of ``rank``."""
     return v if rank <= 2 else tc.reshape(v, [-1] + [1] * (rank - 2))
@@ -87,8 +96,7 @@ class Sigmoid(LayerSpec):
     def build(self, ctx, bottoms):
         return [tc.sigmoid(bottoms[0], name=self.name)]
 
-    def to_onnx(self, b, xs, ins, outs):
-        b.node("Sigmoid", [xs[0]], [b.y(0)])
+    to_onnx = _onnx_unary("Sigmoid")
 
 
 @register_layer
@@ -102,8 +110,7 @@ class TanH(LayerSpec):
     def build(self, ctx, bottoms):
         return [tc.tanh(bottoms[0], name=self.name)]
 
-    def to_onnx(self, b, xs, ins, outs):
-        b.node("Tanh", [xs[0]], [b.y(0)])
+    to_onnx = _onnx_unary("Tanh")
 
 
 @register_layer
@@ -117,8 +124,7 @@ class AbsVal(LayerSpec):
     def build(self, ctx, bottoms):
         return [tc.abs(bottoms[0], name=self.name)]
 
-    def to_onnx(self, b, xs, ins, outs):
-        b.node("Abs", [xs[0]], [b.y(0)])
+    to_onnx = _onnx_unary("Abs")
 
 
 def _affine(x, scale, shift):
@@ -236,8 +242,7 @@ class BNLL(LayerSpec):
     def build(self, ctx, bottoms):
         return [tc.softplus(bottoms[0], name=self.name)]
 
-    def to_onnx(self, b, xs, ins, outs):
-        b.node("Softplus", [xs[0]], [b.y(0)])
+    to_onnx = _onnx_unary("Softplus")
 
 
 @register_layer

@@ -59,15 +59,15 @@ from tfconf.engine.ops.rnn import carried_state, gru_layer, lstm_layer, lstm_seq
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
-from .caffe_map import CaffeLayer, Fixed, Ignored, filler, integer
+from .caffe_map import CaffeLayer, Fixed, Ignored, filler as filler_field, integer
 
 
 def _recurrent_caffe(blobs):
     """Caffe's recurrent_param, and the layer's blobs (a third bottom, the static input, adds its
     weights after the bias as in Caffe)."""
     return CaffeLayer(
-        {"recurrent_param": {"num_output": integer("num_output"), "weight_filler": filler("weight_filler"),
-                             "bias_filler": filler("bias_filler"),
+        {"recurrent_param": {"num_output": integer("num_output"), "weight_filler": filler_field("weight_filler"),
+                             "bias_filler": filler_field("bias_filler"),
                              "debug_info": Ignored("tfconf's recurrent layers are ordinary ops; see tfconf draw"),
                              "expose_hidden": Fixed(False, "tfconf carries the hidden state between batches "
                                                            "itself")}},

@@ -3,7 +3,6 @@ Crop, Tile, Reduction, ArgMax, BatchReindex, Embed. Also the axis and reshape he
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -528,8 +527,7 @@ class BatchReindex(LayerSpec):
         if len(permut.shape.as_list()) != 1:
             raise ValueError(f"BatchReindex's second bottom holds one index per output example (a vector); "
                              f"{permut.name} has shape {permut.shape.as_list()}")
-        idx = permut if permut.dtype in (tc.int32, tc.int64) else tc.cast(permut, tc.int64)
-        idx = tc.cast(idx, tc.int64)
+        idx = tc.cast(permut, tc.int64)  # (floats truncate, as in Caffe)
         # numpy's take counts a negative index from the end: send it past the end instead, where
         # the gather refuses it
         n = tc.cast(tc.shape(x)[0], tc.int64)
@@ -537,8 +535,7 @@ class BatchReindex(LayerSpec):
         return [tc.gather(x, idx, name=self.name)]
 
     def to_onnx(self, b, xs, ins, outs):
-        idx = xs[1] if b.dtypes.get(xs[1], "float32") == "int64" else b.cast(xs[1], "int64")
-        b.node("Gather", [xs[0], idx], [b.y(0)], axis=0)
+        b.node("Gather", [xs[0], b.indices(xs[1])], [b.y(0)], axis=0)
 
 
 # ---------------------------------------------------------------------------- Embed
@@ -571,9 +568,6 @@ class Embed(LayerSpec):
         return [tc.identity(y, name=self.name)]
 
     def to_onnx(self, b, xs, ins, outs):
-        x = xs[0]
-        if b.dtypes.get(x, "float32") not in ("int32", "int64"):
-            x = b.cast(x, "int64")
-        y = b.node("Gather", [b.param(0, "weights"), x], None if self.bias_term else [b.y(0)], axis=0)
+        y = b.node("Gather", [b.param(0, "weights"), b.indices(xs[0])], None if self.bias_term else [b.y(0)], axis=0)
         if self.bias_term:
             b.node("Add", [y, b.param(1, "bias")], [b.y(0)])

@@ -251,9 +251,7 @@ class _LSTM:
     def bias(biases, H):
         return np.ascontiguousarray(biases[0].reshape(4, H)[list(_PERM)], dtype=np.float32)
 
-    @staticmethod
-    def forward_pd(s, prop):
-        return _forward_pd(s, prop)
+    forward_pd = staticmethod(_forward_pd)
 
     @staticmethod
     def backward_pd(s):
@@ -285,9 +283,7 @@ class _GRU:
     def bias(biases, H):
         return _gru_bias(*biases, H)
 
-    @staticmethod
-    def forward_pd(s, prop):
-        return _gru_forward_pd(s, prop)
+    forward_pd = staticmethod(_gru_forward_pd)
 
     @staticmethod
     def backward_pd(s):
