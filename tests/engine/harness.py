@@ -2,31 +2,13 @@
 op types each passing gradient check differentiated (tests/engine/ops/conftest.py compares that
 with the module's declared GRAD_CHECKS)."""
 
-import contextlib
-import contextvars
 import functools
 
+from tests.coverage import Collector
 from tfconf.testing import ops as _kit
 from tfconf.testing.ops import away_from, distinct, ops_between, run  # noqa: F401
 
-#: the set the running test module collects into (None: nothing is collecting)
-_collecting: contextvars.ContextVar = contextvars.ContextVar("grad_checks", default=None)
+#: the op types of passing gradient checks, collected for the running test module
+GRADIENTS = Collector("grad_checks")
 
-
-@contextlib.contextmanager
-def collecting(into: set):
-    """Collect the op types of passing gradient checks into ``into`` while the block runs."""
-    token = _collecting.set(into)
-    try:
-        yield into
-    finally:
-        _collecting.reset(token)
-
-
-def _record(ops):
-    into = _collecting.get()
-    if into is not None:
-        into.update(op.type for op in ops)
-
-
-check_op = functools.partial(_kit.check_op, checked=_record)
+check_op = functools.partial(_kit.check_op, checked=lambda ops: GRADIENTS.record(op.type for op in ops))

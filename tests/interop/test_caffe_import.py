@@ -16,7 +16,7 @@ from tfconf.interop.caffe_import import convert
 from tfconf.interop.prototxt import parse_file
 
 from ..cli.util import LOCATED, REPO, invoke, run
-from ..frontend.layers.test_registry import MINIMAL
+from ..frontend.layers.cases import CASES
 
 CAFFE = Path(__file__).parent / "caffe"
 NETS = {  # net → its solver (None: a deploy net or a test net)
@@ -93,13 +93,13 @@ def _as_prototxt(type_name, extra, shapes):
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("type_name", sorted(MINIMAL))
+@pytest.mark.parametrize("type_name", sorted(CASES))
 def test_every_layer_type_imports_from_the_prototxt_its_declaration_writes(type_name, tmp_path):
     # coverage follows from the layer registry: each layer's minimal spec, written as Caffe would
     # write it, imports back to the same spec (Caffe's constant weight_filler default aside)
     from tfconf.frontend.layers import LAYERS
 
-    extra, shapes = MINIMAL[type_name]
+    extra, shapes = CASES[type_name]
     path = tmp_path / "one.prototxt"
     path.write_text(_as_prototxt(type_name, extra, shapes))
     (spec,) = [s for s in convert(str(path)).layers if s["name"] == "l"]

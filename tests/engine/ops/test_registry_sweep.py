@@ -9,7 +9,7 @@ import pytest
 import tfconf as tc
 import tfconf.engine.ops  # noqa: F401 - registers every op type of the library
 from tfconf.engine import registry
-from tests.engine.harness import away_from, check_op, collecting, distinct
+from tests.engine.harness import GRADIENTS, away_from, check_op, distinct
 
 #: op types that deliberately have no gradient rule (or declare nondifferentiable=True)
 NOT_DIFFERENTIABLE = {
@@ -130,7 +130,7 @@ def test_harness_flags_kinks_and_avoids_them():
 
 
 def test_harness_records_checked_op_types():
-    with collecting(set()) as seen:
+    with GRADIENTS.collecting(set()) as seen:
         check_op(tc.expm1, [np.array([0.1, 0.2])], np.expm1, grad=False)
         assert "Expm1" not in seen  # no gradient checked
         check_op(tc.expm1, [np.array([0.1, 0.2])], np.expm1)

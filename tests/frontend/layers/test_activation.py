@@ -5,7 +5,23 @@ import pytest
 
 import tfconf as tc
 
-from .helpers import build, rng, roundtrip
+from .helpers import X4, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "PReLU": ({}, {"data": X4}),
+    "ELU": ({}, {"data": X4}),
+    "Sigmoid": ({}, {"data": X4}),
+    "TanH": ({}, {"data": X4}),
+    "AbsVal": ({}, {"data": X4}),
+    "Power": ({}, {"data": X4}),
+    "Exp": ({}, {"data": X4}),
+    "Log": ({"shift": 10.0}, {"data": X4}),
+    "BNLL": ({}, {"data": X4}),
+    "Threshold": ({}, {"data": X4}),
+    "Clip": ({"min": -1.0, "max": 1.0}, {"data": X4}),
+    "Swish": ({}, {"data": X4}),
+}
 
 
 def _x(shape=(2, 3, 4, 5), seed=0, scale=2.0):

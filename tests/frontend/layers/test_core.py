@@ -6,7 +6,17 @@ import pytest
 import tfconf as tc
 from tfconf.frontend.layers import NetState
 
-from .helpers import Net, build, rng, roundtrip
+from .helpers import LABEL, X4, Net, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "Input": ({"shape": [[-1, 3]]}, {}),
+    "InnerProduct": ({"num_output": 2}, {"data": X4}),
+    "ReLU": ({}, {"data": X4}),
+    "Dropout": ({}, {"data": X4}),
+    "SoftmaxWithLoss": ({"bottom": ["data", LABEL]}, {"data": (2, 3), LABEL: "labels"}),
+    "Accuracy": ({"bottom": ["data", LABEL]}, {"data": (2, 3), LABEL: "labels"}),
+}
 
 
 def _r(shape, seed=0):
@@ -204,3 +214,12 @@ def test_accuracy_is_excluded_from_train_phase_by_include_rule():
     net = build([layer], {"x": np.eye(3), "label": np.arange(3.0)}, phases=("train", "test"))
     assert "acc" not in net.net("train").tops
     assert net.run("acc", "test") == 1.0
+
+
+def test_input_builds_in_both_phases_and_round_trips():
+    extra, _ = LAYER_CASES["Input"]
+    layer = dict({"name": "l", "type": "Input"}, **extra)
+    roundtrip(layer)
+    net = build([layer], {}, phases=("train", "test"))
+    for phase in ("train", "test"):
+        assert net.run("l", phase, feeds={"l": np.ones((2, 3))}).shape == (2, 3)

@@ -6,7 +6,17 @@ from pydantic import ValidationError
 
 from tfconf.frontend.compiler import NetBuildError
 
-from .helpers import build, rng, roundtrip
+from .helpers import LABEL, X4, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "SigmoidCrossEntropyLoss": ({"bottom": ["data", "t"]}, {"data": X4, "t": X4}),
+    "EuclideanLoss": ({"bottom": ["data", "t"]}, {"data": X4, "t": X4}),
+    "HingeLoss": ({"bottom": ["data", LABEL]}, {"data": (2, 3), LABEL: "labels"}),
+    "ContrastiveLoss": ({"bottom": ["data", "t", LABEL]}, {"data": (2, 3), "t": (2, 3), LABEL: "labels"}),
+    "MultinomialLogisticLoss": ({"bottom": ["data", LABEL]}, {"data": (2, 3), LABEL: "labels"}),
+    "InfogainLoss": ({"bottom": ["data", LABEL, "H"]}, {"data": (2, 3), LABEL: "labels", "H": (3, 3)}),
+}
 
 
 def _r(shape, seed=0):

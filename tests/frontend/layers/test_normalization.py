@@ -6,7 +6,17 @@ from pydantic import ValidationError
 
 import tfconf as tc
 
-from .helpers import build, rng, roundtrip
+from .helpers import X4, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "BatchNorm": ({}, {"data": X4}),
+    "Scale": ({}, {"data": X4}),
+    "Bias": ({}, {"data": X4}),
+    "LRN": ({}, {"data": X4}),
+    "MVN": ({}, {"data": X4}),
+    "Softmax": ({}, {"data": X4}),
+}
 
 
 # ---------------------------------------------------------------------------- BatchNorm

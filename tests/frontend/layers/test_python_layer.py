@@ -8,7 +8,12 @@ import pytest
 
 from tfconf.frontend.compiler import NetBuildError
 
-from .helpers import build, rng, roundtrip
+from .helpers import X4, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "Python": ({"module": "tests.frontend.layers.helpers", "layer": "Double"}, {"data": X4}),
+}
 
 USER_MODULE = '''
 import tfconf as tc

@@ -9,6 +9,13 @@ from tfconf.frontend.compiler import NetBuildError
 
 from .helpers import build, rng, roundtrip
 
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "RNN": ({"bottom": ["data", "cont"], "num_output": 2}, {"data": (3, 2, 4), "cont": (3, 2)}),
+    "LSTM": ({"bottom": ["data", "cont"], "num_output": 2}, {"data": (3, 2, 4), "cont": (3, 2)}),
+    "GRU": ({"bottom": ["data", "cont"], "num_output": 2}, {"data": (3, 2, 4), "cont": (3, 2)}),
+}
+
 T, N, D, H = 5, 3, 4, 6
 GAUSS = {"type": "gaussian", "std": 0.5}
 

@@ -8,7 +8,23 @@ from pydantic import ValidationError
 import tfconf as tc
 from tfconf.frontend.compiler import NetBuildError
 
-from .helpers import build, rng, roundtrip
+from .helpers import X4, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "Concat": ({"bottom": ["data", "data"]}, {"data": X4}),
+    "Slice": ({"top": ["s0", "s1", "s2"]}, {"data": X4}),
+    "Split": ({"top": ["s0", "s1"]}, {"data": X4}),
+    "Eltwise": ({"bottom": ["data", "data"]}, {"data": X4}),
+    "Flatten": ({}, {"data": X4}),
+    "Reshape": ({"shape": [0, -1]}, {"data": X4}),
+    "Crop": ({"bottom": ["data", "ref"]}, {"data": X4, "ref": (2, 3, 2, 2)}),
+    "Tile": ({"tiles": 2}, {"data": X4}),
+    "Reduction": ({}, {"data": X4}),
+    "ArgMax": ({}, {"data": X4}),
+    "Embed": ({"num_output": 2, "input_dim": 3}, {"data": "labels"}),
+    "BatchReindex": ({"bottom": ["data", "p"]}, {"data": (3, 2, 2), "p": "labels"}),
+}
 
 
 def _r(shape, seed=0):

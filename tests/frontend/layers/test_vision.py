@@ -8,7 +8,14 @@ from pydantic import ValidationError
 
 from tfconf.frontend.compiler import NetBuildError
 
-from .helpers import build, rng, roundtrip
+from .helpers import X4, build, rng, roundtrip
+
+# the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
+LAYER_CASES = {
+    "Convolution": ({"num_output": 2, "kernel_size": 3}, {"data": X4}),
+    "Deconvolution": ({"num_output": 2, "kernel_size": 3}, {"data": X4}),
+    "Pooling": ({"kernel_size": 2}, {"data": X4}),
+}
 
 
 def _r(shape, seed=0):
