@@ -84,7 +84,7 @@ def test_a_graph_over_a_ps_and_two_workers_gives_the_numbers_of_one_process(ray_
     assert placement["w"] == placement["b"] == PS
     assert placement["tower0"] == placement["loss"] == W0 and placement["noise"] == W1
     assert all(placement[op.name] == PS for op in g.get_operations()
-               if op.type == "ApplyMomentum" and op.name in placement)
+               if op.type == "ApplyUpdate" and op.name in placement)
     assert set(parts) == {PS, W0, W1}
     # the parameters travel from the ps to each worker, once per (tensor, task)
     sends = [s.name for s in parts[PS].sends]

@@ -361,5 +361,5 @@ def test_every_op_that_reads_the_variable_store_declares_its_variables():
     by_type = {}
     for op in g.get_operations():
         by_type.setdefault(op.type, []).append(variables_of(op))
-    assert by_type["ApplyMomentum"] == [("w", "w/Momentum")]
+    assert by_type["ApplyUpdate"] == [("w", "w/Momentum")]
     assert sorted(by_type["Assign"]) == [("w",), ("w/Momentum",)] and set(by_type["Mul"]) == {()}

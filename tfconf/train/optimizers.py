@@ -1,4 +1,5 @@
-"""TF1-style optimizers: ``minimize`` adds gradient ops and one fused update op per variable."""
+"""TF1-style optimizers: ``minimize`` adds gradient ops and one fused update op per variable: the
+engine's ApplyUpdate with TensorFlow's rules (the same op and rule table as Caffe's solvers)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 from ..engine.autodiff import gradients
 from ..engine.graph import get_default_graph
 from ..engine.ops.core import convert_to_tensor, group
+from ..engine.ops.math import cast
 from ..engine.variables import GLOBAL_VARIABLES, Variable, trainable_variables
 
 GLOBAL_STEP = "global_step"
@@ -80,6 +82,15 @@ class Optimizer:
     def _apply(self, grad, var, lr):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _update(self, var, grad, lr, rule, slots=(), t=None, hyper=None, hyper_inputs=None):
+        """The ApplyUpdate op of ``rule`` on ``var``: hyper_inputs are tensors, hyper constants."""
+        named = dict(hyper_inputs or {})
+        inputs = [lr, grad] + ([t] if t is not None else []) + list(named.values())
+        with var.graph.colocate_with(var.op):  # the update reads and writes var's storage
+            return var.graph.create_op("ApplyUpdate", inputs, {
+                "var": var.op.name, "slots": tuple(s.op.name for s in slots), "rule": rule,
+                "hyper": dict(hyper or {}), "hyper_inputs": tuple(named)}, f"Apply{self._name}")
+
 
 class GradientDescentOptimizer(Optimizer):
     """var ← var - lr·grad"""
@@ -88,11 +99,12 @@ class GradientDescentOptimizer(Optimizer):
         super().__init__(learning_rate, name)
 
     def _apply(self, grad, var, lr):
-        return var.graph.create_op("ApplyGradientDescent", [lr, grad], {"var": var.op.name}, "ApplyGradientDescent")
+        return self._update(var, grad, lr, "GradientDescent")
 
 
 class MomentumOptimizer(Optimizer):
-    """accum ← momentum·accum + grad; var ← var - lr·accum (Caffe's and TF's SGD with momentum)."""
+    """accum ← momentum·accum + grad; var ← var - lr·accum (TF's rule; Nesterov:
+    var ← var - lr·(grad + momentum·accum))."""
 
     def __init__(self, learning_rate, momentum, use_nesterov=False, name="Momentum"):
         super().__init__(learning_rate, name)
@@ -102,22 +114,37 @@ class MomentumOptimizer(Optimizer):
     def _apply(self, grad, var, lr):
         acc = self._slot(var, "Momentum")
         m = convert_to_tensor(self._momentum, dtype=var.dtype)
-        return var.graph.create_op(
-            "ApplyMomentum", [lr, grad, m],
-            {"var": var.op.name, "accum": acc.op.name, "use_nesterov": self._nesterov}, "ApplyMomentum")
+        return self._update(var, grad, lr, "Momentum", (acc,), hyper={"use_nesterov": self._nesterov},
+                            hyper_inputs={"momentum": m})
 
 
 class AdamOptimizer(Optimizer):
+    """m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²;  var ← var - lr_t·m / (√v + ε),
+    lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ), t counted by one step variable per optimizer (TF keeps β1ᵗ and
+    β2ᵗ in two), advanced after every variable's update."""
+
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, name="Adam"):
         super().__init__(learning_rate, name)
         self._b = (beta1, beta2, epsilon)
+        self._step = None
+
+    def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+        pairs = [(g, v) for g, v in grads_and_vars if g is not None]
+        if self._step is None and pairs:
+            var = pairs[0][1]
+            g = var.graph
+            with g.as_default(), g.name_scope(None), g.colocate_with(var.op):
+                self._step = Variable(np.float64(0.0), trainable=False, name=f"{self._name}_step")
+        self._t = {}
+        update = super().apply_gradients(grads_and_vars, global_step, name)
+        g = update.graph
+        with g.as_default(), g.control_dependencies([update]):
+            return group(self._step.assign_add(np.float64(1.0)), name=name or f"{self._name}_finish")
 
     def _apply(self, grad, var, lr):
         m, v = self._slot(var, "Adam"), self._slot(var, "Adam_1")
-        g = var.graph
-        with g.name_scope(None):
-            t = Variable(np.array(0.0, dtype=var.dtype.np), trainable=False, name=f"{var.op.name}/Adam_t")
+        if var.dtype not in self._t:  # this run's t = step + 1, in the variable's dtype
+            self._t[var.dtype] = cast(self._step.value() + 1.0, var.dtype)
         b1, b2, eps = self._b
-        return g.create_op("ApplyAdam", [lr, grad], {
-            "var": var.op.name, "m": m.op.name, "v": v.op.name, "t": t.op.name,
-            "beta1": b1, "beta2": b2, "epsilon": eps}, "ApplyAdam")
+        return self._update(var, grad, lr, "Adam", (m, v), t=self._t[var.dtype],
+                            hyper={"momentum": b1, "momentum2": b2, "delta": eps})

@@ -448,7 +448,7 @@ def test_tf_updates_on_onednn_equal_the_reference(opt):
     (fast, types, _), (ref, _, _) = _train_both(build)
     for a, b in zip(fast, ref):
         _close(a, b, 1e-5, opt)
-    op = "ApplyGradientDescent" if opt == "sgd" else "ApplyMomentum"
+    op = "ApplyUpdate"  # the GradientDescent and Momentum rules
     if opt == "nesterov":
         assert op not in types  # the reference kernel
     else:
@@ -691,7 +691,7 @@ def test_gru_layer_on_the_onednn_primitive_equals_the_reference(g, reset, fetch,
 
 def test_lstm_layer_training_keeps_updating_its_weights_in_place(g):
     # the gradient kernel matches the forward's weight copies by id, holding no reference that
-    # would stop ApplyMomentum working in place
+    # would stop the Momentum update working in place
     from tfconf.engine.ops.rnn import lstm_layer
 
     rng = np.random.default_rng(9)

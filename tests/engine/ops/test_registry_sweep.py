@@ -23,10 +23,7 @@ NOT_DIFFERENTIABLE = {
     "AssignAdd": "stateful update of a variable",
     "AssignSub": "stateful update of a variable",
     "IsVariableInitialized": "boolean output",
-    "ApplyGradientDescent": "optimizer update: a side effect on a variable",
-    "ApplyMomentum": "optimizer update: a side effect on a variable",
-    "ApplyAdam": "optimizer update: a side effect on a variable",
-    "ApplyUpdate": "fused solver update: a side effect on a variable",
+    "ApplyUpdate": "parameter update (solvers and optimizers): a side effect on a variable",
     # integer / boolean / metadata outputs
     "Shape": "integer metadata",
     "Size": "integer metadata",

@@ -1,3 +1,3 @@
 """The op library. Importing this package registers every op type."""
 
-from . import array, core, fused, math, nn, random, reduce, rnn, state, training, updates  # noqa: F401
+from . import array, core, fused, math, nn, random, reduce, rnn, state, updates  # noqa: F401

@@ -1,15 +1,39 @@
-"""``ApplyUpdate``: one fused parameter update per variable for Caffe's solvers.
+"""``ApplyUpdate``: the one parameter-update op, for Caffe's solvers and the TF1 optimizers alike.
 
 Each rule reads the variable and its slot variables from the session, computes the new values in
-one pass and stores them (replacing, never mutating in place). Inputs: ``lr`` (the rate for this
-parameter, lr_mult applied), ``grad`` (weight decay already added) and ``t`` (1-based iteration,
-used by Adam's bias correction). The formulas are Caffe's (sgd_solvers.cpp)."""
+one pass and stores them. Inputs: ``lr`` (the rate for this parameter, lr_mult applied), ``grad``
+(weight decay already added), ``t`` (1-based step, for the rules that read it: Adam's bias
+correction; every Caffe rule takes it) and the hyperparameters named in attr ``hyper_inputs`` (a TF1 optimizer's momentum may
+be a tensor); the rest of the hyperparameters are constants in attr ``hyper``. The Caffe rules'
+formulas are Caffe's (sgd_solvers.cpp), GradientDescent and Momentum are TensorFlow's
+(training_ops.cc). The op outputs nothing: run it as a target.
+
+An array another holder may still see (an earlier read in the same run, a fetch, a view) is never
+mutated: the update stores new arrays. A rule with an in-place form (TF's GradientDescent and
+Momentum) updates in place when the session's store holds the sole reference to every array it
+writes (checked with ``sys.getrefcount``, as numpy's own temporary elision does), which saves two
+allocations and a pass over every parameter per step."""
 
 from __future__ import annotations
+
+import sys
+from typing import Callable, NamedTuple, Optional
 
 from .. import errors
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
+
+
+class Rule(NamedTuple):
+    #: ``fn(xp, w, g, lr, t, slots, hp) -> (new w, new slots)``: the update on new arrays
+    fn: Callable
+    #: the number of slot variables (history arrays) it keeps per parameter
+    slots: int
+    #: True when the op takes the 1-based step ``t`` as its third input (every Caffe rule: the
+    #: solver feeds its iteration; only Adam reads it); TF's GradientDescent and Momentum take none
+    steps: bool = True
+    #: ``inplace(xp, w, g, lr, slots, hp)``: the same update written into w and the slots
+    inplace: Optional[Callable] = None
 
 
 def _sgd(xp, w, g, lr, t, s, hp):
@@ -46,6 +70,7 @@ def _adadelta(xp, w, g, lr, t, s, hp):
 
 
 def _adam(xp, w, g, lr, t, s, hp):
+    # Caffe's and TensorFlow's Adam alike: lr_t = lr·√(1-β2ᵗ)/(1-β1ᵗ);  w -= lr_t·m/(√v + ε)
     b1, b2, eps = hp["momentum"], hp["momentum2"], hp["delta"]
     m = s[0] * b1 + (1 - b1) * g
     v = s[1] * b2 + (1 - b2) * g * g
@@ -56,10 +81,50 @@ def _adam(xp, w, g, lr, t, s, hp):
     return new, (m, v)
 
 
+def _gradient_descent(xp, w, g, lr, t, s, hp):
+    # TF: w -= lr·grad
+    return w - lr * g, ()
+
+
+def _gradient_descent_inplace(xp, w, g, lr, s, hp):
+    w -= lr * g
+
+
+def _momentum(xp, w, g, lr, t, s, hp):
+    # TF: accum = momentum·accum + grad;  w -= lr·accum  (Nesterov: w -= lr·(grad + momentum·accum))
+    m = hp["momentum"]
+    a = s[0] * m
+    a += g
+    step = g + m * a if hp.get("use_nesterov") else a
+    u = xp.multiply(step, -lr)
+    u += w
+    return u, (a,)
+
+
+def _momentum_inplace(xp, w, g, lr, s, hp):
+    m, a = hp["momentum"], s[0]
+    a *= m
+    a += g
+    w -= xp.multiply(g + m * a if hp.get("use_nesterov") else a, lr)
+
+
 RULES = {
-    "SGD": (_sgd, 1), "Nesterov": (_nesterov, 1), "AdaGrad": (_adagrad, 1), "RMSProp": (_rmsprop, 1),
-    "AdaDelta": (_adadelta, 2), "Adam": (_adam, 2), "AdamW": (_adam, 2),
+    "SGD": Rule(_sgd, 1), "Nesterov": Rule(_nesterov, 1), "AdaGrad": Rule(_adagrad, 1),
+    "RMSProp": Rule(_rmsprop, 1), "AdaDelta": Rule(_adadelta, 2), "Adam": Rule(_adam, 2), "AdamW": Rule(_adam, 2),
+    "GradientDescent": Rule(_gradient_descent, 0, steps=False, inplace=_gradient_descent_inplace),
+    "Momentum": Rule(_momentum, 1, steps=False, inplace=_momentum_inplace),
 }
+
+# references to an array held only by the store, seen from inside _sole: the dict entry, the
+# caller's local name (or list entry), _sole's parameter and getrefcount's own argument
+_SOLE_REFS = 4
+
+
+def _sole(a):
+    """True when ``a`` (held by the store and one local name) is referenced nowhere else."""
+    # NOTE: cupy arrays have flags but no ``writeable`` (they always are)
+    return sys.getrefcount(a) <= _SOLE_REFS and getattr(a, "flags", None) is not None \
+        and getattr(a.flags, "writeable", True) and a.flags.owndata
 
 
 @register
@@ -74,17 +139,23 @@ class ApplyUpdate(OpDef):
         return (op.attrs["var"], *op.attrs["slots"])
 
     def infer(op):
-        rule = op.attrs["rule"]
-        if rule not in RULES:
-            raise ValueError(f"unknown update rule {rule!r}; known: {', '.join(RULES)}")
-        if len(op.attrs["slots"]) != RULES[rule][1]:
-            raise ValueError(f"rule {rule} needs {RULES[rule][1]} slot variables")
+        rule = RULES.get(op.attrs["rule"])
+        if rule is None:
+            raise ValueError(f"unknown update rule {op.attrs['rule']!r}; known: {', '.join(RULES)}")
+        if len(op.attrs["slots"]) != rule.slots:
+            raise ValueError(f"rule {op.attrs['rule']} needs {rule.slots} slot variables")
+        want = 2 + rule.steps + len(op.attrs.get("hyper_inputs", ()))
+        if len(op.inputs) != want:
+            raise ValueError(f"rule {op.attrs['rule']} takes {want} inputs (lr, grad{', t' if rule.steps else ''}"
+                             f"{''.join(', ' + h for h in op.attrs.get('hyper_inputs', ()))}), not {len(op.inputs)}")
         return []
 
     def make_kernel(op, ctx):
         store, xp = ctx.variables, ctx.xp
-        var, slots, hp = op.attrs["var"], op.attrs["slots"], op.attrs["hyper"]
-        fn = RULES[op.attrs["rule"]][0]
+        var, slots, hyper = op.attrs["var"], op.attrs["slots"], op.attrs["hyper"]
+        rule = RULES[op.attrs["rule"]]
+        fn, inplace, steps = rule.fn, rule.inplace, rule.steps
+        named = tuple(op.attrs.get("hyper_inputs", ()))
 
         def read(name):
             try:
@@ -93,12 +164,19 @@ class ApplyUpdate(OpDef):
                 raise errors.FailedPreconditionError(
                     f"Attempting to use uninitialized value {name} ({op.describe()}).", op) from None
 
-        def apply(lr, grad, t):
+        def apply(lr, grad, *rest):
+            t = rest[0] if steps else None
+            hp = {**hyper, **dict(zip(named, rest[steps:]))} if named else hyper
             w = read(var)
-            new, new_slots = fn(xp, w, grad, lr, t, [read(s) for s in slots], hp)
+            s = [read(n) for n in slots]
+            if inplace is not None and w.dtype == grad.dtype and _sole(w) and \
+                    all(s[i].dtype == grad.dtype and _sole(s[i]) for i in range(len(s))):
+                inplace(xp, w, grad, lr, s, hp)
+                return ()
+            new, new_slots = fn(xp, w, grad, lr, t, s, hp)
             store[var] = new.astype(w.dtype, copy=False)
-            for s, v in zip(slots, new_slots):
-                store[s] = v.astype(w.dtype, copy=False)
+            for n, v in zip(slots, new_slots):
+                store[n] = v.astype(w.dtype, copy=False)
             return ()
 
         return apply

@@ -331,39 +331,25 @@ def _update_accepts(op, grad):
     return None
 
 
-def accepts_apply_momentum(op):
-    if op.attrs.get("use_nesterov"):
-        return "Nesterov momentum (the reference kernel)"
-    return _update_accepts(op, op.inputs[1])
-
-
-def make_apply_momentum(op, ctx, plan):
-    from .updates import ApplyMomentum
-
-    return ApplyMomentum(_reference(op, ctx), ctx.variables, op.attrs["var"], op.attrs["accum"])
-
-
-def accepts_apply_gradient_descent(op):
-    return _update_accepts(op, op.inputs[1])
-
-
-def make_apply_gradient_descent(op, ctx, plan):
-    from .updates import ApplyGradientDescent
-
-    return ApplyGradientDescent(_reference(op, ctx), ctx.variables, op.attrs["var"])
-
-
 def accepts_apply_update(op):
-    if op.attrs["rule"] != "SGD":
-        return f"the {op.attrs['rule']} rule (the reference kernel)"
+    a = op.attrs
+    if a["rule"] not in ("SGD", "GradientDescent", "Momentum"):
+        return f"the {a['rule']} rule (the reference kernel)"
+    if a["rule"] == "Momentum" and (a["hyper"].get("use_nesterov") or a.get("hyper_inputs") != ("momentum",)):
+        return "Nesterov momentum (the reference kernel)" if a["hyper"].get("use_nesterov") else \
+            "a constant momentum (the reference kernel)"
     return _update_accepts(op, op.inputs[1])
 
 
 def make_apply_update(op, ctx, plan):
-    from .updates import CaffeSGD
+    from . import updates
 
     a = op.attrs
-    return CaffeSGD(_reference(op, ctx), ctx.variables, a["var"], a["slots"][0], a["hyper"]["momentum"])
+    if a["rule"] == "GradientDescent":
+        return updates.ApplyGradientDescent(_reference(op, ctx), ctx.variables, a["var"])
+    if a["rule"] == "Momentum":
+        return updates.ApplyMomentum(_reference(op, ctx), ctx.variables, a["var"], a["slots"][0])
+    return updates.CaffeSGD(_reference(op, ctx), ctx.variables, a["var"], a["slots"][0], a["hyper"]["momentum"])
 
 
 # ---------------------------------------------------------------------------- LRN, softmax (norm.py)

@@ -6,12 +6,14 @@ inside a step, more than its forward product. Each rule here is one or two passe
 read at run time from one-element buffers (a learning-rate schedule changes them every step
 without a new primitive):
 
-    TF's ApplyMomentum       a = a·m + g (mul, post-op add);  w = w + a·(−lr) (mul, post-op sum)
-    TF's ApplyGradientDescent                                 w = w + g·(−lr) (mul, post-op sum)
-    Caffe's SGD (ApplyUpdate) h = h·m + g·lr (mul, post-op sum with scale m);  w = w − h (sub)
+    TF's Momentum       a = a·m + g (mul, post-op add);  w = w + a·(−lr) (mul, post-op sum)
+    TF's GradientDescent                                 w = w + g·(−lr) (mul, post-op sum)
+    Caffe's SGD          h = h·m + g·lr (mul, post-op sum with scale m);  w = w − h (sub)
+
+(the rules of ApplyUpdate, engine/ops/updates.py)
 
 Each kernel updates in place only where the reference would (float32 C-contiguous arrays that
-the session's store alone holds, training._sole) and the parameter is large enough to pay for a
+the session's store alone holds, ops/updates._sole) and the parameter is large enough to pay for a
 primitive's start (MIN_ELEMENTS); anything else runs the reference kernel.
 """
 
@@ -63,7 +65,7 @@ class _Update:
         ok = True
         for x in arrays:
             # references: the store's, the list's, this loop's and getrefcount's own (as
-            # training._sole counts the reference kernels' own)
+            # ops/updates._sole counts the reference kernels' own)
             if x is None or not _fits(x, grad) or sys.getrefcount(x) > 4 or not (x.flags.writeable and x.flags.owndata):
                 ok = False
                 break
@@ -81,7 +83,7 @@ class _Update:
 
 
 class ApplyMomentum(_Update):
-    """TF's ApplyMomentum (use_nesterov=False): a = a·m + g (mul, post-op add), w = w + a·(−lr)
+    """TF's Momentum rule (use_nesterov=False): a = a·m + g (mul, post-op add), w = w + a·(−lr)
     (mul, post-op sum); the same roundings as the reference."""
 
     n_rates = 2
@@ -99,7 +101,7 @@ class ApplyMomentum(_Update):
 
 
 class ApplyGradientDescent(_Update):
-    """TF's ApplyGradientDescent: w = w + g·(−lr) in one pass (mul, post-op sum)."""
+    """TF's GradientDescent rule: w = w + g·(−lr) in one pass (mul, post-op sum)."""
 
     def make(self, n):
         return _binary(n, BINARY_MUL, "sum")
@@ -110,7 +112,7 @@ class ApplyGradientDescent(_Update):
 
 
 class CaffeSGD(_Update):
-    """Caffe's SGD rule (ApplyUpdate, rule "SGD"): h = h·m; h = h + g·lr; w = w − h, in place, with
+    """Caffe's SGD rule: h = h·m; h = h + g·lr; w = w − h, in place, with
     the reference rule's roundings (h·m and g·lr each rounded; a scaled sum post-op would fuse
     h·m + g·lr into one rounding and change the bits). The reference replaces the arrays; in
     place is the same numbers (each element depends on the same element only)."""
