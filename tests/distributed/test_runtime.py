@@ -147,6 +147,19 @@ def test_variables_live_on_the_task_that_owns_their_device(ray_local):
             sess.load_variables({"nope": np.zeros(1)})
 
 
+@pytest.mark.parametrize("seen_by", ["the driver", "a peer"])
+def test_a_dead_task_reads_the_same_whoever_meets_it_first(seen_by):
+    """The driver waiting on a killed task and a peer whose Send it no longer takes race to report
+    it; both must name the dead task and say it died (CI once saw the peer's wording win)."""
+    from ray import exceptions as rex
+
+    context = "" if seen_by == "the driver" else " before it took a Send from /job:worker/task:0"
+    failure = TaskFailedError.from_ray("/job:worker/task:1", rex.ActorDiedError(), context)
+    assert failure.task == "/job:worker/task:1"
+    assert str(failure).startswith("task /job:worker/task:1 died (ActorDiedError)")
+    assert TaskFailedError.from_ray("/job:worker/task:1", rex.RaySystemError("x")) is None
+
+
 def test_a_dead_task_fails_the_step_naming_it(ray_local):
     g = tc.Graph()
     with g.as_default():

@@ -38,6 +38,18 @@ class TaskFailedError(ClusterError):
     def __str__(self):
         return self.message
 
+    @classmethod
+    def from_ray(cls, task: str, e: BaseException, context: str = "") -> TaskFailedError | None:
+        """The failure for a Ray error met while talking to ``task``: "task T died (...)" when the
+        error says its actor is gone, whichever process saw it first (the driver waiting on it or
+        a peer whose Send it did not take), so a dead task is reported the same way every time;
+        None for any other error."""
+        from ray import exceptions as rex
+
+        if isinstance(e, (rex.RayActorError, rex.WorkerCrashedError, rex.ActorUnavailableError)):
+            return cls(task, f"task {task} died ({type(e).__name__}){context}: the step was aborted")
+        return None
+
 
 def usable_cores() -> int:
     """The cores this process may run on (taskset/cgroup affinity), else os.cpu_count()."""

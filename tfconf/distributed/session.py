@@ -366,9 +366,8 @@ class ClusterSession(DefaultSessionMixin):
                 return ClusterError(f"task {task} aborted the step: {cause}")
             if isinstance(cause, BaseException):
                 return cause
-        if isinstance(e, (rex.RayActorError, rex.WorkerCrashedError, rex.ActorUnavailableError)):
-            return TaskFailedError(task, f"task {task} died ({type(e).__name__}): the step was aborted")
-        return ClusterError(f"task {task}: {' '.join(str(e).split())[:400]}")
+        return (TaskFailedError.from_ray(task, e)
+                or ClusterError(f"task {task}: {' '.join(str(e).split())[:400]}"))
 
     def _health_check(self):
         """Ping every task; a TaskFailedError for the first that is dead or does not answer."""

@@ -259,8 +259,9 @@ class Worker:
             try:
                 ray.get(ref)
             except ray.exceptions.RayError as e:
-                raise TaskFailedError(task, f"task {task} did not receive a Send from {self.name}: "
-                                            f"{_one_line(e)}") from None
+                raise (TaskFailedError.from_ray(task, e, f" before it took a Send from {self.name}")
+                       or TaskFailedError(task, f"task {task} did not receive a Send from {self.name}: "
+                                                f"{_one_line(e)}")) from None
 
     # ------------------------------------------------------------------ state
     def get_variables(self, names=None):
