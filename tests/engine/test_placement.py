@@ -40,11 +40,14 @@ def fake(name, kind="CPU", gflops=100.0, bandwidth_gbs=10.0, link_gbs=None):
 
 
 def order_of(*fetches):
-    """The needed ops of ``fetches`` in the session's ready-queue (topological) order."""
+    """The needed ops of ``fetches`` (tensors or target ops) in the session's ready-queue
+    (topological) order."""
     from tfconf.engine.executor import build_plan
 
     got = []
-    build_plan(list(fetches), [], [], lambda op: None, lambda op: None, got.extend)
+    build_plan([f for f in fetches if isinstance(f, tc.Tensor)],
+               [f for f in fetches if not isinstance(f, tc.Tensor)], [], lambda op: None, lambda op: None,
+               got.extend)
     return got
 
 
@@ -336,30 +339,25 @@ def test_one_device_builds_no_partitions():
         assert sess.partitions(y, feed) == {}
 
 
-def test_every_op_that_reads_the_variable_store_declares_its_variables():
-    # placement keeps an op with the Variables it names (OpDef.variables); an op whose kernel reads
-    # ctx.variables by a name in its attrs must say which, or placement could split them
-    import inspect
+def test_the_ops_that_update_a_variable_take_its_handle_and_stay_with_it():
+    # the Variables an op updates are its inputs (reference edges), so placement keeps it with
+    # them from the graph alone: stripped of its colocation and pinned elsewhere, the update
+    # still joins the variable's group (its pin conflicts with the variable's)
+    from tfconf.engine.ops.state import variables_referenced
 
-    from tfconf.engine.registry import registered_ops
-
-    missing = []
-    for name, d in registered_ops().items():
-        mk = d.__dict__.get("make_kernel")
-        if mk is None or name == "VariableV2":
-            continue
-        if "ctx.variables" in inspect.getsource(mk) and d.variables is None:
-            missing.append(name)
-    assert not missing, f"declare variables(op) on: {missing}"
-    import tfconf as tc
-    from tfconf.engine.registry import variables_of
-
-    g = tc.Graph()
-    with g.as_default():
+    with tc.device("/cpu:1"):
         v = tc.Variable(tc.zeros([2]), name="w")
-        up = tc.train.MomentumOptimizer(0.1, 0.9).minimize(tc.reduce_sum(v * v))
+    up = tc.train.MomentumOptimizer(0.1, 0.9).minimize(tc.reduce_sum(v * v))
+    g = tc.get_default_graph()
     by_type = {}
     for op in g.get_operations():
-        by_type.setdefault(op.type, []).append(variables_of(op))
+        by_type.setdefault(op.type, []).append(variables_referenced(op))
     assert by_type["ApplyUpdate"] == [("w", "w/Momentum")]
     assert sorted(by_type["Assign"]) == [("w",), ("w/Momentum",)] and set(by_type["Mul"]) == {()}
+    apply = next(op for op in g.get_operations() if op.type == "ApplyUpdate")
+    apply.colocated_with, apply.device = None, CPU[3]
+    devs = [fake(f"CPU:{i}") for i in range(4)]
+    placed = placement.place(order_of(up), devs, allow_soft_placement=True)
+    assert placed[apply] is placed[v.op]  # the two pins conflict: soft placement drops both
+    with pytest.raises(errors.InvalidArgumentError, match="w"):
+        placement.place(order_of(up), devs, allow_soft_placement=False)

@@ -59,9 +59,14 @@ int64 = DType("int64", np.int64)
 uint8 = DType("uint8", np.uint8)
 bool_ = DType("bool", np.bool_)
 
+#: a reference to a Variable's storage (TF's DT_RESOURCE): the output of a VarHandle op, taken by
+#: the ops that update or test the variable. Never fed, fetched or converted from numpy; an edge
+#: of this type never crosses devices (placement keeps its ends together).
+resource = DType("resource", np.object_)
+
 _ALL = [float16, float32, float64, int8, int16, int32, int64, uint8, bool_]
 _BY_NP = {d.np: d for d in _ALL}
-_BY_NAME = {d.name: d for d in _ALL}
+_BY_NAME = {d.name: d for d in _ALL + [resource]}
 _BY_NAME.update({"float": float32, "double": float64, "half": float16, "int": int32, "bool_": bool_})
 
 

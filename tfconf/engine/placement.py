@@ -1,9 +1,9 @@
 """Placement: which device runs each op.
 
 1. Colocation groups are merged with union-find: an op created under ``colocate_with(x)`` joins x's
-   group, and an op that names a Variable in its attributes (assignments, fused updates) joins
-   that Variable's group, so a Variable's reads and writes stay with its storage (the op's
-   declaration says which Variables: ``OpDef.variables``).
+   group, and an op that takes a ``resource`` input (a Variable's handle: assignments, updates)
+   joins its producer's group, so a Variable's writes stay with its storage (the handle is
+   itself colocated with the Variable).
 2. Each group's feasible devices are the intersection, over its members, of the devices that match
    the member's requested (possibly partial) device name and have a kernel for its type.
    An empty set is an error naming the op, the request and the devices available, unless
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from . import errors
 from .devices import DeviceSpec
-from .registry import variables_of
+from .dtypes import resource
 from .shapes import estimate_numel as _numel
 
 def op_cost(op):
@@ -76,14 +76,13 @@ def place(ops, devices, *, allow_soft_placement=True, fed=(), log=None):
                 log(f"{op.name} ({op.type}): {dev.name}")
         return placement
     fed = set(fed)
-    graph_ops = ops[0].graph._ops_by_name if ops else {}
     uf = _UnionFind()
     for op in ops:
         if op.colocated_with is not None:
             uf.union(op, op.colocated_with)
-        for name in variables_of(op):
-            if name in graph_ops and graph_ops[name].type == "VariableV2":
-                uf.union(op, graph_ops[name])
+        for t in op.inputs:  # a reference edge (a Variable's handle) never crosses devices
+            if t.dtype is resource:
+                uf.union(op, t.op)
     groups = {}
     for op in ops:
         groups.setdefault(uf.find(op), []).append(op)

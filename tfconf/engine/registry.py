@@ -60,9 +60,6 @@ class OpDef:
     #: True when the kernel takes ``donate=i``: it may write into input i, which the executor has
     #: checked nothing else holds (FusedElementwise)
     kernel_takes_donate = False
-    #: ``variables(op) -> names``: the Variables (VariableV2 ops' names) the op reads or updates
-    #: through the session's variable store; placement keeps them on the Variable's device
-    variables = None
     #: ``composite(*inputs, **attrs) -> output(s)``: the same function built from other ops, on an
     #: op kept as one op only because it is faster or more stable that way (a fused op: one pass
     #: over memory, a stable formula, a provider's kernel); tests/engine/ops/test_composites.py
@@ -86,13 +83,6 @@ class OpDef:
         if attrs:
             return lambda *a: fwd(xp, *a, **attrs)
         return lambda *a: fwd(xp, *a)
-
-
-def variables_of(op) -> tuple:
-    """The names of the Variables ``op`` reads or updates through the variable store (its
-    declaration's ``variables``), () for other ops."""
-    fn = op.op_def.variables
-    return tuple(fn(op)) if fn is not None else ()
 
 
 def register(cls):

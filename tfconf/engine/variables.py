@@ -1,7 +1,8 @@
 """``Variable``: state that survives ``Session.run`` calls (model weights).
 
-A Variable is a ``VariableV2`` op (reading it yields the current value) plus an ``Assign``
-initializer. Used in an expression it acts as its value tensor.
+A Variable is a ``VariableV2`` op (reading it yields the current value), a ``VarHandle`` op (its
+``handle``: the reference edge every op that updates or tests it takes as input 0) and an
+``Assign`` initializer. Used in an expression it acts as its value tensor.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ class Variable:
             self._op = g.create_op("VariableV2", (), {"shape": var_shape, "dtype": init.dtype}, scope)
             self._variable = self._op.outputs[0]
             self._initial_value = init
-            self._var_attrs = {"var": self._op.name, "var_shape": var_shape,
-                               "var_dtype": init.dtype, "validate_shape": validate_shape}
             with g.colocate_with(self._op):
-                self._initializer_op = g.create_op("Assign", [init], self._var_attrs, "Assign")
+                self._handle = g.create_op("VarHandle", (), {
+                    "var": self._op.name, "shape": var_shape, "dtype": init.dtype,
+                    "validate_shape": validate_shape}, "ref").outputs[0]
+                self._initializer_op = g.create_op("Assign", [self._handle, init], None, "Assign")
         self.trainable = trainable
         if collections is None:
             collections = [GLOBAL_VARIABLES] + ([TRAINABLE_VARIABLES] if trainable else [])
@@ -89,6 +91,12 @@ class Variable:
         return self._op.device
 
     @property
+    def handle(self):
+        """The reference to this variable's storage (a ``resource`` tensor), input 0 of the ops
+        that update or test it."""
+        return self._handle
+
+    @property
     def initializer(self):
         return self._initializer_op
 
@@ -103,7 +111,7 @@ class Variable:
         """A new read of the variable that runs after the current control dependencies."""
         g = self.graph
         with g.colocate_with(self._op):
-            return g.create_op("ReadVariable", [self._variable], self._var_attrs, "read").outputs[0]
+            return g.create_op("ReadVariable", [self._variable], None, "read").outputs[0]
 
     def _as_graph_element(self):
         return self._variable
@@ -115,7 +123,7 @@ class Variable:
         g = self.graph
         v = convert_to_tensor(value, dtype=self.dtype, graph=g)
         with g.colocate_with(self._op):
-            return g.create_op(op_type, [v], self._var_attrs, name or op_type).outputs[0]
+            return g.create_op(op_type, [self._handle, v], None, name or op_type).outputs[0]
 
     def assign(self, value, use_locking=False, name=None, read_value=True):
         return self._assign("Assign", value, name)
@@ -131,7 +139,7 @@ class Variable:
         import numpy as np
 
         arr = np.array(value, dtype=self.dtype.np)
-        if not S.compatible(self._var_attrs["var_shape"], arr.shape):
+        if not S.compatible(self._handle.op.attrs["shape"], arr.shape):
             raise ValueError(f"Cannot load shape {list(arr.shape)} into {self.name} of shape {self.shape}")
         from .devices import like
 
@@ -199,5 +207,5 @@ def local_variables_initializer():
 
 def is_variable_initialized(variable):
     g = variable.graph
-    return g.create_op("IsVariableInitialized", (), {"var": variable.op.name}, "IsVariableInitialized").outputs[0]
+    return g.create_op("IsVariableInitialized", [variable.handle], None, "IsVariableInitialized").outputs[0]
 

@@ -37,7 +37,7 @@ from tfconf.distributed.cluster import ClusterSpec
 from tfconf.distributed.sources import SourceFeed
 from tfconf.engine import api as tc
 from tfconf.engine.devices import DeviceSpec, merge_device
-from tfconf.engine.registry import variables_of
+from tfconf.engine.ops.state import variables_referenced
 from tfconf.frontend.compiler import build_net, device_name
 from tfconf.frontend.layers.base import NetState
 from tfconf.io.jsonable import jsonable
@@ -175,7 +175,7 @@ class DistributedSolver(Solver):
         names = {op.name: dev for op, dev in home.items()}
         for op in self.graph.get_operations():
             dev = home.get(op) or home.get(op.colocated_with) or next(
-                (names[v] for v in variables_of(op) if v in names), None)
+                (names[v] for v in variables_referenced(op) if v in names), None)
             if dev is not None:
                 op.device = dev
 

@@ -85,11 +85,11 @@ class Optimizer:
     def _update(self, var, grad, lr, rule, slots=(), t=None, hyper=None, hyper_inputs=None):
         """The ApplyUpdate op of ``rule`` on ``var``: hyper_inputs are tensors, hyper constants."""
         named = dict(hyper_inputs or {})
-        inputs = [lr, grad] + ([t] if t is not None else []) + list(named.values())
+        inputs = [var.handle, *(s.handle for s in slots), lr, grad] + ([t] if t is not None else []) \
+            + list(named.values())
         with var.graph.colocate_with(var.op):  # the update reads and writes var's storage
             return var.graph.create_op("ApplyUpdate", inputs, {
-                "var": var.op.name, "slots": tuple(s.op.name for s in slots), "rule": rule,
-                "hyper": dict(hyper or {}), "hyper_inputs": tuple(named)}, f"Apply{self._name}")
+                "rule": rule, "hyper": dict(hyper or {}), "hyper_inputs": tuple(named)}, f"Apply{self._name}")
 
 
 class GradientDescentOptimizer(Optimizer):

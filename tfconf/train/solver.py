@@ -143,13 +143,13 @@ class Solver:
                      "delta": float(getattr(s, "delta", 1e-8)), "rms_decay": float(getattr(s, "rms_decay", 0.99))}
             updates, slots = [], {}
             for k, v, gr in pairs:
-                names = []
+                handles = []
                 for sn in _slot_names(rule):
                     # a slot lives where its parameter lives (TF's slot_creator does the same)
                     with tc.name_scope(None), self.graph.colocate_with(v.op):
                         sv = tc.Variable(np.zeros(v.shape.as_list(), dtype=v.dtype.np), trainable=False,
                                          name=f"{k}/{rule}_{sn}")
-                    names.append(sv.op.name)
+                    handles.append(sv.handle)
                     slots[f"{k}/{sn}"] = sv
                 mult = self.param_meta[k]["lr_mult"]
                 lr = self.lr if mult == 1 else self.lr * mult
@@ -157,9 +157,8 @@ class Solver:
                 if rule == "AdamW":
                     hp["decoupled_decay"] = (s.weight_decay or 0.0) * self.param_meta[k]["decay_mult"]
                 with self.graph.colocate_with(v.op):  # the update reads and writes v's storage
-                    op = self.graph.create_op("ApplyUpdate", [lr, gr, self.t],
-                                              {"var": v.op.name, "slots": tuple(names), "rule": rule,
-                                               "hyper": hp}, "update")
+                    op = self.graph.create_op("ApplyUpdate", [v.handle, *handles, lr, gr, self.t],
+                                              {"rule": rule, "hyper": hp}, "update")
                 updates.append(op)
             if n > 1:
                 with tc.control_dependencies(updates):

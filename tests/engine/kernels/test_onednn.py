@@ -463,8 +463,8 @@ def test_caffe_sgd_update_on_onednn_equals_the_reference():
         for v, gr in ((w, gw), (small, gs)):
             h = tc.Variable(np.zeros(v.shape.as_list(), np.float32), trainable=False)
             ops.append(tc.get_default_graph().create_op(
-                "ApplyUpdate", [tc.constant(np.float32(0.01)), gr, tc.constant(np.float32(1))],
-                {"var": v.op.name, "slots": (h.op.name,), "rule": "SGD", "hyper": {"momentum": 0.9}}, "update"))
+                "ApplyUpdate", [v.handle, h.handle, tc.constant(np.float32(0.01)), gr, tc.constant(np.float32(1))],
+                {"rule": "SGD", "hyper": {"momentum": 0.9}}, "update"))
         return tc.group(*ops), [w, small], feeds, None
 
     (fast, types, _), (ref, _, _) = _train_both(build, steps=4)

@@ -19,6 +19,7 @@ NOT_DIFFERENTIABLE = {
     "NoOp": "has no outputs (exists for its control inputs)",
     "StopGradient": "blocks gradients by definition",
     "VariableV2": "state; gradients are taken with respect to the variable's value tensor",
+    "VarHandle": "a reference to a variable's storage (resource), not a value",
     "Assign": "stateful update of a variable",
     "AssignAdd": "stateful update of a variable",
     "AssignSub": "stateful update of a variable",

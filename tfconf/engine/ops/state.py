@@ -35,43 +35,81 @@ class VariableV2(OpDef):
         return read
 
 
+@register
+class VarHandle(OpDef):
+    """A reference to the Variable named by attr ``var`` (TF's VarHandleOp): its one output, of
+    dtype ``resource``, is what the ops that update or test the variable take as their first
+    input, so the variable they touch is an edge of the graph, not a name in their attrs. Attrs
+    ``shape``, ``dtype`` and ``validate_shape`` are the variable's. Made once per Variable,
+    colocated with it; its kernel yields the store key."""
+
+    stateful = True
+    nondifferentiable = True
+
+    def infer(op):
+        from ..dtypes import resource
+
+        return [((), resource)]
+
+    def make_kernel(op, ctx):
+        name = op.attrs["var"]
+        return lambda: name
+
+
+def referenced(t):
+    """The attrs (var, shape, dtype, validate_shape) of the Variable behind handle tensor ``t``."""
+    if t.op.type != "VarHandle":
+        raise TypeError(f"{t.name} is not a Variable's handle (a {t.op.type} output): pass "
+                        "variable.handle")
+    return t.op.attrs
+
+
+def variables_referenced(op) -> tuple:
+    """The names of the Variables whose handles ``op`` takes as inputs (empty for most ops)."""
+    return tuple(t.op.attrs["var"] for t in op.inputs if t.op.type == "VarHandle")
+
+
 def _assign_infer(op):
-    var_shape = op.attrs["var_shape"]
-    t = op.inputs[0]
-    if t.dtype != op.attrs["var_dtype"]:
+    var = referenced(op.inputs[0])
+    var_shape, validate = var["shape"], var.get("validate_shape", True)
+    t = op.inputs[1]
+    if t.dtype != var["dtype"]:
         raise TypeError(
-            f"cannot assign a {t.dtype.name} value to variable {op.attrs['var']} of dtype "
-            f"{op.attrs['var_dtype'].name}"
+            f"cannot assign a {t.dtype.name} value to variable {var['var']} of dtype "
+            f"{var['dtype'].name}"
         )
-    if op.attrs.get("validate_shape", True) and not S.compatible(var_shape, t._shape):
+    if validate and not S.compatible(var_shape, t._shape):
         raise ValueError(
-            f"cannot assign a value of shape {S.fmt(t._shape)} to variable {op.attrs['var']} of "
+            f"cannot assign a value of shape {S.fmt(t._shape)} to variable {var['var']} of "
             f"shape {S.fmt(var_shape)}"
         )
-    return [(var_shape if op.attrs.get("validate_shape", True) else t._shape, t.dtype)]
+    return [(var_shape if validate else t._shape, t.dtype)]
 
 
-def _check_shape(op, value):
-    want = op.attrs["var_shape"]
-    if op.attrs.get("validate_shape", True) and want is not None and not S.compatible(want, value.shape):
+def _check_shape(op, name, value):
+    var = op.inputs[0].op.attrs
+    want = var["shape"]
+    if var.get("validate_shape", True) and want is not None and not S.compatible(want, value.shape):
         raise errors.InvalidArgumentError(
             f"{op.describe()}: cannot assign a value of shape {list(value.shape)} to variable "
-            f"{op.attrs['var']} of shape {S.fmt(want)}",
+            f"{name} of shape {S.fmt(want)}",
             op,
         )
 
 
-def _current(op, store):
+def current(op, store, name):
+    """The stored value of variable ``name`` for ``op``, or the error TF gives for an
+    uninitialized one."""
     try:
-        return store[op.attrs["var"]]
+        return store[name]
     except KeyError:
         raise errors.FailedPreconditionError(
-            f"Attempting to use uninitialized value {op.attrs['var']} ({op.describe()}).", op
+            f"Attempting to use uninitialized value {name} ({op.describe()}).", op
         ) from None
 
 
 class _AssignOp(OpDef):
-    """An update of the Variable named by attr ``var`` with the op's input; outputs the new value.
+    """An update of the Variable whose handle is input 0 with input 1; outputs the new value.
     ``update(xp, current, value)`` gives it (``current`` is None for a plain assignment)."""
 
     stateful = True
@@ -80,20 +118,17 @@ class _AssignOp(OpDef):
     keeps_output = True  # its output is the storage it holds: never overwritten in place
     reads_current = True  # False: the update needs no current value (the variable may be uninitialized)
 
-    def variables(op):
-        return (op.attrs["var"],)
-
     def update(xp, current, value):  # pragma: no cover - every assignment overrides
         raise NotImplementedError
 
     def make_kernel(op, ctx):
-        store, name, xp = ctx.variables, op.attrs["var"], ctx.xp
+        store, xp = ctx.variables, ctx.xp
         update, reads = op.op_def.update, op.op_def.reads_current
 
-        def assign(value):
-            new = update(xp, _current(op, store) if reads else None, value)
-            _check_shape(op, new)
-            store[name] = new
+        def assign(ref, value):
+            new = update(xp, current(op, store, ref) if reads else None, value)
+            _check_shape(op, ref, new)
+            store[ref] = new
             return new
 
         return assign
@@ -128,22 +163,22 @@ class AssignSub(_AssignOp):
 
 @register
 class IsVariableInitialized(OpDef):
+    """Whether the Variable whose handle is the input holds a value."""
+
     stateful = True
     nondifferentiable = True
-
-    def variables(op):
-        return (op.attrs["var"],)
 
     def infer(op):
         from ..dtypes import bool_
 
+        referenced(op.inputs[0])
         return [((), bool_)]
 
     def make_kernel(op, ctx):
         import numpy as np
 
-        store, name = ctx.variables, op.attrs["var"]
-        return lambda: np.bool_(name in store)
+        store = ctx.variables
+        return lambda ref: np.bool_(ref in store)
 
 
 @register
@@ -156,15 +191,15 @@ class ReadVariable(OpDef):
     stateful = True
     keeps_output = True  # its output is the storage it holds: never overwritten in place
 
-    def variables(op):
-        return (op.attrs["var"],)
-
     def infer(op):
-        return [(op.attrs["var_shape"], op.attrs["var_dtype"])]
+        v = op.inputs[0]
+        if v.op.type != "VariableV2":
+            raise TypeError(f"ReadVariable reads a Variable's value tensor, not a {v.op.type} output")
+        return [(v._shape, v.dtype)]
 
     def make_kernel(op, ctx):
-        store = ctx.variables
-        return lambda v: _current(op, store)
+        store, name = ctx.variables, op.inputs[0].op.name
+        return lambda v: current(op, store, name)
 
     def grad(op, dy):
         return [dy]

@@ -1,7 +1,8 @@
 """``ApplyUpdate``: the one parameter-update op, for Caffe's solvers and the TF1 optimizers alike.
 
 Each rule reads the variable and its slot variables from the session, computes the new values in
-one pass and stores them. Inputs: ``lr`` (the rate for this parameter, lr_mult applied), ``grad``
+one pass and stores them. Inputs: the handles (``variable.handle``) of the variable and of its
+slot variables (as many as the rule keeps), then ``lr`` (the rate for this parameter, lr_mult applied), ``grad``
 (weight decay already added), ``t`` (1-based step, for the rules that read it: Adam's bias
 correction; every Caffe rule takes it) and the hyperparameters named in attr ``hyper_inputs`` (a TF1 optimizer's momentum may
 be a tensor); the rest of the hyperparameters are constants in attr ``hyper``. The Caffe rules'
@@ -19,9 +20,9 @@ from __future__ import annotations
 import sys
 from typing import Callable, NamedTuple, Optional
 
-from .. import errors
 from ..kernels.providers import onednn
 from ..registry import OpDef, register
+from .state import current, referenced
 
 
 class Rule(NamedTuple):
@@ -129,46 +130,41 @@ def _sole(a):
 
 @register
 class ApplyUpdate(OpDef):
-    """var, slots ← RULES[rule](var, grad, lr, t, slots, hyper). Outputs nothing."""
+    """var, slots ← RULES[rule](var, grad, lr, t, slots, hyper). Inputs: var's handle, the slots'
+    handles, lr, grad, [t], the hyper_inputs. Outputs nothing."""
 
     stateful = True
     nondifferentiable = True
     kernels = {"onednn": onednn("apply_update")}
 
-    def variables(op):
-        return (op.attrs["var"], *op.attrs["slots"])
-
     def infer(op):
         rule = RULES.get(op.attrs["rule"])
         if rule is None:
             raise ValueError(f"unknown update rule {op.attrs['rule']!r}; known: {', '.join(RULES)}")
-        if len(op.attrs["slots"]) != rule.slots:
-            raise ValueError(f"rule {op.attrs['rule']} needs {rule.slots} slot variables")
-        want = 2 + rule.steps + len(op.attrs.get("hyper_inputs", ()))
+        named = op.attrs.get("hyper_inputs", ())
+        want = 1 + rule.slots + 2 + rule.steps + len(named)
         if len(op.inputs) != want:
-            raise ValueError(f"rule {op.attrs['rule']} takes {want} inputs (lr, grad{', t' if rule.steps else ''}"
-                             f"{''.join(', ' + h for h in op.attrs.get('hyper_inputs', ()))}), not {len(op.inputs)}")
+            raise ValueError(
+                f"rule {op.attrs['rule']} takes {want} inputs (the variable's handle, {rule.slots} slot "
+                f"handles, lr, grad{', t' if rule.steps else ''}{''.join(', ' + h for h in named)}), "
+                f"not {len(op.inputs)}")
+        for t in op.inputs[:1 + rule.slots]:
+            referenced(t)
         return []
 
     def make_kernel(op, ctx):
         store, xp = ctx.variables, ctx.xp
-        var, slots, hyper = op.attrs["var"], op.attrs["slots"], op.attrs["hyper"]
+        hyper = op.attrs["hyper"]
         rule = RULES[op.attrs["rule"]]
-        fn, inplace, steps = rule.fn, rule.inplace, rule.steps
+        fn, inplace, steps, refs = rule.fn, rule.inplace, rule.steps, 1 + rule.slots
         named = tuple(op.attrs.get("hyper_inputs", ()))
 
-        def read(name):
-            try:
-                return store[name]
-            except KeyError:
-                raise errors.FailedPreconditionError(
-                    f"Attempting to use uninitialized value {name} ({op.describe()}).", op) from None
-
-        def apply(lr, grad, *rest):
+        def apply(var, *rest):
+            slots, (lr, grad, *rest) = rest[:refs - 1], rest[refs - 1:]
             t = rest[0] if steps else None
             hp = {**hyper, **dict(zip(named, rest[steps:]))} if named else hyper
-            w = read(var)
-            s = [read(n) for n in slots]
+            w = current(op, store, var)
+            s = [current(op, store, n) for n in slots]
             if inplace is not None and w.dtype == grad.dtype and _sole(w) and \
                     all(s[i].dtype == grad.dtype and _sole(s[i]) for i in range(len(s))):
                 inplace(xp, w, grad, lr, s, hp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...ops.updates import RULES
 from . import kernels as K
 
 
@@ -338,7 +339,7 @@ def accepts_apply_update(op):
     if a["rule"] == "Momentum" and (a["hyper"].get("use_nesterov") or a.get("hyper_inputs") != ("momentum",)):
         return "Nesterov momentum (the reference kernel)" if a["hyper"].get("use_nesterov") else \
             "a constant momentum (the reference kernel)"
-    return _update_accepts(op, op.inputs[1])
+    return _update_accepts(op, op.inputs[2 + RULES[a["rule"]].slots])  # after the handles and lr
 
 
 def make_apply_update(op, ctx, plan):
@@ -346,10 +347,10 @@ def make_apply_update(op, ctx, plan):
 
     a = op.attrs
     if a["rule"] == "GradientDescent":
-        return updates.ApplyGradientDescent(_reference(op, ctx), ctx.variables, a["var"])
+        return updates.ApplyGradientDescent(_reference(op, ctx), ctx.variables)
     if a["rule"] == "Momentum":
-        return updates.ApplyMomentum(_reference(op, ctx), ctx.variables, a["var"], a["slots"][0])
-    return updates.CaffeSGD(_reference(op, ctx), ctx.variables, a["var"], a["slots"][0], a["hyper"]["momentum"])
+        return updates.ApplyMomentum(_reference(op, ctx), ctx.variables)
+    return updates.CaffeSGD(_reference(op, ctx), ctx.variables, a["hyper"]["momentum"])
 
 
 # ---------------------------------------------------------------------------- LRN, softmax (norm.py)

@@ -48,20 +48,22 @@ class _Update:
     kernel runs whenever one may not be updated in place), primitives made per parameter size,
     run-time rates in one-element buffers, one run at a time."""
 
-    slots = ()     # store names of the arrays updated in place, besides the variable
+    refs = 1       # leading inputs that are handles (store keys): the variable, then its slots
     n_rates = 1
 
-    def __init__(self, reference, store, var, *slots):
-        self.reference, self.store, self.var, self.slot_names = reference, store, var, slots
+    def __init__(self, reference, store):
+        self.reference, self.store = reference, store
         self.rates = np.zeros(self.n_rates, np.float32)
         self.rate_ptrs = [self.rates.ctypes.data + 4 * i for i in range(self.n_rates)]
         self.prims = {}  # parameter size -> this rule's primitives
         self.lock = threading.Lock()
 
     def __call__(self, *inputs):
-        grad = inputs[1]
+        refs = self.refs
+        rates = inputs[refs:]  # lr, grad, and the rule's run-time hyperparameters
+        grad = rates[1]
         store = self.store
-        arrays = [store.get(self.var)] + [store.get(n) for n in self.slot_names]
+        arrays = [store.get(n) for n in inputs[:refs]]
         ok = True
         for x in arrays:
             # references: the store's, the list's, this loop's and getrefcount's own (as
@@ -78,7 +80,7 @@ class _Update:
             prims = self.prims.get(n)
             if prims is None:
                 prims = self.prims[n] = self.make(n)
-            self.apply(prims, np.ascontiguousarray(grad), inputs, *arrays)
+            self.apply(prims, np.ascontiguousarray(grad), rates, *arrays)
         return ()
 
 
@@ -86,13 +88,13 @@ class ApplyMomentum(_Update):
     """TF's Momentum rule (use_nesterov=False): a = a·m + g (mul, post-op add), w = w + a·(−lr)
     (mul, post-op sum); the same roundings as the reference."""
 
-    n_rates = 2
+    refs, n_rates = 2, 2
 
     def make(self, n):
         return _binary(n, BINARY_MUL, "add"), _binary(n, BINARY_MUL, "sum")
 
-    def apply(self, prims, g, inputs, w, a):
-        lr, _, momentum = inputs
+    def apply(self, prims, g, rates, w, a):
+        lr, _, momentum = rates
         self.rates[0], self.rates[1] = momentum, -lr
         scale, step = prims
         scale({ARG_SRC_0: a.ctypes.data, ARG_SRC_1: self.rate_ptrs[0], L.ARG_DST: a.ctypes.data,
@@ -106,8 +108,8 @@ class ApplyGradientDescent(_Update):
     def make(self, n):
         return _binary(n, BINARY_MUL, "sum")
 
-    def apply(self, prim, g, inputs, w):
-        self.rates[0] = -inputs[0]
+    def apply(self, prim, g, rates, w):
+        self.rates[0] = -rates[0]
         prim({ARG_SRC_0: g.ctypes.data, ARG_SRC_1: self.rate_ptrs[0], L.ARG_DST: w.ctypes.data})
 
 
@@ -117,17 +119,17 @@ class CaffeSGD(_Update):
     h·m + g·lr into one rounding and change the bits). The reference replaces the arrays; in
     place is the same numbers (each element depends on the same element only)."""
 
-    n_rates = 2
+    refs, n_rates = 2, 2
 
-    def __init__(self, reference, store, var, history, momentum):
-        super().__init__(reference, store, var, history)
+    def __init__(self, reference, store, momentum):
+        super().__init__(reference, store)
         self.rates[0] = momentum
 
     def make(self, n):
         return _binary(n, BINARY_MUL), _binary(n, BINARY_MUL, "sum"), _binary(n, BINARY_SUB, scalar_src1=False)
 
-    def apply(self, prims, g, inputs, w, h):
-        self.rates[1] = inputs[0]
+    def apply(self, prims, g, rates, w, h):
+        self.rates[1] = rates[0]
         decay, accumulate, subtract = prims
         decay({ARG_SRC_0: h.ctypes.data, ARG_SRC_1: self.rate_ptrs[0], L.ARG_DST: h.ctypes.data})
         accumulate({ARG_SRC_0: g.ctypes.data, ARG_SRC_1: self.rate_ptrs[1], L.ARG_DST: h.ctypes.data})
