@@ -121,6 +121,11 @@ class Operation:
     )
 
     def __init__(self, graph, name, op_def, inputs, attrs, control_inputs, device, location):
+        self._fill(graph, name, op_def, inputs, attrs, control_inputs, device, location, -1)
+
+    def _fill(self, graph, name, op_def, inputs, attrs, control_inputs, device, location, _id):
+        """Set every field (``__init__``'s body; the plan copy (rewrite/ir.py) fills nodes made
+        with ``__new__`` through it)."""
         self.graph = graph
         self.name = name
         self.op_def = op_def
@@ -131,7 +136,7 @@ class Operation:
         self.device = device
         self.location = location
         self.outputs = ()
-        self._id = -1
+        self._id = _id
         self._ran = False
         self._control_outputs = []
         self.colocated_with = None  # an op this one must share a device with (colocate_with)

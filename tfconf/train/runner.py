@@ -349,8 +349,8 @@ def test(cfg, weights, iterations=None):
 
 
 #: ops that move no data worth naming a kernel for in `tfconf time`
-_BOOKKEEPING = frozenset({"Const", "VariableV2", "Placeholder", "Identity", "NoOp", "Shape", "Size", "Rank",
-                          "Reshape", "ExpandDims", "Squeeze"})
+_BOOKKEEPING = frozenset({"Const", "VariableV2", "VarHandle", "Placeholder", "Identity", "NoOp", "Shape",
+                          "Size", "Rank", "Reshape", "ExpandDims", "Squeeze"})
 
 
 def time_layers(cfg, iterations):

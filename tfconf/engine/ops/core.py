@@ -260,36 +260,38 @@ def shape(x, out_type=int32, name=None):
     return apply_op("Shape", [convert_to_tensor(x)], {"out_type": as_dtype(out_type)}, name)
 
 
-@register
-class Size(OpDef):
-    nondifferentiable = True
+class _ShapeFact(OpDef):
+    """An int32 scalar fact of the input's shape (``fact``: the array attribute), on the host."""
 
+    nondifferentiable = True
     host_outputs = True
     reads_only_shape = True
+    fact = None
 
     def infer(op):
         return [((), int32)]
 
-    def forward(xp, x):
-        return np.asarray(x.size, dtype=np.int32)
+    def make_kernel(op, ctx):
+        fact = op.op_def.fact
+        return lambda x: np.asarray(getattr(x, fact), dtype=np.int32)
+
+
+@register
+class Size(_ShapeFact):
+    """The number of elements of the input."""
+
+    fact = "size"
+
+
+@register
+class Rank(_ShapeFact):
+    """The number of dimensions of the input."""
+
+    fact = "ndim"
 
 
 def size(x, name=None):
     return apply_op("Size", [convert_to_tensor(x)], None, name)
-
-
-@register
-class Rank(OpDef):
-    nondifferentiable = True
-
-    host_outputs = True
-    reads_only_shape = True
-
-    def infer(op):
-        return [((), int32)]
-
-    def forward(xp, x):
-        return np.asarray(x.ndim, dtype=np.int32)
 
 
 def rank(x, name=None):

@@ -22,6 +22,21 @@ def _ufunc_kernel(name):
     return make_kernel
 
 
+def _declare(type_name, body, kernel, grad, differentiable):
+    """Register an elementwise op type from its class body: ``kernel`` is an xp function name
+    (a ufunc, called with out= by the memory stage) or ``f(xp, *arrays)``."""
+    if isinstance(kernel, str):
+        body["make_kernel"] = _ufunc_kernel(kernel)
+        body["forward"] = lambda xp, *arrays, _k=kernel: getattr(xp, _k)(*arrays)
+    else:
+        body["forward"] = kernel
+    if differentiable:
+        body["grad"] = grad
+    else:
+        body["nondifferentiable"] = True
+    return register(type(type_name, (OpDef,), body))
+
+
 def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True, elementwise=None, composite=None):
     """Declare a unary elementwise op. ``kernel`` is an xp function name or ``f(xp, x)``;
     ``elementwise``: its C++ expression (OpDef.elementwise), which makes it fusable;
@@ -34,16 +49,7 @@ def _unary(type_name, kernel, grad, doc, float_only=True, differentiable=True, e
         return [(t._shape, t.dtype)]
 
     body = {"__doc__": doc, "infer": infer, "elementwise": elementwise, "composite": composite}
-    if isinstance(kernel, str):
-        body["make_kernel"] = _ufunc_kernel(kernel)
-        body["forward"] = lambda xp, x, _k=kernel: getattr(xp, _k)(x)
-    else:
-        body["forward"] = kernel
-    if differentiable:
-        body["grad"] = grad
-    else:
-        body["nondifferentiable"] = True
-    return register(type(type_name, (OpDef,), body))
+    return _declare(type_name, body, kernel, grad, differentiable)
 
 
 def _stable_softplus(xp, x):
@@ -195,16 +201,7 @@ def _binary(type_name, kernel, grad, doc, out_dtype=None, differentiable=True, k
     body = {"__doc__": doc, "infer": infer, "elementwise": elementwise, "composite": composite}
     if kernels:
         body["kernels"] = kernels
-    if isinstance(kernel, str):
-        body["make_kernel"] = _ufunc_kernel(kernel)
-        body["forward"] = lambda xp, a, b, _k=kernel: getattr(xp, _k)(a, b)
-    else:
-        body["forward"] = kernel
-    if differentiable:
-        body["grad"] = grad
-    else:
-        body["nondifferentiable"] = True
-    return register(type(type_name, (OpDef,), body))
+    return _declare(type_name, body, kernel, grad, differentiable)
 
 
 def _bin_grad(fx, fy):

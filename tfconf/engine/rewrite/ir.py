@@ -105,22 +105,8 @@ class PlanGraph:
         return pg
 
     def _make(self, name, op_def, inputs, attrs, control_inputs, device, location, _id, orig, absorbed=()):
-        # (Operation.__init__'s fields, set directly: plans of 10^4 ops are copied in one go)
-        node = PlanOp.__new__(PlanOp)
-        node.graph = self
-        node.name = name
-        node.op_def = op_def
-        node.type = op_def.type_name
-        node.inputs = tuple(inputs)
-        node.attrs = attrs
-        node.control_inputs = list(control_inputs)
-        node.device = device
-        node.location = location
-        node.outputs = ()
-        node._id = _id
-        node._ran = False
-        node._control_outputs = []
-        node.colocated_with = None
+        node = PlanOp.__new__(PlanOp)  # not __init__: a plan op is not created in a user graph
+        node._fill(self, name, op_def, inputs, attrs, control_inputs, device, location, _id)
         node.orig = orig
         node.absorbed = tuple(absorbed)
         self.ops.append(node)
