@@ -16,7 +16,7 @@ import pytest
 from pydantic import Field, ValidationError
 
 from tfconf.frontend import (
-    ConfigError, ConfigIssue, Location, PositiveInt, PositiveIntPair, Solver, StrictModel, format_path,
+    ConfigError, ConfigIssue, Location, PositiveInt, PositiveIntPair, SolverConfig, StrictModel, format_path,
     format_value, from_pydantic, load_config, load_config_string, validate_section,
 )
 
@@ -39,7 +39,7 @@ def _check(path: str, overrides=()) -> None:
     """What ``tfconf validate`` does with the parts this package owns: load, then validate the solver."""
     loaded = load_config(path, overrides)
     if "solver" in loaded.data:
-        validate_section(Solver, loaded, ("solver",))
+        validate_section(SolverConfig, loaded, ("solver",))
 
 
 def test_corpus_is_large_enough():
@@ -162,7 +162,7 @@ Layer = Annotated[Union[Conv, Pool, Scale], Field(discriminator="type")]
 class Net(StrictModel):
     name: str
     layers: list[Layer]
-    solver: Optional[Solver] = None
+    solver: Optional[SolverConfig] = None
 
 
 NET = """\
@@ -219,7 +219,7 @@ def test_from_pydantic_points_at_overrides():
 
 def test_from_pydantic_without_a_source_map():
     try:
-        Solver.model_validate({"base_lr": -1, "max_iter": 5})
+        SolverConfig.model_validate({"base_lr": -1, "max_iter": 5})
     except ValidationError as exc:
         err = from_pydantic(exc, None, ("solver",), data={"base_lr": -1, "max_iter": 5})
     assert err.lines == ["solver.base_lr: must be > 0. Received: -1"]
@@ -228,7 +228,7 @@ def test_from_pydantic_without_a_source_map():
 def test_from_pydantic_finds_the_model_from_the_error_title():
     loaded = load_config_string("solver: {base_lr: 0.1, max_iter: 3, momentun: 0.9}\n", "s.yaml")
     try:
-        Solver.model_validate(loaded.data["solver"])
+        SolverConfig.model_validate(loaded.data["solver"])
     except ValidationError as exc:
         err = from_pydantic(exc, loaded, ("solver",))
     assert err.lines == ["s.yaml:1:37: solver.momentun: unknown key; did you mean 'momentum'?"]

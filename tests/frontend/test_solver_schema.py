@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from tfconf.frontend import (
-    LR_POLICIES, SOLVER_TYPES, ConfigError, LrPolicy, Solver, learning_rate, load_config_string,
+    LR_POLICIES, SOLVER_TYPES, ConfigError, LrPolicy, SolverConfig, learning_rate, load_config_string,
     validate_section,
 )
 
@@ -20,10 +20,10 @@ CAFFE = next((p for p in (_ROOT / "shared" / "caffe", _ROOT.parent / "shared" / 
              _ROOT / "shared" / "caffe")
 
 
-def solver(**kw) -> Solver:
+def solver(**kw) -> SolverConfig:
     kw.setdefault("base_lr", 0.01)
     kw.setdefault("max_iter", 1000)
-    return Solver.model_validate(kw)
+    return SolverConfig.model_validate(kw)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -84,12 +84,12 @@ def test_assignment_is_validated():
 def test_model_dump_round_trips():
     s = solver(type="Adam", lr_policy={"type": "multistep", "gamma": 0.5, "stepvalue": [10, 20]}, warmup=5,
                clip_gradients=10.0, random_seed=3)
-    again = Solver.model_validate(s.model_dump(exclude_none=True))
+    again = SolverConfig.model_validate(s.model_dump(exclude_none=True))
     assert again == s
 
 
 def test_json_schema_is_available():
-    schema = Solver.model_json_schema()
+    schema = SolverConfig.model_json_schema()
     assert {"base_lr", "lr_policy", "max_iter", "warmup"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"base_lr", "max_iter"}
@@ -222,16 +222,16 @@ def test_caffe_solver_values_fit(name, values):
         text = path.read_text()
         for key, value in values.items():
             assert re.search(rf'^{key}: "?{re.escape(str(value))}"?\s*$', text, re.M), key
-    s = Solver.model_validate(values)
+    s = SolverConfig.model_validate(values)
     assert s.base_lr == values["base_lr"] and s.max_iter == values["max_iter"]
     assert s.type == "SGD"
 
 
 def test_lenet_solver_flat_equals_design_md_mapping():
-    flat = Solver.model_validate(LENET_SOLVER)
+    flat = SolverConfig.model_validate(LENET_SOLVER)
     mapping = {k: v for k, v in LENET_SOLVER.items() if k not in ("gamma", "power")}
     mapping["lr_policy"] = {"type": "inv", "gamma": 0.0001, "power": 0.75}
-    nested = Solver.model_validate(mapping)
+    nested = SolverConfig.model_validate(mapping)
     for it in (0, 1, 100, 5000, 9999, 10000):
         assert learning_rate(flat, it) == learning_rate(nested, it)
     assert learning_rate(flat, 5000) == pytest.approx(0.01 * 1.5 ** -0.75, rel=1e-12)
@@ -241,7 +241,7 @@ def test_design_md_worked_config_solver(monkeypatch):
     monkeypatch.chdir(Path(__file__).parent / "configs")
     from tfconf.frontend import load_config
 
-    s = validate_section(Solver, load_config("lenet.yaml"), ("solver",))
+    s = validate_section(SolverConfig, load_config("lenet.yaml"), ("solver",))
     assert s.policy() == LrPolicy(type="inv", gamma=0.0001, power=0.75)
     assert (s.max_iter, s.test_interval, s.test_iter, s.display, s.snapshot) == (10000, 500, 100, 100, 5000)
 
@@ -249,6 +249,6 @@ def test_design_md_worked_config_solver(monkeypatch):
 def test_validate_section_of_an_absent_solver():
     loaded = load_config_string("name: x\n", "n.yaml")
     with pytest.raises(ConfigError) as info:
-        validate_section(Solver, loaded, ("solver",))
+        validate_section(SolverConfig, loaded, ("solver",))
     assert info.value.lines == ["n.yaml:1:1: solver.base_lr: field required",
                                 "n.yaml:1:1: solver.max_iter: field required"]

@@ -3,10 +3,10 @@ errors, the pydantic base of all config models, and the ``solver:`` schema.
 
 Typical use::
 
-    from tfconf.frontend import ConfigError, load_config, validate_section, Solver
+    from tfconf.frontend import ConfigError, load_config, validate_section, SolverConfig
 
     loaded = load_config("lenet.yaml", overrides=["solver.base_lr=1e-3"])
-    solver = validate_section(Solver, loaded, ("solver",))   # raises a located ConfigError
+    solver = validate_section(SolverConfig, loaded, ("solver",))   # raises a located ConfigError
 
 Importing this package loads PyYAML and pydantic; ``import tfconf`` does not import it.
 """
@@ -23,4 +23,4 @@ from .schema_base import (  # noqa: F401
     FiniteFloat, IntPair, Name, NonNegFloat, NonNegInt, NonNegIntPair, PositiveFloat, PositiveInt,
     PositiveIntPair, Probability, StrictModel, located, located_errors, validate_section,
 )
-from .solver_schema import LR_POLICIES, SOLVER_TYPES, LrPolicy, Solver, Warmup, learning_rate  # noqa: F401
+from .solver_schema import LR_POLICIES, SOLVER_TYPES, LrPolicy, SolverConfig, Warmup, learning_rate  # noqa: F401

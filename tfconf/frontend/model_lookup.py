@@ -17,7 +17,8 @@ MODELS_BY_NAME: dict[str, list[type]] = {}
 
 
 def model_by_name(name: str) -> type[BaseModel] | None:
-    """The StrictModel subclass called ``name``, if exactly one exists."""
+    """The StrictModel subclass titled ``name`` (its class name unless it declares a title), if exactly
+    one exists."""
     found = MODELS_BY_NAME.get(name, [])
     return found[0] if len(found) == 1 else None
 

@@ -13,7 +13,7 @@ from .cluster_schema import ClusterSection, DistributedSection
 
 from .layers import LAYERS
 from .schema_base import FileName, StrictModel
-from .solver_schema import Solver as SolverConfig
+from .solver_schema import SolverConfig
 
 
 def _layer_union():

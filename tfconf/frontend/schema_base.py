@@ -57,7 +57,9 @@ class StrictModel(BaseModel):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        MODELS_BY_NAME.setdefault(cls.__name__, []).append(cls)
+        # by the title pydantic's errors carry: the class name unless the model declares one
+        title = cls.__dict__.get("model_config", {}).get("title") or cls.__name__
+        MODELS_BY_NAME.setdefault(title, []).append(cls)
 
     @field_validator("*", mode="after")
     @classmethod

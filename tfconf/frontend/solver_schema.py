@@ -46,13 +46,13 @@ import bisect
 import math
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from .schema_base import (
     FilePrefix, FiniteFloat, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, StrictModel, located, located_errors,
 )
 
-__all__ = ["LR_POLICIES", "SOLVER_TYPES", "LrPolicy", "Solver", "Warmup", "learning_rate"]
+__all__ = ["LR_POLICIES", "SOLVER_TYPES", "LrPolicy", "SolverConfig", "Warmup", "learning_rate"]
 
 SolverType = Literal["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "AdamW"]
 PolicyName = Literal["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "cosine"]
@@ -111,8 +111,12 @@ class Warmup(StrictModel):
     start_factor: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
-class Solver(StrictModel):
+class SolverConfig(StrictModel):
     """The ``solver:`` section (Caffe's SolverParameter, flattened). Defaults follow Caffe unless noted."""
+
+    # NOTE: the training driver that runs one is tfconf.train.solver.Solver; the JSON Schema keeps
+    # the section's Caffe name as its title
+    model_config = ConfigDict(title="Solver")
 
     __synonyms__ = {"lr": "base_lr", "learning_rate": "base_lr", "eps": "delta", "epsilon": "delta",
                     "beta1": "momentum", "beta2": "momentum2", "decay": "weight_decay",
@@ -166,7 +170,7 @@ class Solver(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "Solver":
+    def _check(self) -> "SolverConfig":
         errors = []
         policy = self.lr_policy
         required, optional = _POLICY_PARAMS[policy.type]
@@ -232,10 +236,10 @@ class Solver(StrictModel):
         return learning_rate(self, iteration)
 
 
-def learning_rate(solver: Solver, iteration: int) -> float:
+def learning_rate(solver: SolverConfig, iteration: int) -> float:
     """The learning rate at ``iteration`` (from 0), with Caffe's formulas and the optional warmup.
 
-    >>> s = Solver(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=100, max_iter=1000)
+    >>> s = SolverConfig(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=100, max_iter=1000)
     >>> round(learning_rate(s, 250), 12)
     0.0001
     """

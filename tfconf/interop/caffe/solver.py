@@ -115,9 +115,9 @@ def convert_solver(msg: Message, issues: _Issues):
 def _check_solver(solver: dict, origins: dict, fallback: Location, issues: _Issues) -> None:
     from pydantic import ValidationError
 
-    from tfconf.frontend.solver_schema import Solver
+    from tfconf.frontend.solver_schema import SolverConfig
 
     try:
-        Solver.model_validate(solver)
+        SolverConfig.model_validate(solver)
     except ValidationError as e:
         _pydantic_issues(e, origins, Origin(fallback, "solver"), issues)
