@@ -15,26 +15,13 @@ from .graph import (  # noqa: F401
     Graph, GraphError, Operation, Tensor, add_to_collection, colocate_with, control_dependencies,
     device, get_collection, get_default_graph, get_default_session, name_scope, reset_default_graph,
 )
-from .ops.array import (  # noqa: F401
-    concat, expand_dims, gather, one_hot, pad, reshape, slice_ as slice, split, squeeze, stack, tile,
-    transpose, unstack,
-)
-from .ops.core import (  # noqa: F401
-    add_n, broadcast_to, constant, convert_to_tensor, fill, group, identity, no_op, ones, ones_like,
-    placeholder, placeholder_with_default, rank, shape, size, stop_gradient, tuple_ as tuple, zeros,
-    zeros_like,
-)
-from .ops.math import (  # noqa: F401
-    abs, add, cast, ceil, cos, div, divide, elu, equal, exp, expm1, floor, floordiv, floormod,
-    greater, greater_equal, leaky_relu, less, less_equal, log, log1p, logical_and, logical_not,
-    logical_or, logical_xor, matmul, maximum, minimum, mod, multiply, negative, not_equal, pow,
-    reciprocal, round, rsqrt, sigmoid, sign, sin, softplus, sqrt, square, squared_difference,
-    subtract, tanh, to_float, truediv, where,
-)
-from .ops.random import random_normal, random_uniform, set_random_seed, truncated_normal  # noqa: F401
-from .ops.reduce import (  # noqa: F401
-    argmax, argmin, reduce_max, reduce_mean, reduce_min, reduce_prod, reduce_sum,
-)
+from .ops.array import *  # noqa: F401,F403 - its __all__
+from .ops.array import slice_ as slice  # noqa: F401
+from .ops.core import *  # noqa: F401,F403 - its __all__
+from .ops.core import tuple_ as tuple  # noqa: F401
+from .ops.math import *  # noqa: F401,F403 - its __all__
+from .ops.random import *  # noqa: F401,F403 - its __all__
+from .ops.reduce import *  # noqa: F401,F403 - its __all__
 from .run_config import RunMetadata, RunOptions, SessionConfig  # noqa: F401
 from .session import InteractiveSession, Session  # noqa: F401
 from .shapes import TensorShape  # noqa: F401

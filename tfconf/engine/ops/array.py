@@ -11,6 +11,12 @@ from ..graph import Tensor
 from ..registry import OpDef, register
 from .core import _shape_tensor, _target_shape, apply_op, constant, convert_to_tensor, graph_of, shape, static_value
 
+#: the public functions (``tc.<name>``) this module declares: engine/api.py exports them
+__all__ = [
+    "concat", "expand_dims", "gather", "one_hot", "pad", "reshape", "split", "squeeze", "stack",
+    "tile", "transpose", "unstack",
+]
+
 
 # ---------------------------------------------------------------------------- reshape family
 def _reshape_static(xs, target):

@@ -12,6 +12,13 @@ from ..graph import Operation, Tensor, get_default_graph
 from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
 
+#: the public functions (``tc.<name>``) this module declares: engine/api.py exports them
+__all__ = [
+    "add_n", "broadcast_to", "constant", "convert_to_tensor", "fill", "group", "identity", "no_op",
+    "ones", "ones_like", "placeholder", "placeholder_with_default", "rank", "shape", "size",
+    "stop_gradient", "zeros", "zeros_like",
+]
+
 
 # ---------------------------------------------------------------------------- helpers
 def graph_of(*values):

@@ -10,6 +10,11 @@ from ..graph import Tensor, get_default_graph
 from ..registry import OpDef, register
 from .core import _shape_tensor, _target_shape, apply_op
 
+#: the public functions (``tc.<name>``) this module declares: engine/api.py exports them
+__all__ = [
+    "random_normal", "random_uniform", "set_random_seed", "truncated_normal",
+]
+
 
 def _infer_random(op):
     return [(_target_shape(op, 0), op.attrs["dtype"])]

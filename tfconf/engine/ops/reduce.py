@@ -8,6 +8,11 @@ from ..dtypes import as_dtype, int64
 from ..registry import OpDef, register
 from .core import apply_op, broadcast_to, constant, convert_to_tensor, shape, size
 
+#: the public functions (``tc.<name>``) this module declares: engine/api.py exports them
+__all__ = [
+    "argmax", "argmin", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod", "reduce_sum",
+]
+
 
 def normalize_axes(axis, rank, what="reduction"):
     """Axes as a sorted tuple of non-negative ints, or None for all axes."""
