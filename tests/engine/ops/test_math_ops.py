@@ -9,11 +9,12 @@ from tests.engine.harness import away_from, check_op, distinct, run
 #: the op types whose gradients this module's tests check through the harness (conftest.py
 #: verifies the claim, and fails collection when an op type with a gradient is in no module's)
 GRAD_CHECKS = frozenset({
-    "Abs", "Add", "Cast", "Ceil", "Cos", "Elu", "Exp", "Expm1",
+    "Abs", "Acos", "Acosh", "Add", "Asin", "Asinh", "Atan", "Atanh", "Cast", "Ceil", "Cos", "Cosh",
+    "Elu", "Exp", "Expm1",
     "Floor", "LeakyRelu", "Log", "Log1p", "MatMul", "Maximum", "Minimum", "Mul",
     "Neg", "Pow", "RealDiv", "Reciprocal", "Relu", "Round", "Rsqrt", "Select",
-    "Sigmoid", "Sign", "Sin", "Softplus", "Sqrt", "Square", "SquaredDifference", "Sub",
-    "Tanh"
+    "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Sqrt", "Square", "SquaredDifference", "Sub",
+    "Tan", "Tanh"
 })
 
 RNG = np.random.default_rng(0)
@@ -51,6 +52,15 @@ UNARY = [
     (tc.reciprocal, np.reciprocal, lambda: rand(2, 3), [0.0]),
     (tc.sin, np.sin, lambda: rand(2, 3), None),
     (tc.cos, np.cos, lambda: rand(2, 3), None),
+    (tc.tan, np.tan, lambda: rand(2, 3, lo=-1.2, hi=1.2), None),
+    (tc.asin, np.arcsin, lambda: rand(2, 3, lo=-0.9, hi=0.9), None),
+    (tc.acos, np.arccos, lambda: rand(2, 3, lo=-0.9, hi=0.9), None),
+    (tc.atan, np.arctan, lambda: rand(2, 3, lo=-4, hi=4), None),
+    (tc.sinh, np.sinh, lambda: rand(2, 3), None),
+    (tc.cosh, np.cosh, lambda: rand(2, 3), None),
+    (tc.asinh, np.arcsinh, lambda: rand(2, 3, lo=-4, hi=4), None),
+    (tc.acosh, np.arccosh, lambda: rand(2, 3, lo=1.2, hi=4), None),
+    (tc.atanh, np.arctanh, lambda: rand(2, 3, lo=-0.9, hi=0.9), None),
     (tc.tanh, np.tanh, lambda: rand(2, 3), None),
     (tc.sigmoid, _np_sigmoid, lambda: rand(2, 3, lo=-5, hi=5), None),
     (tc.nn.softplus, lambda x: np.log1p(np.exp(x)), lambda: rand(2, 3, lo=-5, hi=5), None),

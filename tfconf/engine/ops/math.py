@@ -13,6 +13,17 @@ from ..kernels.providers import ALL, onednn
 from ..registry import OpDef, register
 from .core import apply_op, binary_inputs, convert_to_tensor, ones_like, reduce_to_like, same_as_input, zeros_like
 
+#: the public functions (``tc.<name>``) this module declares: engine/api.py exports them
+__all__ = [
+    "abs", "add", "cast", "ceil", "cos", "div", "divide", "elu", "equal", "exp", "expm1", "floor",
+    "floordiv", "floormod", "greater", "greater_equal", "leaky_relu", "less", "less_equal", "log",
+    "log1p", "logical_and", "logical_not", "logical_or", "logical_xor", "matmul", "maximum",
+    "minimum", "mod", "multiply", "negative", "not_equal", "pow", "reciprocal", "round", "rsqrt",
+    "sigmoid", "sign", "sin", "softplus", "sqrt", "square", "squared_difference", "subtract",
+    "tanh", "to_float", "truediv", "where",
+    "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+]
+
 
 # ---------------------------------------------------------------------------- unary table
 def _ufunc_kernel(name):
@@ -107,6 +118,26 @@ Sin = _unary("Sin", "sin", lambda op, dy: [dy * cos(x_of(op))], "y = sin x;  dx 
              elementwise="sin({0})")
 Cos = _unary("Cos", "cos", lambda op, dy: [-dy * sin(x_of(op))], "y = cos x;  dx = -sin x·dy",
              elementwise="cos({0})")
+
+# the trigonometric and hyperbolic rest of TF1's tf.math (TF's cwise_op_*.cc and math_grad.py)
+Tan = _unary("Tan", "tan", lambda op, dy: [dy * (1 + square(y_of(op)))], "y = tan x;  dx = (1+y²)·dy",
+             elementwise="tan({0})")
+Asin = _unary("Asin", "arcsin", lambda op, dy: [dy * rsqrt(1 - square(x_of(op)))],
+              "y = asin x;  dx = dy/√(1-x²)", elementwise="asin({0})")
+Acos = _unary("Acos", "arccos", lambda op, dy: [-dy * rsqrt(1 - square(x_of(op)))],
+              "y = acos x;  dx = -dy/√(1-x²)", elementwise="acos({0})")
+Atan = _unary("Atan", "arctan", lambda op, dy: [dy / (1 + square(x_of(op)))], "y = atan x;  dx = dy/(1+x²)",
+              elementwise="atan({0})")
+Sinh = _unary("Sinh", "sinh", lambda op, dy: [dy * cosh(x_of(op))], "y = sinh x;  dx = cosh x·dy",
+              elementwise="sinh({0})")
+Cosh = _unary("Cosh", "cosh", lambda op, dy: [dy * sinh(x_of(op))], "y = cosh x;  dx = sinh x·dy",
+              elementwise="cosh({0})")
+Asinh = _unary("Asinh", "arcsinh", lambda op, dy: [dy * rsqrt(square(x_of(op)) + 1)],
+               "y = asinh x;  dx = dy/√(x²+1)", elementwise="asinh({0})")
+Acosh = _unary("Acosh", "arccosh", lambda op, dy: [dy * rsqrt(square(x_of(op)) - 1)],
+               "y = acosh x;  dx = dy/√(x²-1)", elementwise="acosh({0})")
+Atanh = _unary("Atanh", "arctanh", lambda op, dy: [dy / (1 - square(x_of(op)))], "y = atanh x;  dx = dy/(1-x²)",
+               elementwise="atanh({0})")
 Tanh = _unary("Tanh", "tanh", lambda op, dy: [dy * (1 - y_of(op) * y_of(op))], "y = tanh x;  dx = (1-y²)·dy",
               elementwise="tanh({0})")
 Sigmoid = _unary("Sigmoid", _sigmoid, lambda op, dy: [dy * y_of(op) * (1 - y_of(op))],
@@ -421,6 +452,8 @@ sign, floor, ceil, round = map(_unary_api, ("Sign", "Floor", "Ceil", "Round"))  
 reciprocal, sin, cos, tanh, sigmoid, softplus, elu, relu = map(
     _unary_api, ("Reciprocal", "Sin", "Cos", "Tanh", "Sigmoid", "Softplus", "Elu", "Relu"))
 logical_not = _unary_api("LogicalNot")
+tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh = map(
+    _unary_api, ("Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"))
 add, subtract, multiply = map(_binary_api, ("Add", "Sub", "Mul"))
 
 # tf.truediv: integer operands are converted to floating point first (RealDiv itself is for floats)
