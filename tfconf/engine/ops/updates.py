@@ -116,13 +116,14 @@ RULES = {
     "Momentum": Rule(_momentum, 1, steps=False, inplace=_momentum_inplace),
 }
 
-# references to an array held only by the store, seen from inside _sole: the dict entry, the
-# caller's local name (or list entry), _sole's parameter and getrefcount's own argument
+# references to an array held only by the store, seen from inside sole(): the dict entry, the
+# caller's local name (or list entry), sole()'s parameter and getrefcount's own argument
 _SOLE_REFS = 4
 
 
-def _sole(a):
-    """True when ``a`` (held by the store and one local name) is referenced nowhere else."""
+def sole(a):
+    """True when ``a`` (held by the store and one local name or list entry) is referenced nowhere
+    else: an update may then write it in place (the reference rules and the oneDNN kernels)."""
     # NOTE: cupy arrays have flags but no ``writeable`` (they always are)
     return sys.getrefcount(a) <= _SOLE_REFS and getattr(a, "flags", None) is not None \
         and getattr(a.flags, "writeable", True) and a.flags.owndata
@@ -165,8 +166,8 @@ class ApplyUpdate(OpDef):
             hp = {**hyper, **dict(zip(named, rest[steps:]))} if named else hyper
             w = current(op, store, var)
             s = [current(op, store, n) for n in slots]
-            if inplace is not None and w.dtype == grad.dtype and _sole(w) and \
-                    all(s[i].dtype == grad.dtype and _sole(s[i]) for i in range(len(s))):
+            if inplace is not None and w.dtype == grad.dtype and sole(w) and \
+                    all(s[i].dtype == grad.dtype and sole(s[i]) for i in range(len(s))):
                 inplace(xp, w, grad, lr, s, hp)
                 return ()
             new, new_slots = fn(xp, w, grad, lr, t, s, hp)

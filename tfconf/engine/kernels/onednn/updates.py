@@ -13,17 +13,17 @@ without a new primitive):
 (the rules of ApplyUpdate, engine/ops/updates.py)
 
 Each kernel updates in place only where the reference would (float32 C-contiguous arrays that
-the session's store alone holds, ops/updates._sole) and the parameter is large enough to pay for a
+the session's store alone holds, ops/updates.sole) and the parameter is large enough to pay for a
 primitive's start (MIN_ELEMENTS); anything else runs the reference kernel.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import numpy as np
 
+from ...ops.updates import sole
 from . import lib as L
 from .binary import ARG_POST_OP0_SRC_1, ARG_SRC_0, ARG_SRC_1, BINARY_MUL, BINARY_SUB, binary
 
@@ -64,14 +64,8 @@ class _Update:
         grad = rates[1]
         store = self.store
         arrays = [store.get(n) for n in inputs[:refs]]
-        ok = True
-        for x in arrays:
-            # references: the store's, the list's, this loop's and getrefcount's own (as
-            # ops/updates._sole counts the reference kernels' own)
-            if x is None or not _fits(x, grad) or sys.getrefcount(x) > 4 or not (x.flags.writeable and x.flags.owndata):
-                ok = False
-                break
-        x = None
+        ok = all(arrays[i] is not None and _fits(arrays[i], grad) and sole(arrays[i])
+                 for i in range(len(arrays)))  # by index: a loop name would be one more holder
         if not ok:
             del arrays
             return self.reference(*inputs)
