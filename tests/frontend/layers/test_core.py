@@ -1,4 +1,4 @@
-"""Core layers: Input, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy."""
+"""Core layers: Input, Parameter, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy."""
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from .helpers import LABEL, X4, Net, build, rng, roundtrip
 # the layer types this module checks against numpy: minimal config, input shapes (conftest.py)
 LAYER_CASES = {
     "Input": ({"shape": [[-1, 3]]}, {}),
+    "Parameter": ({"shape": [2, 3]}, {}),
     "InnerProduct": ({"num_output": 2}, {"data": X4}),
     "ReLU": ({}, {"data": X4}),
     "Dropout": ({}, {"data": X4}),
@@ -56,6 +57,48 @@ def test_input_dtype_and_shared_across_phases():
 
     with pytest.raises(NetBuildError, match="1 tops but 2 shapes"):
         Net([{"name": "in", "type": "Input", "shape": [[1], [2]], "top": ["only"]}], {})
+
+
+# ---------------------------------------------------------------------------- Parameter
+def test_parameter_is_a_learned_top_that_other_layers_read():
+    layers = [{"name": "table", "type": "Parameter", "shape": {"dim": [2, 3]}},
+              {"name": "sum", "type": "Eltwise", "bottom": ["data", "table"]}]
+    assert roundtrip(layers[0]).shape == [2, 3]
+    x, t = _r((2, 3)), _r((2, 3), 1)
+    net = build(layers, {"data": x}, params={"table/param": t})
+    np.testing.assert_array_equal(net.run("table"), t)
+    np.testing.assert_allclose(net.run("sum"), x + t, rtol=1e-12)
+    assert sorted(net.params) == ["table/param"]
+    net.grad_check("sum", ["data", "table/param"])
+    zeros = build(layers[:1], {})  # Caffe's blob has no filler: zeros until weights are loaded
+    np.testing.assert_array_equal(zeros.run("table"), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="positive"):
+        roundtrip({"name": "t", "type": "Parameter", "shape": [2, 0]})
+
+
+def test_parameter_imports_from_caffe_with_its_blob_and_exports_to_onnx(tmp_path):
+    from tfconf.frontend import config as cfgmod
+    from tfconf.interop.caffe_import import convert
+
+    net = tmp_path / "net.prototxt"
+    net.write_text('name: "param"\ninput: "data"\ninput_shape { dim: 2 dim: 3 }\n'
+                   'layer { name: "table" type: "Parameter" top: "table" '
+                   'parameter_param { shape { dim: 2 dim: 3 } } }\n'
+                   'layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "table" top: "sum" }\n')
+    result = convert(str(net))
+    assert {"name": "table", "type": "Parameter", "shape": [2, 3]} in result.layers
+    (tmp_path / "net.yaml").write_text(result.yaml)
+    cfg = cfgmod.load(str(tmp_path / "net.yaml"))
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from tfconf.interop.onnx_export import export_onnx
+
+    t = _r((2, 3), 3).astype(np.float32)
+    model = export_onnx(cfg, {"table/param": t})
+    onnx.checker.check_model(model, full_check=True)
+    x = _r((2, 3), 4).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["sum"], {"data": x})[0], x + t, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------- InnerProduct

@@ -1,4 +1,4 @@
-"""Input, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy: the layers LeNet needs."""
+"""Input, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy: the layers LeNet needs; and Parameter."""
 
 from __future__ import annotations
 
@@ -60,6 +60,41 @@ class Input(LayerSpec):
             dims = [None if d is None or d < 0 else d for d in s]
             out.append(ctx.input(n, dims, self.dtype))
         return out
+
+
+@register_layer
+class Parameter(LayerSpec):
+    """A learned array as the top (Caffe's ParameterLayer: a net's free parameter, such as a
+    learned embedding table or bias that other layers read as a bottom): ``shape: [10, 4]``
+    (Caffe's ``shape: {dim: [10, 4]}`` too), initialised from ``filler`` (default 0, as Caffe's
+    blob, which has no filler; a .caffemodel gives its values). No bottoms."""
+
+    type: Literal["Parameter"] = "Parameter"
+    flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"parameter_param": {"shape": shape("shape")}}, blobs=("param",))
+    shape: list[int] = Field(min_length=1)
+    filler: FillerSpec = Field(default_factory=ConstantFiller)
+    num_bottoms: ClassVar = (0, 0)
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _dims(cls, v):
+        if isinstance(v, dict) and set(v) <= {"dim"}:
+            return v.get("dim", [])
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v):
+        if any(d <= 0 for d in v):
+            raise ValueError(f"every size must be positive. Received: {v}")
+        return v
+
+    def build(self, ctx, bottoms):
+        return [tc.identity(ctx.param(0, "param", list(self.shape), self.filler), name=self.name)]
+
+    def to_onnx(self, b, xs, ins, outs):
+        b.node("Identity", [b.param(0, "param")], [b.y(0)])
 
 
 @register_layer
