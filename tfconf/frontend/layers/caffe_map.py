@@ -14,7 +14,9 @@ The declarations are data: ``tfconf/interop/caffe_import.py`` reads a prototxt a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Union
+from typing import Annotated, Any, Callable, Union
+
+from pydantic import BeforeValidator
 
 __all__ = ["CaffeLayer", "Carry", "Choice", "ENGINE", "Fixed", "Ignored", "LOSS_PARAM", "SOFTMAX_PARAM", "choice", "filler",
            "flag", "integer", "number", "shape", "text"]
@@ -78,6 +80,17 @@ def filler(key: str) -> Carry:
 
 def shape(key: str, card: str = "one") -> Carry:
     return Carry(key, SHAPE, card)
+
+
+def caffe_dims(v):
+    """Sizes written as Caffe's BlobShape (``{dim: [2, 3]}``) as their list; anything else as it is."""
+    if isinstance(v, dict) and set(v) <= {"dim"}:
+        return v.get("dim", [])
+    return v
+
+
+#: a spec field of sizes that also takes Caffe's ``{dim: [...]}`` (Reshape's and Parameter's shape)
+Dims = Annotated[list[int], BeforeValidator(caffe_dims)]
 
 
 def choice(key: str, mapping: dict, unsupported: dict | None = None) -> Carry:

@@ -12,7 +12,9 @@ from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
-from .caffe_map import ENGINE, LOSS_PARAM, SOFTMAX_PARAM, CaffeLayer, Fixed, filler, flag, integer, number, shape
+from .caffe_map import (
+    ENGINE, LOSS_PARAM, SOFTMAX_PARAM, CaffeLayer, Dims, Fixed, filler, flag, integer, number, shape,
+)
 
 
 def flatten_from(x, axis):
@@ -72,16 +74,9 @@ class Parameter(LayerSpec):
     type: Literal["Parameter"] = "Parameter"
     flops_per_output: ClassVar[int | None] = 0
     caffe = CaffeLayer({"parameter_param": {"shape": shape("shape")}}, blobs=("param",))
-    shape: list[int] = Field(min_length=1)
+    shape: Dims = Field(min_length=1)
     filler: FillerSpec = Field(default_factory=ConstantFiller)
     num_bottoms: ClassVar = (0, 0)
-
-    @field_validator("shape", mode="before")
-    @classmethod
-    def _dims(cls, v):
-        if isinstance(v, dict) and set(v) <= {"dim"}:
-            return v.get("dim", [])
-        return v
 
     @field_validator("shape")
     @classmethod

@@ -12,7 +12,7 @@ from tfconf.engine import api as tc
 
 from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
 from .base import LayerSpec, per_sample, register_layer
-from .caffe_map import CaffeLayer, choice, filler, flag, integer, number, shape
+from .caffe_map import CaffeLayer, Dims, choice, filler, flag, integer, number, shape
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -261,16 +261,9 @@ class Reshape(LayerSpec):
     flops_per_output: ClassVar[int | None] = 0
     caffe = CaffeLayer({"reshape_param": {"shape": shape("shape"), "axis": integer("axis"),
                                           "num_axes": integer("num_axes")}})
-    shape: list[int]
+    shape: Dims
     axis: int = 0
     num_axes: int = Field(-1, ge=-1)
-
-    @field_validator("shape", mode="before")
-    @classmethod
-    def _dims(cls, v):
-        if isinstance(v, dict) and set(v) <= {"dim"}:
-            return v.get("dim", [])
-        return v
 
     @field_validator("shape")
     @classmethod
