@@ -241,14 +241,14 @@ def test_data_layers_become_the_data_section(tmp_path):
     r = convert(net)
     doc = yaml.safe_load(r.yaml)
     assert doc["data"] == {
-        "train": {"source": "train.txt", "new_height": 256, "new_width": 256, "batch_size": 32, "shuffle": True,
+        "train": {"source": "train.txt", "format": "imagelist", "new_height": 256, "new_width": 256,
+                  "root_folder": "/data/", "shape": [3, 256, 256], "batch_size": 32, "shuffle": True,
                   "mean_value": [104, 117, 123], "crop_size": 227, "mirror": True},
-        "test": {"source": "test_h5_list.txt", "batch_size": 10}}
+        "test": {"source": "test_h5_list.txt", "format": "hdf5", "batch_size": 10}}
     # the data tops are tfconf's data and label
     assert r.layers[0]["bottom"] == "data" and r.layers[1]["bottom"] == ["ip", "label"]
     assert "img → data, lbl → label" in r.yaml
-    assert "root_folder: /data/" in r.yaml
-    assert any("sub-folder of images per class" in n for n in r.notes)
+    assert any("the image list train.txt is not here" in n for n in r.notes)
 
 
 def test_an_unreadable_source_is_a_placeholder_that_validation_locates(tmp_path):
@@ -261,10 +261,10 @@ def test_an_unreadable_source_is_a_placeholder_that_validation_locates(tmp_path)
     out = tmp_path / "u.yaml"
     r = invoke(["import-caffe", net, "-o", out])
     assert r.exit_code == 0, r.output  # the conversion itself worked
-    assert "note: TODO: export the data to .npz" in r.output
+    assert "note: TODO: the LMDB database my_lmdb is not here: make it with `tfconf convert-data`" in r.output
     assert f"note: {out} does not validate yet" in r.output
     text = out.read_text()
-    assert "# TODO: export the data to .npz" in text and "train: {source: my_lmdb, batch_size: 8}" in text
+    assert "# TODO: the LMDB database my_lmdb" in text and "train: {source: my_lmdb, format: lmdb, batch_size: 8}" in text
     r = invoke(["validate", out])
     assert r.exit_code == 2
     assert re.match(rf"^{re.escape(str(out))}:\d+:\d+: data\.train\.source: ", r.output), r.output
@@ -277,7 +277,7 @@ def test_memory_data_and_a_data_layer_for_both_phases(tmp_path):
         layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
         """)
     doc = yaml.safe_load(convert(net).yaml)
-    assert doc["data"]["train"] == doc["data"]["test"] == {"source": "mem.npz", "batch_size": 5}
+    assert doc["data"]["train"] == doc["data"]["test"] == {"source": "mem.npz", "shape": [1, 4, 4], "batch_size": 5}
 
 
 def test_same_name_in_two_phases_shares_parameters(tmp_path):
@@ -289,8 +289,9 @@ def test_same_name_in_two_phases_shares_parameters(tmp_path):
                 inner_product_param { num_output: 3 } }
         """)
     r = convert(net)
-    assert [layer["name"] for layer in r.layers] == ["data", "fc", "fc_test"]
-    assert r.layers[2]["param"] == [{"name": "fc/weights"}, {"name": "fc/bias"}]
+    # (names are unique within each net, as in Caffe: the two keep theirs and share by it)
+    assert [layer["name"] for layer in r.layers] == ["data", "fc", "fc"]
+    assert "param" not in r.layers[2]
     from tfconf.frontend.config import check_net
 
     _, params = check_net(load(write(tmp_path, "p.yaml", r.yaml)))
@@ -398,7 +399,7 @@ EXPECTED = [  # (line, text in the message)
     (21, "layer[1] (pool1).pooling_param.pool: STOCHASTIC pooling is not supported by tfconf"),
     (25, "layer[2] (spp).type: SPP (spatial pyramid pooling) is not supported"),
     (34, "layer[3] (conv2).convolution_param.kernel_size: must be > 0"),
-    (36, "layer[4] (d).type: DummyData is not supported"),
+    (36, "layer[4] (d): needs shape: one list of sizes per top"),
     (37, "layer[5] (ip).inner_product_param.num_output: expects an integer. Received: 2.5"),
     (38, "layer[6] (r).relu_param.negative_slope: is given 2 times"),
     (39, "layer[7] (x).blobs: blobs in a prototxt are not read; pass the weights as a .caffemodel"),
@@ -458,7 +459,7 @@ def test_solver_errors_are_located(tmp_path):
     with pytest.raises(ConfigError) as e:
         convert(str(CAFFE / "lenet.prototxt"), solver)
     text = str(e.value)
-    for line, said in [(2, "unknown lr_policy"), (3, "several test nets are not supported"),
+    for line, said in [(2, "unknown lr_policy"), (3, "2 values for one test net: several test nets are declared by test_state"),
                        (4, "unknown solver type"), (5, "train_state is not supported"),
                        (6, "unknown field 'max_iterations'. Did you mean 'max_iter'?"),
                        (1, "the solver needs max_iter")]:

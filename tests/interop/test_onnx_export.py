@@ -360,7 +360,7 @@ def test_cli_unsupported_layer_exit_2(tmp_path):
 
 def test_cli_user_errors(tmp_path):
     r = invoke(["export", "zoo:mlp", "--format", "tflite", "-o", tmp_path / "x"])
-    assert r.exit_code == 2 and "--format tflite: the only export format is onnx" in r.output
+    assert r.exit_code == 2 and "--format tflite: export writes onnx or caffe" in r.output
     r = invoke(["export", str(ZOO / "lenet" / "model.yaml"), "--weights", str(ZOO / "mlp" / "weights.safetensors"),
                 "-o", tmp_path / "x.onnx"])
     assert r.exit_code == 2 and "lacks parameters of the net: conv1/weights" in r.output

@@ -6,7 +6,7 @@ stderr and exit code 2, never a traceback.
 
 One module per command group: :mod:`.training` (train, test, time, sample), :mod:`.configs`
 (validate, schema, devices, draw), :mod:`.sweep`, :mod:`.zoo`, :mod:`.interop` (import-caffe,
-export, plot); what they share is in :mod:`.common` and :mod:`.errors` (the one map from an error
+export, plot), :mod:`.data` (convert-data); what they share is in :mod:`.common` and :mod:`.errors` (the one map from an error
 to its message and exit code). Only this module assembles them; no command imports it.
 """
 
@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from . import configs, errors, interop, sweep, training, zoo
+from . import configs, data, errors, interop, sweep, training, zoo
 from .errors import EXIT_BUG, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USER, describe_error  # noqa: F401
 
 app = typer.Typer(
@@ -33,7 +33,8 @@ for _name, _command in [("train", training.train), ("test", training.test), ("ti
     app.command(_name)(_command)
 app.add_typer(sweep.app, name="sweep")
 app.add_typer(zoo.app, name="zoo")
-for _name, _command in [("export", interop.export), ("plot", interop.plot), ("import-caffe", interop.import_caffe)]:
+for _name, _command in [("export", interop.export), ("plot", interop.plot), ("import-caffe", interop.import_caffe),
+                        ("convert-data", data.convert_data)]:
     app.command(_name)(_command)
 
 

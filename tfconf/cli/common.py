@@ -1,5 +1,6 @@
 """What the commands share: the ``--set`` and ``--trust-python`` options, loading a config or a
-``zoo:NAME`` entry, resolving ``--weights`` and checking ``--device``."""
+``zoo:NAME`` entry, resolving ``--weights`` and checking ``--device``. Caffe's spellings of the
+same (``--solver``, ``--model``, ``-gpu``, ``-snapshot``) are in :mod:`.caffe_args`."""
 
 from __future__ import annotations
 
@@ -39,19 +40,21 @@ def resolve_weights(weights, config=None):
     return weights_for(weights) if weights is not None else None
 
 
-def check_device(device, device_count):
-    """An explicitly requested device must exist (a config's own `device` is placed softly)."""
+def check_device(device, device_count, given=None):
+    """An explicitly requested device must exist (a config's own `device` is placed softly).
+    ``given``: the option as the user spelled it (``-gpu 0``), which the message names."""
     from tfconf.engine.devices import DeviceSpec, local_devices
     from tfconf.frontend.compiler import device_name
 
     name = device_name(device)
     if name is None:
         return
+    said = given or f"--device {device}"
     try:
         spec = DeviceSpec.from_string(name)
     except ValueError as e:
-        raise UserError(f"--device {device}: {e}") from None
+        raise UserError(f"{said}: {e}") from None
     devices = local_devices(device_count)
     if not any(d.matches(spec) for d in devices):
-        raise UserError(f"--device {device}: no such device here. Available: "
+        raise UserError(f"{said}: no such device here{'' if given is None else f' ({device})'}. Available: "
                         + ", ".join(d.name for d in devices))

@@ -4,6 +4,7 @@ is in :mod:`tfconf.interop`).
     tfconf import-caffe lenet_train_test.prototxt --solver lenet_solver.prototxt -o lenet.yaml
     tfconf export configs/lenet_mnist.yaml --weights runs/lenet/snapshots/lenet_iter_3000.safetensors -o lenet.onnx
     tfconf export zoo:lenet -o lenet.onnx --softmax
+    tfconf export zoo:lenet --format caffe -o deploy.prototxt    # and deploy.caffemodel
     tfconf plot runs/lenet runs/lenet-lr0.02 -o curves.png
 """
 
@@ -16,7 +17,7 @@ import typer
 
 from tfconf.errors import UserError
 
-from . import common, errors
+from . import common, configs, errors
 
 __all__ = ["export", "import_caffe", "plot"]
 
@@ -40,7 +41,8 @@ def import_caffe(
 
         if weights is not None and out is None:
             raise UserError("--weights needs -o OUT.yaml (the weights go to OUT.safetensors beside it)")
-        return convert(net, solver, weights, weights_name=Path(weights_out).name if weights_out else None)
+        return convert(net, solver, weights, weights_name=Path(weights_out).name if weights_out else None,
+                       out_dir=str(Path(out).parent) if out else None)
 
     result = errors.run(go)
     for note in result.notes:
@@ -70,33 +72,53 @@ def export(
     config: str = typer.Argument(..., help="The config (YAML) or zoo:NAME."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Trained weights (.safetensors) or zoo:NAME "
                                           "(default for a zoo:NAME config: the entry's weights)."),
-    fmt: str = typer.Option("onnx", "--format", help="Output format: onnx."),
-    out: str = typer.Option(..., "-o", "--out", help="The file to write (e.g. model.onnx)."),
+    fmt: str = typer.Option("onnx", "--format", help="Output format: onnx (one .onnx file) or caffe (a deploy "
+                            "prototxt, -o OUT.prototxt, and its weights beside it as OUT.caffemodel)."),
+    out: str = typer.Option(..., "-o", "--out", help="The file to write (e.g. model.onnx, or deploy.prototxt "
+                            "for caffe)."),
     softmax: bool = typer.Option(False, "--softmax", help="Replace SoftmaxWithLoss by a Softmax output named "
                                  "`prob` (probabilities) instead of returning the scores it reads."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="caffe only: the batch size written in "
+                                             "the inputs' shapes (default 1; Caffe reshapes a deploy net at run "
+                                             "time). ONNX's batch dimension is free."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config value: KEY=VALUE."),
 ):
     """Export the test-phase (deploy) net with its weights: losses and Accuracy are dropped, the data
-    top becomes the input (batch size free), unconsumed tops the outputs. Example:
-    tfconf export configs/lenet_mnist.yaml --weights runs/x/snapshots/lenet_iter_3000.safetensors -o lenet.onnx"""
+    top becomes the input (batch size free), unconsumed tops the outputs. Examples:
+    tfconf export configs/lenet_mnist.yaml --weights runs/x/snapshots/lenet_iter_3000.safetensors -o lenet.onnx;
+    tfconf export configs/lenet_mnist.yaml --weights W.safetensors --format caffe -o lenet.prototxt
+    (writes lenet.prototxt and lenet.caffemodel)"""
+    kind = fmt.lower()
 
     def go():
-        from tfconf.interop.onnx_export import write_onnx
-
-        if fmt.lower() != "onnx":
-            raise UserError(f"--format {fmt}: the only export format is onnx")
+        if kind not in ("onnx", "caffe"):
+            raise UserError(f"--format {fmt}: export writes onnx or caffe")
+        if batch_size is not None and kind != "caffe":
+            raise UserError("--batch-size applies to --format caffe (an ONNX graph's batch dimension is free)")
         w = common.resolve_weights(weights, config)
         if w is None:
             raise UserError("export needs --weights (a .safetensors file or zoo:NAME)")
         cfg = common.load_config(config, set_)
-        return write_onnx(cfg, w, out, softmax=softmax)
+        if kind == "caffe":
+            from tfconf.interop.caffe_export import write_caffe
 
-    inputs, outputs = errors.run(go)
+            result, model_path = write_caffe(cfg, w, out, softmax=softmax,
+                                             batch=1 if batch_size is None else batch_size, config_name=config)
+            return result.inputs, result.outputs, (model_path, result.layers)
+        from tfconf.interop.onnx_export import write_onnx
+
+        return (*write_onnx(cfg, w, out, softmax=softmax), None)
+
+    inputs, outputs, caffemodel = errors.run(go)
 
     def fmt_values(values):
         return ", ".join(f"{n} [{', '.join(map(str, d))}]" for n, d in values)
 
     typer.echo(f"wrote {out}: inputs {fmt_values(inputs)}; outputs {fmt_values(outputs)}")
+    if caffemodel is not None:
+        path, layers = caffemodel
+        blobs = sum(len(arrays) for _, _, arrays in layers)
+        typer.echo(f"wrote {path}: {blobs} blobs of {sum(1 for _, _, a in layers if a)} layers")
 
 
 def plot(
@@ -123,8 +145,8 @@ def _check(out: str, tensors, weights=None, weights_out=None) -> None:
     try:
         cfg = cfgmod.load(out, check=False)
         if tensors is None:
-            cfgmod.check_net(cfg)
-            typer.echo(f"{out}: ok: it validates and builds")
+            cfgmod.check_net(cfg, absent_data=True)
+            typer.echo(f"{out}: ok: it validates and builds" + configs.absent_note(cfg))
             return
         from tfconf.interop.caffe_import import check_weights
 
@@ -141,3 +163,4 @@ def _check(out: str, tensors, weights=None, weights_out=None) -> None:
     if missing:
         typer.echo("note: parameters the .caffemodel does not hold start from their fillers: "
                    + ", ".join(missing), err=True)
+

@@ -18,8 +18,9 @@ from typing import Any, Mapping, Optional, Union
 from tfconf.data.batcher import Batcher
 from tfconf.data.errors import DataError, DataUnavailableError
 from tfconf.data.schema import BUILTIN_SOURCES, DataSection, DataSpec
-from tfconf.data.sources import load_source, resolve
+from tfconf.data.sources import guess_format, load_source, resolve
 from tfconf.data.transforms import Transform, read_mean_file
+from tfconf.data.windows import WindowBatcher, parse_windows
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -33,6 +34,7 @@ __all__ = [
     "input_tops",
     "make_dataset",
     "make_transform",
+    "sample_shape",
 ]
 
 PHASES = ("train", "test")
@@ -95,7 +97,46 @@ def make_dataset(
         from tfconf.data.text import make_text_dataset
 
         return make_text_dataset(spec, phase, root=root, seed=seed)
+    if spec.format == "windows" or (spec.format is None and not spec.is_builtin
+                                    and _guess(resolve(spec.source, root)) == "windows"):
+        return _window_dataset(spec, phase, root, seed, prefetch)
     x, y = load_source(spec, split, root=root, seed=seed)
     transform = make_transform(spec, x.shape[1:], phase, root)
     shuffle = phase == "train" and (spec.shuffle if spec.shuffle is not None else True)
     return Batcher(x, y, spec.batch_size, shuffle=shuffle, seed=seed, transform=transform, prefetch=prefetch)
+
+
+def sample_shape(spec: DataSpec, phase: str, root: Optional[str] = None):
+    """The shape of one sample of ``spec`` as the net gets it (after the transform)."""
+    if spec.format == "windows" or (spec.format is None and not spec.is_builtin
+                                    and _guess(resolve(spec.source, root)) == "windows"):
+        with _window_dataset(spec, phase, root, 0, 0) as ds:
+            return ds.output_shape[1:]
+    x, _ = load_source(spec, spec.split or _phase(phase), root=root, seed=0)
+    return make_transform(spec, x.shape[1:], phase, root).output_shape
+
+
+def _guess(path: str):
+    try:
+        return guess_format(path) if os.path.exists(path) else None
+    except DataError:
+        return None
+
+
+def _window_dataset(spec: DataSpec, phase: str, root, seed: int, prefetch: int):
+    """Caffe's WindowData over the spec's windows file."""
+    path = resolve(spec.source, root)
+    if not os.path.exists(path):
+        raise DataError(f"windows file not found: {path}")
+    root_folder = spec.root_folder
+    if root_folder is not None and not os.path.isabs(os.path.expanduser(root_folder)):
+        root_folder = resolve(root_folder, root)
+    mean = spec.mean_value
+    if spec.mean_file is not None:
+        mean = read_mean_file(resolve(spec.mean_file, root))
+    cache = int(spec.cache_mb * (1 << 20)) if spec.cache_mb is not None else 256 << 20
+    return WindowBatcher(parse_windows(path, root_folder), spec.batch_size, crop_size=spec.crop_size,
+                         fg_threshold=spec.fg_threshold, bg_threshold=spec.bg_threshold, fg_fraction=spec.fg_fraction,
+                         context_pad=spec.context_pad, crop_mode=spec.crop_mode, mirror=spec.mirror, mean=mean,
+                         scale=spec.scale, is_color=spec.is_color, train=_phase(phase) == "train", seed=seed,
+                         prefetch=prefetch, cache_bytes=cache, where=path)

@@ -1,4 +1,4 @@
-"""Batches from an in-memory data set, reproducible from ``(seed, iteration)`` alone.
+"""Batches from a data set (in memory, or read sample by sample: :mod:`tfconf.data.lazy`), reproducible from ``(seed, iteration)`` alone.
 
 The samples are read as one endless stream, epoch after epoch, as Caffe's data layers read their
 database: batch ``i`` holds stream positions ``i*B .. i*B+B-1``, so a last partial batch wraps around
@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from tfconf.data.errors import DataError
+from tfconf.data.lazy import is_lazy
 from tfconf.data.transforms import Transform
 
 _SHUFFLE, _AUGMENT = 0, 1
@@ -60,7 +61,7 @@ class Batcher:
             raise DataError(f"a batcher needs as many labels as samples (>0). Received {len(x)} samples, {len(y)} labels")
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1. Received: {batch_size}")
-        self.x, self.y = x, np.asarray(y, np.int64)
+        self.x, self.y = x, (y if is_lazy(y) else np.asarray(y, np.int64))
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -130,6 +131,9 @@ class Batcher:
         rng = None
         if self.transform.is_random:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, _AUGMENT, iteration]))
+        if is_lazy(self.x):  # one read per sample for both columns
+            x, y = self.x.samples.take(idx)
+            return self.transform(x, rng), y
         return self.transform(self.x[idx], rng), self.y[idx]
 
     # ------------------------------------------------------------------ iteration
@@ -239,3 +243,50 @@ class _Prefetcher:
         self.stopped.set()
         if self.thread is not threading.current_thread():
             self.thread.join()
+
+
+class SimpleStream:
+    """What a stream without a prefetch thread shares (TextStream, NoFeed): iteration, resume from a
+    snapshot's state (``what`` names the stream in errors), and nothing to close."""
+
+    what = "data"
+
+    def __iter__(self):
+        return self
+
+    def restore(self, state: dict) -> None:
+        resume_stream(self, state, self.what)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class NoFeed(SimpleStream):
+    """The stream of a net whose own layers make its inputs (DummyData): every batch is empty, and
+    its state is just where the run is, so snapshots and resume work as for real data."""
+
+    tops: dict = {}  # no inputs to feed
+    batch_size = 0
+    prefetch = 0
+
+    def __init__(self):
+        self.iteration = 0
+
+    def __next__(self):
+        self.iteration += 1
+        return ()
+
+    def batch_at(self, iteration: int):
+        return ()
+
+    def seek(self, iteration: int) -> None:
+        self.iteration = int(iteration)
+
+    def state(self) -> dict:
+        return {"iteration": self.iteration, "made_by_the_net": True}

@@ -11,7 +11,12 @@
 ``.npy`` (labels in the file named by ``labels``), ``.csv`` (label column ``label_column``), MNIST IDX
 files (``*-ubyte`` or ``*.idx``, plain or ``.gz``; labels next to them or named by ``labels``), a folder
 of images with one sub-folder per class, ``.h5``/``.hdf5`` (Caffe's HDF5Data: datasets ``data`` and
-``label``) or a ``.txt`` list of such files. Relative paths are resolved against the config's folder.
+``label``) or a ``.txt`` list of such files, and Caffe's own formats (:mod:`tfconf.data.caffe_db`,
+:mod:`tfconf.data.windows`): an LMDB or LevelDB database of Datum records, an ImageData list of
+``path label`` lines, a WindowData windows file. Relative paths are resolved against the config's
+folder. ``shape:`` reshapes flat rows; for a database or list it declares the samples' shape (checked
+against the data, after the crop), so that ``tfconf validate --shapes`` checks a net whose data is
+not here yet.
 
 Transforms follow Caffe's DataTransformer: ``out = (crop(mirror(x)) - mean) * scale``, with the crop
 random in train and centred in test, and mirroring in train only.
@@ -21,14 +26,17 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tfconf.data.builtin import SETS
 
 BUILTIN_SOURCES = tuple(SETS)
 SYNTHETIC_SOURCES = tuple(name for name, s in SETS.items() if s.synthetic)
 TEXT_SOURCES = ("text", "pystdlib")  # character streams for recurrent nets (tfconf.data.text)
-FORMATS = ("npz", "npy", "csv", "idx", "images", "hdf5")
+FORMATS = ("npz", "npy", "csv", "idx", "images", "hdf5", "lmdb", "leveldb", "imagelist", "windows")
+#: Caffe's WindowData settings (format: windows), with Caffe's defaults
+WINDOW_DEFAULTS = {"fg_threshold": 0.5, "bg_threshold": 0.5, "fg_fraction": 0.25, "context_pad": 0, "crop_mode": "warp"}
 
 Split = Literal["train", "test"]
 
@@ -39,8 +47,9 @@ class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(description="A built-in set (mnist, digits, spirals, blobs) or a file/folder path.")
-    format: Optional[Literal["npz", "npy", "csv", "idx", "images", "hdf5"]] = Field(
-        None, description="File format; guessed from the path when omitted."
+    format: Optional[Literal[FORMATS]] = Field(  # type: ignore[valid-type]
+        None, description="File format; guessed from the path when omitted. lmdb/leveldb: a database of "
+        "Caffe Datum records; imagelist: Caffe's ImageData list of `path label` lines."
     )
     split: Optional[Split] = Field(
         None, description="Which split of a built-in set (or of an .npz/.h5 with x_train/x_test); defaults to the phase."
@@ -54,6 +63,16 @@ class DataSpec(BaseModel):
     is_color: bool = Field(True, description="Image folders: read as RGB (true) or grayscale (false).")
     new_height: Optional[int] = Field(None, ge=1, description="Image folders: resize every image to this height.")
     new_width: Optional[int] = Field(None, ge=1, description="Image folders: resize every image to this width.")
+    root_folder: Optional[str] = Field(None, description="Image lists: prefixed to every listed path, as Caffe's "
+                                       "ImageData does (relative to the config's folder).")
+    fg_threshold: float = Field(0.5, ge=0, le=1, description="Windows: overlap from which a window is foreground.")
+    bg_threshold: float = Field(0.5, ge=0, le=1, description="Windows: overlap below which a window is background.")
+    fg_fraction: float = Field(0.25, ge=0, le=1, description="Windows: the share of foreground windows in a batch.")
+    context_pad: int = Field(0, ge=0, description="Windows: pixels of context around a window (at the output's scale).")
+    crop_mode: Literal["warp", "square"] = Field("warp", description="Windows: warp the box as it is, or make it "
+                                                 "square first.")
+    cache_mb: Optional[float] = Field(None, gt=0, description="Databases and image lists (read sample by sample): "
+                                      "MiB of decoded samples kept in memory (default 256).")
 
     batch_size: int = Field(64, ge=1)
     shuffle: Optional[bool] = Field(None, description="Reshuffle every epoch; default true in train, never in test.")
@@ -104,6 +123,11 @@ class DataSpec(BaseModel):
         if self.mean_value is not None and self.mean_file is not None:
             raise ValueError("give mean_value or mean_file, not both (as in Caffe)")
         _check_text_keys(self)
+        window = [k for k in WINDOW_DEFAULTS if k in self.model_fields_set]
+        if window and self.format != "windows":
+            raise ValueError(f"{window[0]} applies only to Caffe's WindowData (format: windows)")
+        if self.format == "windows" and not self.crop_size:
+            raise ValueError("format: windows needs crop_size: the side its windows are warped to (Caffe's too)")
         synthetic = [k for k in ("num_samples", "num_classes", "noise") if getattr(self, k) is not None]
         if synthetic and not self.is_synthetic:
             raise ValueError(
@@ -147,9 +171,21 @@ def _check_text_keys(spec: "DataSpec") -> None:
 
 class DataSection(BaseModel):
     """``data: {train: DataSpec, test: DataSpec}``; either may be missing (a net with an Input layer
-    fed by the user, or a test-only config)."""
+    fed by the user, or a test-only config). Further keys name the sources of further test nets
+    (Caffe's several ``test_state``s; ``solver.test_nets`` says which net reads which)::
 
-    model_config = ConfigDict(extra="forbid")
+        data:
+          train: {source: mnist, batch_size: 100}
+          test-on-train: {source: mnist, split: train, batch_size: 100}
+          test-on-test: {source: mnist, batch_size: 100}
+
+    Test sources (``test`` and the named ones) are read in a fixed order, never shuffled."""
+
+    model_config = ConfigDict(extra="allow")
+    # NOTE: the extra keys are validated as DataSpecs (errors at data.<name>.<key>); that one is read
+    # by a test net is checked with the solver section (frontend/config.py), where a misspelt
+    # train/test is caught too
+    __pydantic_extra__: dict[str, DataSpec] = Field(init=False)
 
     train: Optional[DataSpec] = None
     test: Optional[DataSpec] = None
@@ -158,8 +194,29 @@ class DataSection(BaseModel):
     @classmethod
     def _test_not_shuffled(cls, v: Optional[DataSpec]) -> Optional[DataSpec]:
         if v is not None and v.shuffle:
-            raise ValueError("shuffle: test data is read in a fixed order; remove it or set it to false")
+            raise ValueError(_TEST_SHUFFLED)
         return v
+
+    @model_validator(mode="after")
+    def _named_not_shuffled(self) -> "DataSection":
+        bad = [InitErrorDetails(type=PydanticCustomError("value_error", _TEST_SHUFFLED), loc=(name, "shuffle"),
+                                input=True) for name, spec in self.sources().items() if spec.shuffle]
+        if bad:
+            raise ValidationError.from_exception_data(type(self).__name__, bad)
+        return self
 
     def for_phase(self, phase: Split) -> Optional[DataSpec]:
         return self.train if phase == "train" else self.test
+
+    def sources(self) -> dict[str, DataSpec]:
+        """The named test sources (the keys besides train and test), in the config's order."""
+        return dict(self.model_extra or {})
+
+    def source(self, key: str) -> Optional[DataSpec]:
+        """``train``, ``test`` or a named test source (None when the section lacks it)."""
+        if key in ("train", "test"):
+            return getattr(self, key)
+        return self.sources().get(key)
+
+
+_TEST_SHUFFLED = "shuffle: test data is read in a fixed order; remove it or set it to false"

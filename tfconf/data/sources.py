@@ -15,6 +15,9 @@ Formats (chosen by ``format:`` or guessed from the path):
   ``new_height``/``new_width`` resize them.
 - ``hdf5``: Caffe's HDF5Data: datasets ``data`` and ``label`` in an ``.h5``/``.hdf5`` file, or in each file
   listed (one per line) in a ``.txt`` file; needs h5py.
+- ``lmdb``/``leveldb``/``imagelist``: Caffe's Data and ImageData sources (:mod:`tfconf.data.caffe_db`),
+  read sample by sample: they return the columns of :class:`~tfconf.data.lazy.LazySamples`, which
+  index like arrays. ``windows`` (WindowData) makes its own batches (:mod:`tfconf.data.windows`).
 """
 
 from __future__ import annotations
@@ -30,38 +33,15 @@ import numpy as np
 
 from tfconf.errors import did_you_mean
 from tfconf.data.errors import DataError, missing_extra
-from tfconf.data.schema import BUILTIN_SOURCES, TEXT_SOURCES, DataSpec
+from tfconf.data.paths import regular as _regular, require as _require, resolve
+from tfconf.data.caffe_db import database_backend, read_database, read_image_list
+from tfconf.data.lazy import CACHE_BYTES, LazySamples
+from tfconf.data.schema import BUILTIN_SOURCES, FORMATS, TEXT_SOURCES, DataSpec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
 # --------------------------------------------------------------------------------------------- paths
-
-
-def resolve(path: str, root: Optional[str]) -> str:
-    path = os.path.expanduser(path)
-    if root is not None and not os.path.isabs(path):
-        path = os.path.join(root, path)
-    return path
-
-
-def _require(path: str, what: str = "data file") -> str:
-    if not os.path.exists(path):
-        raise DataError(f"{what} not found: {path}")
-    return path
-
-
-def _regular(path: str, what: str = "data file") -> str:
-    """``path`` if it is a file that can be read to its end (not a folder, a device such as /dev/zero,
-    or a pipe) and is readable; a DataError naming it otherwise."""
-    _require(path, what)
-    if os.path.isdir(path):
-        raise DataError(f"{path}: the {what} is a folder, not a file")
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: the {what} is not a regular file (a device or a pipe)")
-    if not os.access(path, os.R_OK):
-        raise DataError(f"{path}: the {what} cannot be read: permission denied")
-    return path
 
 
 def _decode_error(path: str, e: BaseException, kind: str) -> DataError:
@@ -94,7 +74,11 @@ def _decode_errors():
             TypeError, UnicodeError)
 
 
-def _not_found(source: str, path: str) -> str:
+def _not_found(source: str, path: str, fmt: Optional[str] = None) -> str:
+    if fmt is not None:
+        what = {"lmdb": "lmdb database", "leveldb": "leveldb database", "imagelist": "image list",
+                "images": "image folder", "windows": "windows file"}.get(fmt, "data file")
+        return f"{what} not found: {path}"
     if os.sep in source or "." in os.path.basename(source):
         return f"data file not found: {path}"
     known = BUILTIN_SOURCES + TEXT_SOURCES
@@ -103,7 +87,11 @@ def _not_found(source: str, path: str) -> str:
 
 
 def guess_format(path: str) -> str:
-    """The format of a path, from its name (a folder is an image folder)."""
+    """The format of a path, from its name (a folder is an LMDB or LevelDB database when it holds
+    one, else an image folder; a ``.txt`` is an image list when its lines end in a label)."""
+    backend = database_backend(path)
+    if backend is not None:
+        return backend
     if os.path.isdir(path):
         return "images"
     name = os.path.basename(path).lower()
@@ -114,14 +102,38 @@ def guess_format(path: str) -> str:
         return "npy"
     if stem.endswith((".csv", ".tsv")):
         return "csv"
-    if stem.endswith((".h5", ".hdf5", ".txt")):
+    if stem.endswith(".txt"):
+        first = _first_line(path)
+        if re.fullmatch(r"#\s*\d+", first):
+            return "windows"
+        return "imagelist" if _names_labels(first) else "hdf5"
+    if stem.endswith((".h5", ".hdf5")):
         return "hdf5"
     if stem.endswith(("-ubyte", ".idx")) or "idx1" in stem or "idx3" in stem:
         return "idx"
     raise DataError(
         f"cannot tell the format of {path!r} from its name; set format: to one of "
-        "npz, npy, csv, idx, images, hdf5"
+        + ", ".join(FORMATS)
     )
+
+
+def _first_line(path: str) -> str:
+    """The first non-empty line of a text file ('' when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    return line.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _names_labels(line: str) -> bool:
+    """Whether a text file's first line is ``path label`` (Caffe's ImageData) rather than the name
+    of an HDF5 file (Caffe's HDF5Data)."""
+    name, _, label = line.rpartition(" ")
+    return bool(name) and label.lstrip("-").isdigit()
 
 
 # ------------------------------------------------------------------------------------------ checking
@@ -459,7 +471,7 @@ def load_source(spec: DataSpec, split: str, root: Optional[str] = None, seed: in
         return keep_classes(*checked(x, y, spec.source, spec.shape), spec.classes, spec.source)
     path = resolve(spec.source, root)
     if not os.path.exists(path):
-        raise DataError(_not_found(spec.source, path))
+        raise DataError(_not_found(spec.source, path, spec.format))
     fmt = spec.format or guess_format(path)
     labels = resolve(spec.labels, root) if spec.labels else None
     if fmt == "npz":
@@ -472,17 +484,56 @@ def load_source(spec: DataSpec, split: str, root: Optional[str] = None, seed: in
         x, y = read_idx(path, labels)
     elif fmt == "images":
         x, y = read_image_folder(path, spec.is_color, spec.new_height, spec.new_width)
+    elif fmt in ("lmdb", "leveldb", "imagelist"):
+        return _lazy(spec, fmt, path, root)
+    elif fmt == "windows":
+        raise DataError(f"{path}: a WindowData windows file is read batch by batch: use tfconf.data.make_dataset")
     else:
         x, y = read_hdf5(path, split)
     return keep_classes(*checked(x, y, path, spec.shape), spec.classes, path)
 
 
-def keep_classes(x: np.ndarray, y: np.ndarray, classes, where: str):
+def _lazy(spec: DataSpec, fmt: str, path: str, root: Optional[str]):
+    """(images, labels) columns of a source read sample by sample (Caffe's databases and lists)."""
+    cache = int(spec.cache_mb * (1 << 20)) if spec.cache_mb is not None else CACHE_BYTES
+    if fmt == "imagelist":
+        root_folder = spec.root_folder
+        if root_folder is not None and not os.path.isabs(os.path.expanduser(root_folder)):
+            root_folder = resolve(root_folder, root)
+        samples = read_image_list(path, root_folder, spec.is_color, spec.new_height, spec.new_width, cache)
+    else:
+        is_color = spec.is_color if "is_color" in spec.model_fields_set else None
+        samples = read_database(path, fmt, is_color, cache)
+    if spec.shape is not None and seen_shape(spec, samples.sample_shape) != seen_shape(spec, spec.shape):
+        raise DataError(f"{path}: the samples are {list(samples.sample_shape)} but shape: says {spec.shape}"
+                        + (f" (compared after the crop to {spec.crop_size})" if spec.crop_size else ""))
+    return keep_classes(samples.images, samples.labels, spec.classes, path)
+
+
+def seen_shape(spec: DataSpec, sample_shape) -> list:
+    """The shape of a sample as the net sees it: after the spec's crop."""
+    shape = [int(d) for d in sample_shape]
+    return [shape[0], spec.crop_size, spec.crop_size] if spec.crop_size and len(shape) == 3 else shape
+
+
+def declared(spec: DataSpec, root: Optional[str]) -> bool:
+    """Whether the spec's data is absent here and ``shape:`` says what it will be (its net can be
+    checked without it: ``tfconf validate --shapes``)."""
+    if spec.shape is None or spec.is_builtin or spec.is_text:
+        return False
+    return not os.path.exists(resolve(spec.source, root))
+
+
+def keep_classes(x, y, classes, where: str):
     """Only the samples whose label is in ``classes`` (``classes: [0, 1, 2, 3, 4]``), labels unchanged."""
     if classes is None:
         return x, y
-    keep = np.isin(y, classes)
+    lazy = isinstance(getattr(y, "samples", None), LazySamples)
+    keep = np.isin(y.samples.all_labels() if lazy else y, classes)
     if not keep.any():
         raise DataError(f"{where}: classes {classes}: no sample has one of these labels "
-                        f"(the labels are {sorted(set(y.tolist()))[:20]})")
+                        f"(the labels are {sorted(set((y.samples.all_labels() if lazy else y).tolist()))[:20]})")
+    if lazy:
+        y.samples.subset(keep)
+        return x, y
     return x[keep], y[keep]

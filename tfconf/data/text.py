@@ -40,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfconf.data.batcher import resume_stream
+from tfconf.data.batcher import SimpleStream
 from tfconf.data.errors import DataError
 
 TEXT_SOURCES = ("text", "pystdlib")
@@ -252,10 +252,12 @@ def input_tops(seq_len: Optional[int], batch_size: Optional[int] = None) -> dict
     return {"data": (shape, "int64"), "label": (list(shape), "int64"), "cont": (list(shape), "float32")}
 
 
-class TextStream:
+class TextStream(SimpleStream):
     """An iterator of ``(data, label, cont)`` batches, each ``[T, N]`` (see the module docstring).
     The same interface as :class:`~tfconf.data.batcher.Batcher`: ``batch_at(i)`` is a pure function,
     ``state()``/``restore()`` resume exactly, ``seek(i)`` moves."""
+
+    what = "text"
 
     def __init__(self, ids, starts, batch_size: int, seq_len: int, *, shuffle: bool = False, seed: int = 0,
                  vocab=None, unigram_bits: Optional[float] = None):
@@ -317,9 +319,6 @@ class TextStream:
             cont[0] = 0.0
         return chars[:-1], chars[1:], cont
 
-    def __iter__(self):
-        return self
-
     def __next__(self):
         batch = self.batch_at(self.iteration)
         self.iteration += 1
@@ -334,17 +333,6 @@ class TextStream:
         return {"iteration": self.iteration, "seed": self.seed, "shuffle": self.shuffle,
                 "num_samples": self.num_samples, "batch_size": self.batch_size, "seq_len": self.seq_len}
 
-    def restore(self, state: dict) -> None:
-        resume_stream(self, state, "text")
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def make_text_dataset(spec, phase: str, root: Optional[str] = None, seed: int = 0) -> TextStream:

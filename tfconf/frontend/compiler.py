@@ -54,10 +54,12 @@ def device_name(value):
     return v
 
 
-def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=tc.float32, device=None):
+def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=tc.float32, device=None,
+              scope=None):
     """Add one phase of the net to ``graph``. ``inputs`` maps data top names (e.g. ``data``,
     ``label``) to placeholders; Input layers add theirs to it. ``device`` is the net's default
-    device (a layer's own ``device`` wins)."""
+    device (a layer's own ``device`` wins). Its ops are named under ``scope`` (default the phase:
+    ``train/conv1/Conv2D``; a further test net's name: ``test-on-train/conv1/Conv2D``)."""
     ctx = BuildContext(graph, state, params, param_meta, dtype, inputs)
     tops = dict(inputs)
     consumed = set()
@@ -65,7 +67,7 @@ def build_net(layers, state: NetState, graph, params, param_meta, inputs, dtype=
     losses = {}
     included = []
     prev = "data" if "data" in tops else None
-    with graph.as_default(), graph.name_scope(state.phase + "/"):
+    with graph.as_default(), graph.name_scope((scope or state.phase) + "/"):
         for i, spec in enumerate(layers):
             if not spec.included(state):
                 continue

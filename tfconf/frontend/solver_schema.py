@@ -38,21 +38,42 @@ cosine     ``0.5 * base_lr * (1 + cos(pi * iter / max_iter))``
 (poly and cosine use the policy's ``max_iter`` or else the solver's, and hold their final value past it.)
 With ``warmup: {iters: N, start_factor: f}`` (or ``warmup: N``) the rate is multiplied by a factor that
 grows linearly from ``f`` at iteration 0 to 1 at iteration N.
+
+**Test nets.** By default there is one: the net in the test phase, reading ``data.test`` for
+``test_iter`` batches. Caffe's several test nets (``test_state { stage: ... }`` with one
+``test_iter`` each) are ``test_nets``, each the net built in the test phase with its stages (and
+level), reading its own data source (``data: NAME``; default ``data.<its name>`` where the data
+section has that source, else ``data.test``; ``data: train`` tests on the training source)::
+
+    solver:
+      test_interval: 500
+      test_nets:
+        - {name: test-on-train, stage: test-on-train, test_iter: 500}
+        - {name: test-on-test, stage: test-on-test, test_iter: 100}
+
+(or Caffe's form: ``test_iter: [500, 100]`` beside ``test_nets``, one value per net in order.) A test
+net's ``name`` defaults to its stages joined by ``+``. With several test nets, every test metric is
+reported under its net's name (``test-on-train/l2_error``); a single test net's metrics keep their
+own names.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .schema_base import (
-    FilePrefix, FiniteFloat, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, StrictModel, located, located_errors,
+    FilePrefix, FiniteFloat, Name, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, StrictModel, located,
+    located_errors,
 )
 
-__all__ = ["LR_POLICIES", "SOLVER_TYPES", "LrPolicy", "SolverConfig", "Warmup", "learning_rate"]
+__all__ = ["LR_POLICIES", "SOLVER_TYPES", "LrPolicy", "SolverConfig", "TestNet", "TestPhase", "Warmup",
+           "learning_rate", "test_phases"]
 
 SolverType = Literal["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "AdamW"]
 PolicyName = Literal["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "cosine"]
@@ -111,6 +132,77 @@ class Warmup(StrictModel):
     start_factor: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
+def _net_name(value: Any) -> Any:
+    """A test net's name: it prefixes the net's metrics (``NAME/loss``) and may name a data source."""
+    if not isinstance(value, str):
+        return value  # the str type check reports it
+    bad = None
+    if not value.strip():
+        bad = "is empty"
+    elif value != value.strip():
+        bad = "starts or ends with a space"
+    elif "/" in value:
+        bad = "contains '/' (which separates a test net's name from its metrics' names)"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+        bad = "contains a control character"
+    elif value == "train":
+        bad = "is 'train', the train net's"
+    if bad:
+        raise PydanticCustomError("test_net_name", "a test net's name {bad}", {"bad": bad})
+    return value
+
+
+def _stages(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class TestNet(StrictModel):
+    """One test net (Caffe's ``test_state`` with its ``test_iter``): the net built in the test phase
+    with these stages and level, reading the data source ``data`` for ``test_iter`` batches."""
+
+    __test__ = False  # (not a pytest test class)
+    __synonyms__ = {"stages": "stage", "state": "stage", "iters": "test_iter", "iterations": "test_iter",
+                    "iter": "test_iter", "source": "data", "phase": "name"}
+
+    name: Annotated[str, BeforeValidator(_net_name)]
+    """Names the net's metrics (``NAME/loss`` when there are several test nets); default: its
+    stages joined by ``+``."""
+    stage: Annotated[list[Name], BeforeValidator(_stages)] = Field(default_factory=list)
+    """The net's stages: layers choose by ``include``/``exclude`` rules with ``stage``/``not_stage``."""
+    level: int = 0
+    """The net's level (rules' ``min_level``/``max_level``)."""
+    test_iter: Optional[PositiveInt] = None
+    """Test batches per test pass (default the solver's ``test_iter``)."""
+    data: Optional[Name] = None
+    """The data source it reads: ``test``, ``train`` or a named source of the data section (default
+    ``data.<name>`` where the data section has that source, else ``data.test``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_stages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data:
+            stages = _stages(data.get("stage"))
+            if not stages or not isinstance(stages, list) or not all(isinstance(v, str) for v in stages):
+                raise located((), "a test net needs a name (or a stage to be named after)")
+            data = {**data, "name": "+".join(stages)}
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class TestPhase:
+    """A test net as the trainer runs it (:func:`test_phases`): its name, NetState (``stages``,
+    ``level``), batches per pass (None: the default) and the data section key it reads."""
+
+    __test__ = False  # (not a pytest test class)
+
+    name: str
+    stages: tuple[str, ...] = ()
+    level: int = 0
+    test_iter: Optional[int] = None
+    data: str = "test"
+    index: Optional[int] = None  # its place in solver.test_nets (None: the default test net)
+
+
 class SolverConfig(StrictModel):
     """The ``solver:`` section (Caffe's SolverParameter, flattened). Defaults follow Caffe unless noted."""
 
@@ -152,8 +244,12 @@ class SolverConfig(StrictModel):
     average_loss: PositiveInt = 1
     test_interval: NonNegInt = 0
     """Test every this many iterations (0: never)."""
-    test_iter: Optional[PositiveInt] = None
-    """Test batches per test (null: one pass over the test set)."""
+    test_iter: Optional[Union[PositiveInt, list[PositiveInt]]] = None
+    """Test batches per test (null: one pass over the test set); with ``test_nets``, Caffe's form: one
+    value per test net, in order (or one value for all of them)."""
+    test_nets: Optional[Annotated[list[TestNet], Field(min_length=1)]] = None
+    """Several test nets (Caffe's ``test_state``s), each with its stages, data source and test_iter;
+    default: one, the net in the test phase reading ``data.test``."""
     test_initialization: bool = True
     snapshot: NonNegInt = 0
     snapshot_prefix: Optional[FilePrefix] = None
@@ -213,11 +309,37 @@ class SolverConfig(StrictModel):
         if self.warmup is not None and self.warmup.iters > self.max_iter:
             errors.append(located(("warmup", "iters"), f"must be <= max_iter ({self.max_iter})",
                                   self.warmup.iters))
+        errors += self._test_net_errors()
         if len(errors) == 1:
             raise errors[0]
         if errors:
             raise located_errors(type(self).__name__, errors)
         return self
+
+    def _test_net_errors(self) -> list:
+        errors = []
+        iters, nets = self.test_iter, self.test_nets or []
+        if isinstance(iters, list):
+            want = len(nets) or 1
+            if len(iters) != want:
+                if nets:
+                    why = (f"lists {len(iters)} values for {len(nets)} test net{'s' if len(nets) > 1 else ''}: one "
+                           "per test net, in the order of test_nets")
+                else:
+                    why = (f"lists {len(iters)} values, one per test net, but the config has one test net (the "
+                           "test phase, reading data.test): declare the others in test_nets")
+                errors.append(located(("test_iter",), why, iters))
+            for i, net in enumerate(nets):
+                if net.test_iter is not None:
+                    errors.append(located(("test_nets", i, "test_iter"), "is also given by the solver's test_iter "
+                                          "list; set it in one place", net.test_iter))
+        seen: dict[str, int] = {}
+        for i, net in enumerate(nets):
+            if net.name in seen:
+                errors.append(located(("test_nets", i, "name"), f"test_nets[{seen[net.name]}] has this name too; "
+                                      "test nets need different names (they name their metrics)", net.name))
+            seen.setdefault(net.name, i)
+        return errors
 
     def policy(self) -> LrPolicy:
         """The lr policy with parameters gathered from both places and ``max_iter`` filled in where used."""
@@ -272,3 +394,22 @@ def learning_rate(solver: SolverConfig, iteration: int) -> float:
     if warmup is not None and it < warmup.iters:
         rate *= warmup.start_factor + (1.0 - warmup.start_factor) * it / warmup.iters
     return rate
+
+
+def test_phases(solver: Optional[SolverConfig], data: Any = None) -> list[TestPhase]:
+    """The test nets of a config, in order: ``solver.test_nets`` with each one's test_iter and data
+    source resolved, or else the one default test net (``test``, reading ``data.test``). ``data`` is
+    the config's data section (or None); that the sources exist is checked by frontend/config.py."""
+    iters = solver.test_iter if solver is not None else None
+    nets = (solver.test_nets if solver is not None else None) or []
+    if not nets:
+        return [TestPhase("test", test_iter=iters[0] if isinstance(iters, list) else iters)]
+    named = set(data.sources()) if data is not None and hasattr(data, "sources") else set()
+    out = []
+    for i, net in enumerate(nets):
+        n = net.test_iter
+        if n is None:
+            n = iters[i] if isinstance(iters, list) and i < len(iters) else (iters if isinstance(iters, int) else None)
+        key = net.data or (net.name if net.name in named else "test")
+        out.append(TestPhase(net.name, tuple(net.stage), net.level, n, key, i))
+    return out

@@ -16,12 +16,15 @@ What happens to each part of a Caffe net:
   therefore written out as ``constant``, so the net starts where Caffe's would. V1 nets' enum types
   (``CONVOLUTION``), ``blobs_lr`` and ``weight_decay`` become types and ``param`` entries.
 - **Data layers** (``Data`` with an LMDB/LevelDB source, ``ImageData``, ``HDF5Data``, ``MemoryData``)
-  become the ``data:`` section with their ``transform_param`` (scale, mean, crop, mirror), and a
-  comment saying what to point ``source`` at. A source whose path names MNIST becomes tfconf's
+  become the ``data:`` section with their ``transform_param`` (scale, mean, crop, mirror). A source
+  that is here (where Caffe would look, or beside the prototxt) is read as it is: a database of
+  Datum records (``format: lmdb``/``leveldb``), an image list (``format: imagelist``), HDF5 files.
+  One that is not here keeps its path, with ``shape:`` when the prototxt tells it (a mean file, a
+  resize, a crop with its mean values), so ``tfconf validate --shapes`` checks the net before the
+  data is made with ``tfconf convert-data``. An absent database whose path names MNIST becomes the
   built-in ``mnist`` set (the same 1x28x28 digits) and one that names CIFAR the synthetic
-  ``patterns`` stand-in of the same shape; HDF5 lists are read as they are; any other source keeps
-  its Caffe path, which tfconf cannot read (LMDB) until the user points it at a file it can.
-  The data layers' tops become tfconf's ``data`` and ``label``.
+  ``patterns`` set of CIFAR's shape, where the net builds on their samples (the siamese net's
+  2-channel pairs do not: it keeps its database). The data layers' tops become ``data`` and ``label``.
 - Deploy inputs (``input:`` with ``input_shape``/``input_dim``) become an ``Input`` layer.
 - **The solver** maps field by field (``solver_type: ADAM`` and ``type: "Adam"`` alike); lr-policy
   parameters the policy does not use, and settings that have no meaning here (``solver_mode``,
@@ -47,8 +50,9 @@ from tfconf.frontend.errors import Location
 
 from .caffe.data import _check_data, _data_section, DATA_TYPES  # noqa: F401 - DATA_TYPES is public
 from .caffe.emit import _compact_layer, _emit
+from .caffe.fields import _Issues
 from .caffe.layers import _check_layers, _dedupe_names, _NetConverter, layer_tables, supported_types  # noqa: F401
-from .caffe.solver import _check_solver, convert_solver
+from .caffe.solver import _check_solver, convert_solver, test_states
 from .caffe.weights import check_weights, import_weights
 from .prototxt import parse_file
 
@@ -68,14 +72,15 @@ class Conversion:
 
 
 # =============================================================================== entry points
-def convert_net(net_path: str, display: str | None = None):
+def convert_net(net_path: str, display: str | None = None, states: list | None = None):
     """(name, layers, data, data comments, net comments, notes) of a net prototxt; raises ConfigError."""
     display = display or str(net_path)
     msg = parse_file(net_path, display)
     conv = _NetConverter(display)
     name, layers, net_comments = conv.convert(msg)
     issues = conv.issues
-    data, data_comments, hints, rename = _data_section(layers, issues)
+    # states: (name, NetState) of the nets the solver builds (caffe/solver.test_states), or None
+    data, data_comments, hints, rename = _data_section(layers, issues, states)
     notes = [h for h in hints if h.startswith("TODO")]
     # the data layers' tops are tfconf's data and label
     if rename and any(k != v for k, v in rename.items()):
@@ -85,20 +90,96 @@ def convert_net(net_path: str, display: str | None = None):
             for key in ("bottom", "top"):
                 if key in layer.spec and not layer.data:
                     layer.spec[key] = [rename.get(n, n) for n in layer.spec[key]]
-    _dedupe_names(layers, issues)
+    _dedupe_names(layers, issues, states)
     _check_layers(layers, issues)
+    if _pop_standins(data) and not issues.issues and not _fits(layers, data):
+        # a built-in set stands in for an absent database only where the net takes its samples
+        for layer in layers:
+            layer.standin = False
+        data, data_comments, hints, _ = _data_section(layers, _Issues())
+        _pop_standins(data)
+        notes = [h for h in hints if h.startswith("TODO")]
     return name, layers, data, (data_comments, hints), net_comments, notes, issues
 
 
+def _relative_paths(section, out_dir: str) -> None:
+    """The absolute data paths of ``section`` (files found here) made relative to ``out_dir``."""
+    for value in (section.values() if isinstance(section, dict) else ()):
+        if not isinstance(value, dict):
+            continue
+        for key in ("source", "mean_file", "root_folder"):
+            v = value.get(key)
+            if isinstance(v, str) and os.path.isabs(v):
+                rel = os.path.relpath(v, out_dir)
+                value[key] = rel + ("/" if key == "root_folder" and v.endswith("/") else "")
+        _relative_paths(value, out_dir)
+
+
+def _pop_standins(section) -> bool:
+    """Whether a data spec of ``section`` is a built-in stand-in (removing the marker)."""
+    found = False
+    for value in (section.values() if isinstance(section, dict) else ()):
+        if isinstance(value, dict):
+            found = bool(value.pop("__standin__", False)) | _pop_standins(value) | found
+    return found
+
+
+def _fits(layers: list, data: dict) -> bool:
+    """Whether both phases of the net build on the samples of their data specs (False when one does
+    not: a stand-in that does not fit). A net that does not validate is not judged here (True): its
+    errors are reported where they are."""
+    from pydantic import ValidationError
+
+    from tfconf.data import DataError, DataSpec, load_source, make_transform
+    from tfconf.engine import api as tc
+    from tfconf.frontend.compiler import NetBuildError, build_net
+    from tfconf.frontend.layers.base import NetState
+    from tfconf.frontend.net_schema import NetConfig
+
+    specs = [layer.spec for layer in layers if not layer.data]
+    if any(spec.get("type") == "Python" for spec in specs):
+        return True  # building would import the layer's module: code from elsewhere is never run here
+    try:
+        net = NetConfig.model_validate({"layers": specs})
+    except ValidationError:
+        return True
+    graph, params, meta = tc.Graph(), {}, {}
+    for phase in ("train", "test"):
+        spec = data.get(phase)
+        if not isinstance(spec, dict) or "source" not in spec:
+            continue
+        try:
+            spec = DataSpec.model_validate(spec)
+            if spec.is_text:
+                return True
+            x, _ = load_source(spec, spec.split or phase, seed=0)
+            shape = make_transform(spec, x.shape[1:], phase).output_shape
+        except (ValidationError, DataError):
+            return True
+        with graph.as_default():
+            inputs = {"data": tc.placeholder(tc.float32, [None, *shape], name="data"),
+                      "label": tc.placeholder(tc.int64, [None], name="label")}
+        try:
+            build_net(net.layers, NetState(phase=phase), graph, params, meta, inputs)
+        except (NetBuildError, ValueError, TypeError):
+            return False
+    return True
+
+
 def convert(net_path: str, solver_path: str | None = None, weights_path: str | None = None, *,
-            weights_name: str | None = None) -> Conversion:
-    """Convert a Caffe net (and solver, and weights). Raises ConfigError with every problem found."""
+            weights_name: str | None = None, out_dir: str | None = None) -> Conversion:
+    """Convert a Caffe net (and solver, and weights). Raises ConfigError with every problem found.
+    Data files found here are written relative to ``out_dir`` (the folder the config goes to; the
+    paths stay absolute without one)."""
     net_display = str(net_path)
-    name, layers, data, data_comments, net_comments, notes, issues = convert_net(net_path, net_display)
+    smsg = parse_file(solver_path, str(solver_path)) if solver_path is not None else None
+    name, layers, data, data_comments, net_comments, notes, issues = convert_net(net_path, net_display,
+                                                                                 test_states(smsg))
+    if out_dir is not None:
+        _relative_paths(data, os.path.abspath(out_dir))
     solver = None
     solver_comments: list[str] = []
     if solver_path is not None:
-        smsg = parse_file(solver_path, str(solver_path))
         before = len(issues.issues)
         solver, solver_comments, s_origins = convert_solver(smsg, issues)
         if len(issues.issues) == before:
@@ -121,6 +202,9 @@ def convert(net_path: str, solver_path: str | None = None, weights_path: str | N
             layer.spec = _compact_layer(layer.spec)
     text = _emit(name, header, net_comments, data, data_comments, layers, solver, solver_comments,
                  os.path.basename(str(solver_path)) if solver_path else None)
-    if not data and not any(layer.type == "Input" for layer in layers):
+    from tfconf.frontend.layers import LAYERS
+
+    if not data and not any(layer.type == "Input" or getattr(LAYERS.get(layer.type), "makes_inputs", False)
+                            for layer in layers):
         notes.append("the net has neither data layers nor inputs: add a data: section or an Input layer")
     return Conversion(text, name, tensors, notes, [layer.spec for layer in layers if not layer.data])

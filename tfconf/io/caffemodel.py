@@ -79,12 +79,16 @@ class CaffeLayer:
 
 # ------------------------------------------------------------------------------------------ reading
 class _Reader:
-    def __init__(self, buf, path: str):
+    """Reads protobuf messages from ``buf``; ``what`` names the message in errors (``a Caffe
+    .caffemodel``, ``a Caffe Datum``)."""
+
+    def __init__(self, buf, path: str, what: str = "a Caffe .caffemodel"):
         self.buf = memoryview(buf)
         self.path = path
+        self.what = what
 
     def fail(self, offset: int, message: str) -> CaffemodelError:
-        return CaffemodelError(f"{self.path}: byte {offset}: {message} (not a Caffe .caffemodel, or a truncated one)")
+        return CaffemodelError(f"{self.path}: byte {offset}: {message} (not {self.what}, or a truncated one)")
 
     def varint(self, i: int, end: int) -> tuple[int, int]:
         buf, shift, result, start = self.buf, 0, 0, i

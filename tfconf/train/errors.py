@@ -7,6 +7,7 @@ import contextlib
 import re
 
 from tfconf.errors import UserError
+from tfconf.frontend.solver_schema import test_phases
 
 
 class TrainError(UserError, ValueError):
@@ -18,8 +19,11 @@ def _layer_index(cfg, op_name):
     """The index of the config layer that created op ``op_name`` (``train/ip2/MatMul``,
     ``gradients/train/ip2/MatMul_grad/...``), or None."""
     names = {layer.name: i for i, layer in enumerate(cfg.net.layers)}
+    nets = {"train", "test"} | {t.name for t in test_phases(cfg.net.solver, cfg.net.data)}
     parts = op_name.split("/")
-    while parts and parts[0] in ("gradients", "train", "test"):
+    if parts and parts[0] == "gradients":
+        parts = parts[1:]
+    if parts and parts[0] in nets:  # the net's scope: train, test, or a further test net's name
         parts = parts[1:]
     return names.get(parts[0]) if parts else None
 

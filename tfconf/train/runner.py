@@ -193,10 +193,10 @@ def _describe_text_data(solver, run_dir, say):
         f"unigram baseline {data.unigram_bits:.3f} bits/char")
 
 
-def _with_bits_per_char(solver, metrics):
+def _with_bits_per_char(solver, net, metrics):
     """For character data, the test loss in bits per character beside the unigram baseline."""
     base = getattr(solver.train_data, "unigram_bits", None)
-    names = [n for n in solver.test_net.losses if n in metrics]
+    names = [n for n in net.losses if n in metrics]
     if base is None or len(names) != 1:
         return metrics
     import math
@@ -242,15 +242,24 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
     test_at = None
 
     def run_test():
+        # NOTE: several test nets report under phase "test" with their metrics named NAME/metric
+        # (metrics.jsonl, the result, sweeps' test.NAME/metric); a single one keeps the plain names
         nonlocal test_metrics, test_at
-        if solver.test_data is None:
+        passes = solver.test_each()  # (each from the start of its data: every pass sees the same batches)
+        if not passes:
             return
         test_at = solver.iteration
-        solver.test_data.seek(0)  # every test pass sees the same batches
-        test_metrics = _with_bits_per_char(solver, solver.test())
-        if test_metrics:
-            metrics.write(solver.iteration, "test", test_metrics)
-            say(f"iter {solver.iteration:6d}  test  " + "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
+        many = len(solver.tests) > 1
+        test_metrics = {}
+        for test, values in passes:
+            values = _with_bits_per_char(solver, test.net, values)
+            if not values:
+                continue
+            named = {f"{test.name}/{k}": v for k, v in values.items()} if many else values
+            metrics.write(solver.iteration, "test", named)
+            say(f"iter {solver.iteration:6d}  {test.name if many else 'test'}  "
+                + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+            test_metrics.update(named)
 
     with _Interrupt() as stop, progress(s.max_iter, start_iter, quiet) as bar:
         if s.test_interval and s.test_initialization and solver.iteration == 0:
@@ -291,31 +300,54 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
             "interrupted": bool(stop.requested), "signal": stop.requested}
 
 
-def test(cfg, weights, iterations=None):
+def test(cfg, weights, iterations=None, net=None):
+    """Test saved weights: every test net of the config (or only the one named ``net``), each over
+    ``iterations`` batches (default its test_iter, else one pass over its data) from the start of
+    its data. A config with one test net gives ``{metric: value}``, one with several
+    ``{"NAME/metric": value}`` (the names training reports)."""
     import numpy as np
 
     from tfconf.engine import api as tc
     from tfconf.data import make_dataset
 
     from ..frontend.config import build_phase, data_tops
+    from ..frontend.layers.base import NetState
+    from ..frontend.solver_schema import test_phases
 
     data = cfg.net.data
-    if data is None or data.test is None:
-        raise cfg.loaded.error(("data",), "testing needs data.test")
     s = cfg.net.solver
+    phases = test_phases(s, data)
+    many = len(phases) > 1
+    if net is not None:
+        names = [t.name for t in phases]
+        if net not in names:
+            raise TrainError(f"the config has no test net named {net!r}.{did_you_mean(net, names)} Its test nets: "
+                             f"{', '.join(names)}")
+        phases = [t for t in phases if t.name == net]
+    if data is None or any(data.source(t.data) is None for t in phases):
+        raise cfg.loaded.error(("data",), "testing needs data.test")
     # the seed training used: synthetic sets are generated from it
     seed = s.random_seed if s is not None and s.random_seed is not None and s.random_seed >= 0 else 0
     w, _ = snap.load_tensors(_weights_path(weights))
-    ds = make_dataset(data.test, "test", root=cfg.root, seed=seed)
+    streams = []
     try:
+        for t in phases:
+            spec = data.source(t.data)
+            if t.data == "train" and spec.split is None:  # test-on-train reads the training split
+                spec = spec.model_copy(update={"split": "train"})
+            streams.append(make_dataset(spec, "test", root=cfg.root, seed=seed))
         g = tc.Graph()
         params = {}
         tops = data_tops(cfg)
-        inputs = None
-        if tops is not None:
-            with g.as_default():
+        with g.as_default():
+            if tops is not None:
                 inputs = {n: tc.placeholder(tc.as_dtype(dt), shape, name=n) for n, (shape, dt) in tops.items()}
-        net = build_phase(cfg, "test", g, params, {}, inputs=inputs, sample_shape=ds.output_shape[1:])
+            else:
+                inputs = {"data": tc.placeholder(tc.float32, [None, *streams[0].output_shape[1:]], name="data"),
+                          "label": tc.placeholder(tc.int64, [None], name="label")}
+        phs = list(inputs.values())  # in the order of a batch's arrays
+        nets = [build_phase(cfg, "test", g, params, {}, inputs=inputs, net=t.name,
+                            state=NetState(phase="test", level=t.level, stages=list(t.stages))) for t in phases]
         missing = [k for k in params if k not in w]
         if missing:
             raise TrainError(f"--weights {weights}: lacks parameters: {', '.join(missing)}")
@@ -326,26 +358,29 @@ def test(cfg, weights, iterations=None):
                 raise TrainError(f"--weights {weights}: parameter {k!r} of layer {k.split('/')[0]!r} has shape "
                                  f"{list(w[k].shape)} in the weights file but the net needs {v.shape.as_list()}")
             v.load(w[k], sess)
-        fetch = {n: t for n, t in net.tops.items() if t.shape.ndims == 0 and n not in ("data", "label")}
-        n = iterations or (cfg.net.solver.test_iter if cfg.net.solver and cfg.net.solver.test_iter else ds.batches_per_epoch)
-        sums = dict.fromkeys(fetch, 0.0)
-        phs = list(inputs.values()) if inputs is not None else [net.tops["data"], net.tops["label"]]
         with g.as_default():
             init_state = tc.variables_initializer(g.get_collection("recurrent_state"))
         sess.run(init_state)
-        with _op_errors_located(cfg):
-            for _ in range(n):
-                out, _ = sess.run([fetch, net.updates], dict(zip(phs, next(ds))))
-                for k, v in out.items():
-                    sums[k] += float(v)
+        out = {}
+        for t, built, ds in zip(phases, nets, streams):
+            fetch = {n: x for n, x in built.tops.items() if x.shape.ndims == 0 and n not in ("data", "label")}
+            n = iterations or t.test_iter or ds.batches_per_epoch
+            sums = dict.fromkeys(fetch, 0.0)
+            with _op_errors_located(cfg):
+                for _ in range(n):
+                    values, _ = sess.run([fetch, built.updates], dict(zip(phs, next(ds))))
+                    for k, v in values.items():
+                        sums[k] += float(v)
+            metrics = {k: float(np.float64(v) / n) for k, v in sums.items()}
+            names = [k for k in built.losses if k in metrics]
+            if getattr(ds, "unigram_bits", None) is not None and len(names) == 1:  # character data
+                metrics.update(bits_per_char=metrics[names[0]] / np.log(2.0), unigram_bits=ds.unigram_bits)
+            out.update({f"{t.name}/{k}": v for k, v in metrics.items()} if many else metrics)
         sess.close()
-        metrics = {k: float(np.float64(v) / n) for k, v in sums.items()}
-        names = [k for k in net.losses if k in metrics]
-        if getattr(ds, "unigram_bits", None) is not None and len(names) == 1:  # character data
-            metrics.update(bits_per_char=metrics[names[0]] / np.log(2.0), unigram_bits=ds.unigram_bits)
-        return metrics
+        return out
     finally:
-        ds.close()
+        for ds in streams:
+            ds.close()
 
 
 #: ops that move no data worth naming a kernel for in `tfconf time`

@@ -1,8 +1,9 @@
 """The training loop: a compiled net, its solver and its data, one ``Session.run`` per iteration.
 
-The train and test nets are built into one graph sharing their parameters. Each iteration feeds
-a batch and the learning rate (computed from the lr policy in Python, exactly Caffe's formulas)
-and runs one op that does forward, backward, weight decay, clipping and the fused updates."""
+The train net and the test nets (one by default; several with ``solver.test_nets``, each with its
+stages and its own data stream) are built into one graph sharing their parameters. Each iteration
+feeds a batch and the learning rate (computed from the lr policy in Python, exactly Caffe's
+formulas) and runs one op that does forward, backward, weight decay, clipping and the fused updates."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from tfconf.errors import UserError
 from tfconf.io.jsonable import jsonable
 from tfconf.engine import api as tc
 from tfconf.engine.devices import like, to_host
+from tfconf.data.batcher import NoFeed
 from tfconf.engine.ops.updates import RULES
 
 from ..frontend.compiler import build_net
 from ..frontend.layers.base import NetState
+from ..frontend.solver_schema import TestPhase, test_phases
 from . import snapshot as snap
 
 
@@ -38,6 +41,22 @@ class TrainResult:
     test_metrics: dict
     wall_time: float
     snapshot: str | None
+
+
+@dataclasses.dataclass
+class TestNet:
+    """One test net of a Solver: what the config says of it, the built net, and its data stream
+    (None where the config has no data for it: the default test net without data.test)."""
+
+    __test__ = False  # (not a pytest test class)
+
+    phase: TestPhase
+    net: object
+    data: object | None
+
+    @property
+    def name(self) -> str:
+        return self.phase.name
 
 
 def _slot_names(rule):
@@ -64,14 +83,25 @@ class Solver:
         self._probe = [0.0, 0.0, 0] if self._prefetch > 0 else None  # batch s, step s, steps
         self.train_data = make_dataset(data.train, "train", root=root, seed=seed, prefetch=0) \
             if data is not None and data.train is not None else None
-        self.test_data = make_dataset(data.test, "test", root=root, seed=seed, prefetch=0) \
-            if data is not None and data.test is not None else None
+        makes_inputs = any(layer.makes_inputs for layer in config.layers)
+        if self.train_data is None and makes_inputs:
+            self.train_data = NoFeed()  # its layers make the inputs (DummyData)
         if self.train_data is None:
             raise ValueError("training needs data.train")
+        phases = test_phases(self.s, data)
+        streams = []  # each test net's own stream (a test pass reads it from its start)
+        try:
+            for t in phases:
+                streams.append(_test_stream(t, data, root, seed, make_dataset, makes_inputs))
+        except BaseException:
+            for ds in [self.train_data, *streams]:
+                if ds is not None:
+                    ds.close()
+            raise
         self.graph = g = tc.Graph()
         g.seed = seed
         with g.as_default():
-            tops = _declared_tops(self.train_data, self.test_data)
+            tops = _declared_tops(self.train_data, [ds for ds in streams if ds is not None])
             if tops is None:  # image-style data: data float [B, ...], label int64 [B]
                 sample = self.train_data.output_shape[1:]
                 self.inputs = {
@@ -86,8 +116,15 @@ class Solver:
                                        self.param_meta, self.inputs, dtype, device=device)
             if self.train_net.loss is None:
                 raise ValueError("the train net has no loss: add a loss layer (e.g. SoftmaxWithLoss)")
-            self.test_net = build_net(config.layers, NetState(phase="test"), g, self.params,
-                                      self.param_meta, self.inputs, dtype, device=device)
+            self.tests = []
+            for t, ds in zip(phases, streams):
+                state = NetState(phase="test", level=t.level, stages=list(t.stages))
+                # (several test nets: each named by its own name, so an op's name says its net)
+                net = build_net(config.layers, state, g, self.params, self.param_meta, self.inputs, dtype,
+                                device=device, scope=t.name if len(phases) > 1 else None)
+                self.tests.append(TestNet(t, net, ds))
+            # the only (or first) test net, by the names a single test net always had
+            self.test_net, self.test_data = self.tests[0].net, self.tests[0].data
             self.lr = tc.placeholder(dtype, [], name="learning_rate")
             self.t = tc.placeholder(dtype, [], name="t")
             self.train_op, self.slots = self._build_updates(dtype)
@@ -286,31 +323,38 @@ class Solver:
         return f"loss became {loss} at iteration {self.iteration}"
 
     def test(self):
-        """Average every scalar output of the test net over ``test_iter`` batches."""
-        if self.test_data is None:
-            return {}
-        fetch = {n: t for n, t in self.test_net.tops.items()
-                 if n not in self.inputs and t.shape.ndims == 0 and n in self._test_metric_names()}
+        """One test pass of every test net: ``{metric: value}`` for a single test net, and
+        ``{"NAME/metric": value}`` for several (:meth:`test_each` keeps them apart)."""
+        out = {}
+        for test, metrics in self.test_each():
+            out.update(metrics if len(self.tests) == 1 else {f"{test.name}/{k}": v for k, v in metrics.items()})
+        return out
+
+    def test_each(self):
+        """(:class:`TestNet`, metrics) of each test net that has data, in order; each averages every
+        scalar output of its net over its ``test_iter`` batches, read from the start of its stream
+        (so every pass sees the same batches, and a resumed run's passes are an uninterrupted one's)."""
+        return [(t, self.test_one(t)) for t in self.tests if t.data is not None]
+
+    def test_one(self, test):
+        """A test pass of one :class:`TestNet` (its metrics, {} when it has none)."""
+        net, data = test.net, test.data
+        fetch = {n: t for n, t in net.tops.items()
+                 if n not in self.inputs and t.shape.ndims == 0 and n in _test_metric_names(net)}
         if not fetch:
             return {}
+        data.seek(0)
         sums = dict.fromkeys(fetch, 0.0)
-        iters = int(self.s.test_iter or 1)
+        iters = int(test.phase.test_iter or 1)
         for _ in range(iters):
-            feed = self.feed(next(self.test_data))
-            if self.test_net.updates:  # e.g. recurrent layers carry their state to the next batch
-                out, _ = self.sess.run([fetch, self.test_net.updates], feed)
+            feed = self.feed(next(data))
+            if net.updates:  # e.g. recurrent layers carry their state to the next batch
+                out, _ = self.sess.run([fetch, net.updates], feed)
             else:
                 out = self.sess.run(fetch, feed)
             for k, v in out.items():
                 sums[k] += float(v)
         return {k: v / iters for k, v in sums.items()}
-
-    def _test_metric_names(self):
-        names = set(self.test_net.outputs) | set(self.test_net.losses)
-        for spec in self.test_net.layers:
-            if spec.type == "Accuracy":
-                names.update(spec.output_names())
-        return names
 
     # ------------------------------------------------------------------ snapshots
     def weights(self):
@@ -369,20 +413,43 @@ class Solver:
     def close(self):
         self.sess.close()
         self.train_data.close()
-        if self.test_data is not None:
-            self.test_data.close()
+        for t in self.tests:
+            if t.data is not None:
+                t.data.close()
 
 
-def _declared_tops(train, test):
-    """name → (shape, dtype) when the data declares its tops (dims that train and test data
-    disagree on become None), else None."""
+def _test_metric_names(net):
+    names = set(net.outputs) | set(net.losses)
+    for spec in net.layers:
+        if spec.type == "Accuracy":
+            names.update(spec.output_names())
+    return names
+
+
+def _test_stream(phase, data, root, seed, make_dataset, makes_inputs=False):
+    """The data stream of one test net (None for the default test net without data.test). A test
+    net reading ``data: train`` reads the training split in the test phase (Caffe's test-on-train)."""
+    spec = data.source(phase.data) if data is not None else None
+    if spec is None:
+        if phase.index is None:
+            return NoFeed() if makes_inputs else None
+        raise ValueError(f"test net {phase.name!r} reads data.{phase.data}, which the data section lacks")
+    if phase.data == "train" and spec.split is None:
+        spec = spec.model_copy(update={"split": "train"})
+    return make_dataset(spec, "test", root=root, seed=seed, prefetch=0)
+
+
+def _declared_tops(train, tests):
+    """name → (shape, dtype) when the data declares its tops (dims that the train and the test
+    streams disagree on become None), else None."""
     tops = getattr(train, "tops", None)
     if tops is None:
         return None
-    other = getattr(test, "tops", None) or {}
     out = {}
     for name, (shape, dt) in tops.items():
-        if name in other and len(other[name][0]) == len(shape):
-            shape = [a if a == b else None for a, b in zip(shape, other[name][0])]
+        for test in tests:
+            other = getattr(test, "tops", None) or {}
+            if name in other and len(other[name][0]) == len(shape):
+                shape = [a if a == b else None for a, b in zip(shape, other[name][0])]
         out[name] = (list(shape), dt)
     return out

@@ -1,4 +1,4 @@
-"""Core layers: Input, Parameter, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy."""
+"""Core layers: Input, DummyData, Parameter, InnerProduct, ReLU, Dropout, SoftmaxWithLoss, Accuracy."""
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from .helpers import LABEL, X4, Net, build, rng, roundtrip
 LAYER_CASES = {
     "Input": ({"shape": [[-1, 3]]}, {}),
     "Parameter": ({"shape": [2, 3]}, {}),
+    "DummyData": ({"shape": [[2, 3]], "data_filler": ["gaussian"]}, {}),
     "InnerProduct": ({"num_output": 2}, {"data": X4}),
     "ReLU": ({}, {"data": X4}),
     "Dropout": ({}, {"data": X4}),
@@ -57,6 +58,51 @@ def test_input_dtype_and_shared_across_phases():
 
     with pytest.raises(NetBuildError, match="1 tops but 2 shapes"):
         Net([{"name": "in", "type": "Input", "shape": [[1], [2]], "top": ["only"]}], {})
+
+
+# ---------------------------------------------------------------------------- DummyData
+def test_dummy_data_makes_its_tops_with_fillers_each_iteration():
+    layer = {"name": "d", "type": "DummyData", "top": ["data", "label", "ones"],
+             "shape": [[400, 2, 3, 3], [400], {"dim": [2, 2]}],
+             "data_filler": [{"type": "gaussian", "mean": 1.0, "std": 2.0}, {"type": "uniform", "min": 0, "max": 4},
+                             {"type": "constant", "value": 1.5}]}
+    assert roundtrip(layer).shape == [[400, 2, 3, 3], [400], [2, 2]]
+    net = build([layer], {})
+    a, lab, ones = net.run(["data", "label", "ones"])
+    assert a.shape == (400, 2, 3, 3) and lab.shape == (400,)
+    assert abs(a.mean() - 1.0) < 0.1 and abs(a.std() - 2.0) < 0.1  # 7,200 draws of N(1, 2)
+    assert lab.min() >= 0 and lab.max() <= 4
+    np.testing.assert_array_equal(ones, np.full((2, 2), 1.5))
+    again, = net.run(["data"])  # refilled each iteration, as Caffe's DummyData refills non-constant tops
+    assert not np.array_equal(a, again)
+    # no filler: constant 0 (Caffe's default); one filler: every top; legacy 4-D num/channels/height/width
+    zeros = build([{"name": "z", "type": "DummyData", "shape": [[2, 3]]}], {})
+    np.testing.assert_array_equal(zeros.run("z"), np.zeros((2, 3)))
+    legacy = roundtrip({"name": "l", "type": "DummyData", "top": ["a", "b"], "num": [5], "channels": [1, 3],
+                        "height": [4], "width": [4]})
+    assert legacy.shape == [[5, 1, 4, 4], [5, 3, 4, 4]]
+    both = build([{"name": "l", "type": "DummyData", "top": ["a", "b"], "shape": [[2], [3]],
+                   "data_filler": {"type": "constant", "value": 7}}], {})
+    assert both.run(["a", "b"])[1].tolist() == [7, 7, 7]
+    for bad, why in [({"shape": []}, "needs shape"), ({"shape": [[2, 0]]}, "positive"),
+                     ({"shape": [[2], [2]], "top": ["a", "b"], "data_filler": ["constant"] * 3}, "one per top"),
+                     ({"shape": [[2]], "num": [2]}, "not both"),
+                     ({"num": [1, 2, 3], "channels": [1, 2]}, "one value or one per top")]:
+        with pytest.raises(ValueError, match=why):
+            roundtrip(dict({"name": "x", "type": "DummyData"}, **bad))
+
+
+def test_dummy_data_imports_from_caffe_and_trains_without_a_data_section(tmp_path):
+    from tfconf.interop.caffe_import import convert
+
+    net = tmp_path / "d.prototxt"
+    net.write_text('layer { name: "data" type: "DummyData" top: "data" top: "label"\n'
+                   '  dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 }\n'
+                   '    data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }\n'
+                   'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }\n')
+    result = convert(str(net))
+    assert result.layers[0] == {"name": "data", "type": "DummyData", "top": ["data", "label"], "shape": [[4, 3], [4]],
+                                "data_filler": [{"type": "gaussian", "std": 1}, {"type": "constant", "value": 1}]}
 
 
 # ---------------------------------------------------------------------------- Parameter

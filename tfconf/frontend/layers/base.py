@@ -115,6 +115,8 @@ class LayerSpec(StrictModel):
     #: why the layer has no :meth:`to_onnx`, for the layers that have none (the registry test
     #: asks every layer for one or the other)
     onnx_absent: ClassVar[str | None] = None
+    #: the layer makes a net's inputs itself (DummyData): a net with one trains without a data section
+    makes_inputs: ClassVar[bool] = False
 
     def flops(self, bottoms, outs, weights, axis=0) -> int:
         """Forward FLOPs per sample (a multiply-add counts 2; tfconf/zoo/flops.py sums them):

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable, Union
 from pydantic import BeforeValidator
 
 __all__ = ["CaffeLayer", "Carry", "Choice", "ENGINE", "Fixed", "Ignored", "LOSS_PARAM", "SOFTMAX_PARAM", "choice", "filler",
-           "flag", "integer", "number", "shape", "text"]
+           "filler_list", "flag", "integer", "number", "shape", "text"]
 
 #: value kinds a Caffe field converts from (a :class:`Choice` is the fifth)
 INT, FLOAT, BOOL, STR, FILLER, SHAPE = "int", "float", "bool", "str", "filler", "shape"
@@ -76,6 +76,11 @@ def text(key: str) -> Carry:
 
 def filler(key: str) -> Carry:
     return Carry(key, FILLER)
+
+
+def filler_list(key: str) -> Carry:
+    """A repeated filler field (DummyData's data_filler): always a list."""
+    return Carry(key, FILLER, "list")
 
 
 def shape(key: str, card: str = "one") -> Carry:

@@ -6,14 +6,14 @@ import math
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tfconf.engine import api as tc
 
-from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler
+from ..fillers import ConstantFiller, FillerSpec, XavierFiller, coerce_filler, filler_tensor
 from .base import LayerSpec, per_sample, register_layer
 from .caffe_map import (
-    ENGINE, LOSS_PARAM, SOFTMAX_PARAM, CaffeLayer, Dims, Fixed, filler, flag, integer, number, shape,
+    ENGINE, LOSS_PARAM, SOFTMAX_PARAM, CaffeLayer, Dims, Fixed, filler, filler_list, flag, integer, number, shape,
 )
 
 
@@ -62,6 +62,75 @@ class Input(LayerSpec):
             dims = [None if d is None or d < 0 else d for d in s]
             out.append(ctx.input(n, dims, self.dtype))
         return out
+
+
+@register_layer
+class DummyData(LayerSpec):
+    """Caffe's DummyData: tops made by fillers, anew each iteration unless constant (Caffe refills
+    them likewise): ``shape: [[64, 1, 28, 28], [64]]`` with ``data_filler: [gaussian, constant]``
+    (one filler for every top, or one per top; none: constant 0). Caffe's legacy ``num``,
+    ``channels``, ``height``, ``width`` (one value, or one per top) give 4-D shapes. No bottoms."""
+
+    type: Literal["DummyData"] = "DummyData"
+    flops_per_output: ClassVar[int | None] = 0
+    caffe = CaffeLayer({"dummy_data_param": {"shape": shape("shape", "list"), "data_filler": filler_list("data_filler"),
+                                             "num": integer("num", "list"), "channels": integer("channels", "list"),
+                                             "height": integer("height", "list"), "width": integer("width", "list")}})
+    onnx_absent = "its tops are made by fillers, not inputs: export the net with an Input layer in its place"
+    makes_inputs: ClassVar[bool] = True
+    shape: list[Dims] = Field(default_factory=list)
+    data_filler: list[FillerSpec] = Field(default_factory=list)
+    num: list[int] = Field(default_factory=list)
+    channels: list[int] = Field(default_factory=list)
+    height: list[int] = Field(default_factory=list)
+    width: list[int] = Field(default_factory=list)
+    num_bottoms: ClassVar = (0, 0)
+    num_tops: ClassVar = None
+
+    @field_validator("data_filler", mode="before")
+    @classmethod
+    def _fillers(cls, v):
+        return [coerce_filler(f) for f in v] if isinstance(v, list) else [coerce_filler(v)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_dims(cls, data):
+        """Caffe's legacy num/channels/height/width → 4-D shapes (the spec keeps only ``shape``)."""
+        keys = ("num", "channels", "height", "width")
+        if not isinstance(data, dict) or not any(data.get(k) for k in keys):
+            return data
+        legacy = [data.get(k) or [] for k in keys]
+        legacy = [v if isinstance(v, list) else [v] for v in legacy]
+        if data.get("shape"):
+            raise ValueError("give shape or the legacy num/channels/height/width, not both (as in Caffe)")
+        n = max(len(v) for v in legacy)
+        if any(len(v) not in (1, n) for v in legacy):
+            raise ValueError("num, channels, height and width each take one value or one per top "
+                             f"({n}). Received: {[len(v) for v in legacy]}")
+        if not all(legacy):
+            raise ValueError("the legacy 4-D dims need all of num, channels, height and width (or give shape)")
+        out = {k: v for k, v in data.items() if k not in keys}
+        out["shape"] = [[v[i if len(v) > 1 else 0] for v in legacy] for i in range(n)]
+        return out
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        if not self.shape:
+            raise ValueError("needs shape: one list of sizes per top, e.g. [[64, 1, 28, 28], [64]]")
+        if any(d < 1 for s in self.shape for d in s):
+            raise ValueError(f"every size must be positive. Received: {self.shape}")
+        if len(self.data_filler) not in (0, 1, len(self.shape)):
+            raise ValueError(f"data_filler takes one filler for every top or one per top ({len(self.shape)}). "
+                             f"Received {len(self.data_filler)}")
+        return self
+
+    def build(self, ctx, bottoms):
+        names = self.output_names()
+        if len(names) != len(self.shape):
+            raise ValueError(f"{len(names)} tops but {len(self.shape)} shapes")
+        fillers = self.data_filler * len(self.shape) if len(self.data_filler) == 1 else self.data_filler
+        fillers = fillers or [ConstantFiller()] * len(self.shape)
+        return [filler_tensor(f, s) for f, s in zip(fillers, self.shape)]
 
 
 @register_layer

@@ -60,12 +60,13 @@ def _emit(name: str, header: list[str], net_comments: list[str], data: dict, dat
         out.append("data:")
         for c in hints:
             out += _comment_lines(c, "  ")
-        for phase in ("train", "test"):
-            if phase not in data:
+        # train, test, then the named sources of further test nets (solver.test_nets reads them)
+        for key in ["train", "test"] + [k for k in data if k not in ("train", "test")]:
+            if key not in data:
                 continue
-            for c in by_phase.get(phase, []):
+            for c in by_phase.get(key, []):
                 out += _comment_lines(c, "  ")
-            out += _wrap_mapping(data[phase], f"  {phase}: ", "    ")
+            out += _wrap_mapping(data[key], f"  {_scalar(key)}: ", "    ")
     out.append("layers:")
     for layer in layers:
         if layer.data:
@@ -80,7 +81,12 @@ def _emit(name: str, header: list[str], net_comments: list[str], data: dict, dat
         for c in solver_comments:
             out += _comment_lines(c, "  ")
         for k, v in solver.items():
-            out.append(f"  {_scalar(k)}: {_flow(v)}")
+            if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):  # test_nets: one per line
+                out.append(f"  {_scalar(k)}:")
+                for x in v:
+                    out += _wrap_mapping(x, "    - ", "       ")
+            else:
+                out.append(f"  {_scalar(k)}: {_flow(v)}")
     return "\n".join(out) + "\n"
 
 

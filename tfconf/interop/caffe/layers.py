@@ -33,14 +33,10 @@ def supported_types() -> tuple[str, ...]:
 
 
 _NOT_SUPPORTED = {
-    "DummyData": "DummyData is not supported: use an Input layer and feed it, or a synthetic data source "
-                 "(spirals, blobs, patterns)",
-    "WindowData": "WindowData (R-CNN windows) is not supported",
     "HDF5Output": "HDF5Output is not supported: tfconf writes outputs with `tfconf test --json`, not layers",
     "Silence": "Silence is not supported: tfconf needs no layer to consume an unused top; remove it",
     "SPP": "SPP (spatial pyramid pooling) is not supported",
     "Im2col": "Im2col is not supported",
-    "Parameter": "Parameter is not supported",
 }
 
 
@@ -320,6 +316,7 @@ class _NetConverter:
         transform: dict = {}
         tops: list[str] = []
         phases = {"train", "test"}
+        rule_specs: dict = {}
         param_name = DATA_TYPES[ltype]
         common = (_V1_COMMON if v1 else _LAYER_COMMON) | {"transform_param", param_name}
         for key in msg.names():
@@ -344,10 +341,7 @@ class _NetConverter:
                     self.issues.add(f0.location, fpath, "expects a message { ... }")
             elif key in ("include", "exclude"):
                 rules = [reader.submessage(f, _RULE, fpath) for f in fields]
-                for f, rule in zip(fields, rules):
-                    if set(rule) - {"phase"}:
-                        self.issues.add(f.location, fpath, "a data layer's level or stage rules are not "
-                                        "supported: tfconf has one train and one test data source")
+                rule_specs[key] = rules  # (stage and level rules choose the test nets it feeds: data.py)
                 ruled = {r["phase"] for r in rules if "phase" in r}
                 if key == "include" and all("phase" in r for r in rules):
                     phases &= ruled  # any include rule that matches includes the layer
@@ -371,7 +365,7 @@ class _NetConverter:
                     self.issues.add(origins.get(k, Origin(field.location, path)).location, f"{path}.{param_name}.{k}",
                                     f"differs from transform_param.{k}")
                 transform.setdefault(k, raw.pop(k))
-        spec = {"raw": raw, "transform": transform, "tops": tops}
+        spec = {"raw": raw, "transform": transform, "tops": tops, **rule_specs}
         return _Layer(index, path, field.location, name, ltype, spec, origins, comments, data=True,
                       phases=tuple(p for p in ("train", "test") if p in phases))
 
@@ -407,41 +401,56 @@ def _check_layers(layers: list[_Layer], issues: _Issues) -> None:
             _pydantic_issues(e, layer.origins, Origin(layer.location, layer.path), issues)
 
 
-def _dedupe_names(layers: list[_Layer], issues: _Issues) -> None:
-    """Caffe allows one name for two layers of different phases (they share weights); tfconf needs
-    unique names, so the later one is renamed, its parameters named to stay shared."""
-    seen: dict[str, _Layer] = {}
+def _dedupe_names(layers: list[_Layer], issues: _Issues, states: list | None = None) -> None:
+    """Names are unique within each net the solver builds (``states``: (name, NetState) of each,
+    default train and test). Two layers of one name that their rules keep in different nets keep it:
+    tfconf shares their parameters by name, as Caffe's test nets share the train net's (where the
+    later one's ``param`` lacks a shared name the first one gives, it is copied). Caffe also allows
+    two layers of one name in the same net (they do not share blobs there), which tfconf does not:
+    the later one is renamed."""
+    from .solver import default_states, included
+
+    states = states or default_states()
+    names = {layer.spec["name"] for layer in layers if not layer.data}
+    first: dict = {}  # (net, name) → the first layer of that name in that net
+    by_name: dict = {}  # name → the first layer of that name
     for layer in layers:
         if layer.data:
             continue
         name = layer.spec["name"]
-        first = seen.get(name)
-        if first is None:
-            seen[name] = layer
+        nets = [net for net, state in states if included(layer.spec, state)]
+        clash = next(((net, first[(net, name)]) for net in nets if (net, name) in first), None)
+        if clash is None:
+            for net in nets:
+                first[(net, name)] = layer
+            other = by_name.setdefault(name, layer)
+            if other is not layer:
+                _share_params(other, layer)
             continue
-        phases = [r.get("phase") for r in layer.spec.get("include", [])]
-        suffix = phases[0] if len(phases) == 1 and phases[0] else "2"
-        new = f"{name}_{suffix}"
-        while new in seen:
-            new += "_"
-        if first.type != layer.type:
-            issues.add(layer.location, layer.path, f"a second layer named {name!r} ({first.path} is a "
-                       f"{first.type}); tfconf needs unique layer names")
-            continue
-        caffe = _layers()[layer.type].caffe
-        if caffe.read_blobs is not None:  # state that is not a shared parameter
-            issues.add(layer.location, layer.path, f"a second {layer.type} named {name!r} ({first.path}): Caffe "
-                       "shares its statistics between the two, tfconf cannot; use one layer for both phases")
-            continue
+        net, other = clash
+        k = 2
+        while f"{name}_{k}" in names:
+            k += 1
+        new = f"{name}_{k}"
+        names.add(new)
         layer.spec["name"] = new
-        first_params = first.spec.get("param") or []
-        blobs = caffe.blob_names(layer.spec)
-        if blobs:
-            params = layer.spec.setdefault("param", [])
-            for i, sfx in enumerate(blobs):
-                shared = first_params[i].get("name") if i < len(first_params) else None
-                _at(params, i).setdefault("name", shared or f"{name}/{sfx}")
-            layer.spec = _ordered(layer.spec)
-        layer.comments.append(f"also named {name} in Caffe ({first.path} has that name); renamed {new}, "
-                              "its parameters shared with that layer as Caffe shares them")
-        seen[new] = layer
+        for n in nets:
+            first[(n, new)] = layer
+        by_name[new] = layer
+        where = "every net" if len(nets) == len(states) else f"the {net} net"
+        layer.comments.append(f"also named {name} in Caffe, like {other.path}, which is in {where} with it: "
+                              f"renamed {new} (tfconf's layer names are unique within each net; Caffe's two "
+                              "layers did not share blobs either)")
+
+
+def _share_params(first: _Layer, layer: _Layer) -> None:
+    """A layer of ``first``'s name in another net shares its blobs: the shared names ``first``'s
+    ``param`` gives are copied where ``layer``'s gives none."""
+    first_params = first.spec.get("param") or []
+    if first.type != layer.type or not any(p.get("name") for p in first_params):
+        return
+    params = layer.spec.setdefault("param", [])
+    for i, p in enumerate(first_params):
+        if p.get("name"):
+            _at(params, i).setdefault("name", p["name"])
+    layer.spec = _ordered(layer.spec)

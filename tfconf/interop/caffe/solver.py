@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from tfconf.frontend.errors import Location
-from tfconf.frontend.layers.caffe_map import Ignored, choice, flag, integer, number, text
+from tfconf.frontend.layers.base import NetState, NetStateRule
+from tfconf.frontend.layers.caffe_map import STR, Carry, Ignored, choice, flag, integer, number, text
 
 from ..prototxt import Message
 from .fields import Origin, _Issues, _MessageReader, _pydantic_issues, _show
@@ -46,8 +47,72 @@ _SOLVER_UNSUPPORTED = {
     "train_net_param": "an inline train_net_param is not supported: write the net in its own prototxt",
     "test_net_param": "inline test nets are not supported: tfconf tests the net in its test phase",
     "train_state": "train_state is not supported: tfconf chooses the phase itself",
-    "test_state": "test_state is not supported: tfconf has one test phase",
 }
+#: Caffe's NetState, as a test_state gives it (each test net is built in the TEST phase)
+_TEST_STATE = {"stage": Carry("stage", STR, "list"), "level": integer("level"),
+               "phase": choice("phase", {"TEST": "test"}, {"TRAIN": "a test net is built in the TEST phase"})}
+
+
+# =============================================================================== the nets
+def default_states() -> list:
+    """(name, NetState) of the nets of a solver without test_state: train, and one test net."""
+    return [("train", NetState(phase="train")), ("test", NetState(phase="test"))]
+
+
+def test_states(msg: Message | None) -> list | None:
+    """(name, NetState) of the nets a solver builds: train, then one test net per test_state (named as
+    :func:`convert_solver` names them); None without a solver or without test_state. Problems with
+    the test_states are :func:`convert_solver`'s to report."""
+    if msg is None or not msg.all("test_state"):
+        return None
+    nets, _ = _test_nets(msg, _Issues())
+    return [("train", NetState(phase="train"))] + [
+        (net["name"], NetState(phase="test", level=net.get("level", 0), stages=_listed(net.get("stage", []))))
+        for net in nets]
+
+
+def _listed(v) -> list:
+    return [v] if isinstance(v, str) else list(v)
+
+
+def included(spec: dict, state: NetState) -> bool:
+    """Whether a converted layer (its spec's include/exclude rule dicts) is in the net of ``state``:
+    Caffe's rule, as LayerSpec.included applies it."""
+    def matches(rule):
+        try:
+            return NetStateRule.model_validate(rule).matches(state)
+        except ValueError:  # a rule whose problems were reported (its bad fields left out)
+            return False
+
+    include, exclude = spec.get("include") or [], spec.get("exclude") or []
+    if include and not any(matches(r) for r in include):
+        return False
+    return not any(matches(r) for r in exclude)
+
+
+def _test_nets(msg: Message, issues: _Issues):
+    """([{name, stage, level}] of the test_states in order, the first one's origin). A test net is named
+    by its stages (joined by +), else test (test1, test2... for several)."""
+    fields = msg.all("test_state")
+    reader = _MessageReader(issues, [], {})
+    nets, used = [], set()
+    for i, f in enumerate(fields):
+        rule = reader.submessage(f, _TEST_STATE, f"test_state[{i}]")
+        stages = list(rule.get("stage", []))
+        name = "+".join(stages) if stages else ("test" if len(fields) == 1 else f"test{i + 1}")
+        if name == "train":
+            name = "train-stage"
+        base, k = name, 2
+        while name in used:
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
+        net = {"name": name}
+        if stages:
+            net["stage"] = stages[0] if len(stages) == 1 else stages
+        if rule.get("level"):
+            net["level"] = rule["level"]
+        nets.append(net)
+    return nets, (Origin(fields[0].location, "test_state") if fields else None)
 
 
 def convert_solver(msg: Message, issues: _Issues):
@@ -59,7 +124,9 @@ def convert_solver(msg: Message, issues: _Issues):
         if key in _SOLVER_UNSUPPORTED:
             issues.add(msg.first(key).location, key, _SOLVER_UNSUPPORTED[key])
     reader = _MessageReader(issues, comments, origins)
-    filtered = Message([f for f in msg if f.name not in _SOLVER_UNSUPPORTED], msg.location)
+    nets, nets_origin = _test_nets(msg, issues)
+    filtered = Message([f for f in msg if f.name not in _SOLVER_UNSUPPORTED and f.name != "test_state"],
+                       msg.location)
     raw: dict = {}
     reader.read(filtered, _SOLVER, "solver", raw)
     solver_type, enum_type = raw.get("type"), raw.get("solver_type")
@@ -75,12 +142,25 @@ def convert_solver(msg: Message, issues: _Issues):
                 out["type"] = value
                 origins["type"] = origins["solver_type"]
         elif key == "test_iter":
-            if len(value) > 1:
-                issues.add(origins["test_iter"].location, "test_iter", "several test nets are not supported: "
-                           "tfconf tests the net in its test phase (give one test_iter)")
-            out["test_iter"] = value[0]
+            if nets:  # one test_iter per test_state, in order (Caffe's rule): each net takes its own
+                if len(value) != len(nets):
+                    issues.add(origins["test_iter"].location, "test_iter", f"gives {len(value)} values for "
+                               f"{len(nets)} test_state{'s' if len(nets) > 1 else ''}: Caffe needs one test_iter "
+                               "per test net", value)
+                for net, n in zip(nets, value):
+                    net["test_iter"] = n
+                out["test_nets"] = nets
+                origins["test_nets"] = origins["test_iter"]
+            else:
+                if len(value) > 1:
+                    issues.add(origins["test_iter"].location, "test_iter", f"gives {len(value)} values for one test "
+                               "net: several test nets are declared by test_state (one test_iter for each)", value)
+                out["test_iter"] = value[0]
         else:
             out[key] = value
+    if nets and "test_nets" not in out:
+        issues.add(nets_origin.location, "test_state", "the test nets need their test_iter (one per test_state, "
+                   "as Caffe requires)")
     policy = out.get("lr_policy")
     if policy is not None:
         if policy not in _POLICY_USES:

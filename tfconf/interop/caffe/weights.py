@@ -59,7 +59,7 @@ def import_weights(weights_path: str, layers: list[_Layer]):
                 rank = 1 if suffixes[j].startswith("bias") else caffe.legacy_ranks.get(suffixes[j], a.ndim)
                 while a.ndim > rank and a.shape[0] == 1:
                     a = a.reshape(a.shape[1:])
-            tensors[key] = np.ascontiguousarray(a, dtype=np.float32)
+            tensors[key] = np.array(a, dtype=np.float32, order="C")  # (ascontiguousarray makes a 0-axis blob 1-D)
     issues.raise_if_any()
     if ignored:
         notes.append(f"{display}: ignored layers that are not in the net (as Caffe ignores them): "
