@@ -8,6 +8,7 @@ through the real CLI, with no file written."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import textwrap
 
 import numpy as np
@@ -27,7 +28,7 @@ from tfconf.train.snapshot import load_tensors, save_tensors
 from ..frontend.layers.cases import CASES
 
 ZOO = REPO / "model_zoo"
-SHARED_CAFFE = REPO.parent / "shared" / "caffe"
+SHARED_CAFFE = Path(__file__).parent / "caffe"  # copies of Caffe's own files (../shared/caffe), in the repository
 #: the fields a deploy net leaves to the test phase (and bottom/top, compared resolved)
 NOT_WRITTEN = {"bottom", "top", "include", "exclude", "loss_weight", "propagate_down", "device"}
 
