@@ -155,7 +155,7 @@ def test_the_cache_is_bounded_and_reads_stay_correct(tmp_path):
         np.testing.assert_array_equal(xs[idx], x[idx])
         np.testing.assert_array_equal(ys[idx], idx)
     samples = xs.samples
-    assert samples._cached_bytes <= 0.01 * (1 << 20) and len(samples._cache) < 50
+    assert samples._cache.nbytes <= 0.01 * (1 << 20) and len(samples._cache) < 50
 
 
 def test_a_record_of_another_shape_or_a_broken_one_is_named(tmp_path, Datum):
@@ -288,3 +288,14 @@ def test_convert_data_refuses_cleanly_and_leaves_no_partial_database(tmp_path):
     assert r.returncode == 2 and "already exists" in r.stderr
     r = run(["convert-data", "mnist", tmp_path / "x", "--backend", "rocksdb"])
     assert r.returncode == 2 and "lmdb or leveldb" in r.stderr
+
+
+def test_images_of_several_sizes_convert_but_their_mean_needs_one_size(tmp_path):
+    (tmp_path / "c" / "a").mkdir(parents=True)
+    for i, size in enumerate([(4, 5), (6, 3)]):
+        Image.fromarray(np.zeros((*size, 3), np.uint8)).save(tmp_path / "c" / "a" / f"{i}.png")
+    r = run(["convert-data", tmp_path / "c", tmp_path / "db"])
+    assert r.returncode == 0 and "2 records" in r.stdout, r.stderr  # as convert_imageset, sizes may differ
+    r = run(["convert-data", tmp_path / "c", tmp_path / "db2", "--mean", tmp_path / "m.binaryproto"])
+    assert r.returncode == 2 and "--mean needs samples of one shape" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "db2").exists() and not (tmp_path / "m.binaryproto").exists()

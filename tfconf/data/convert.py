@@ -118,11 +118,16 @@ def convert_data(source: str, out: str, *, backend: str = "lmdb", fmt: Optional[
                 yield f"{n:08d}".encode(), encode_datum(sample, int(y[i]), value), sample
 
         first = np.asarray(x[order[0]])
-    total = np.zeros(first.shape, np.float64)
+    total = np.zeros(first.shape, np.float64) if mean is not None else None
 
-    def summed():
+    def summed():  # the mean, when asked for, of samples that must then share one shape
         for key, value, sample in records():
-            total.__iadd__(sample)
+            if total is not None:
+                if sample.shape != total.shape:
+                    raise DataError(f"--mean needs samples of one shape: {key.decode(errors='replace')} is "
+                                    f"{list(sample.shape)}, the first {list(total.shape)} (resize them with "
+                                    "--resize-height/--resize-width)")
+                np.add(total, sample, out=total)
             yield key, value
 
     count = write_database(out, summed(), backend)

@@ -21,6 +21,42 @@ from tfconf.data.errors import DataError
 CACHE_BYTES = 256 << 20
 
 
+class BoundedCache:
+    """Recently used arrays by key, at most ``limit`` bytes of them (the oldest go first; the newest
+    always stays). Safe to use from the prefetch thread and the main thread at once."""
+
+    def __init__(self, limit: int = CACHE_BYTES):
+        self.limit = int(limit)
+        self.nbytes = 0
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key):
+        """The item cached under ``key`` (marked as just used), else None."""
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key, item, nbytes: int) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (item, int(nbytes))
+            self.nbytes += int(nbytes)
+            while self.nbytes > self.limit and len(self._items) > 1:
+                _, (_, old) = self._items.popitem(last=False)
+                self.nbytes -= old
+
+    def __getitem__(self, key):
+        hit = self.get(key)
+        return None if hit is None else hit[0]
+
+
 class LazySamples:
     """``n`` samples, sample ``i`` read by ``read(i) -> (x uint8/float32 [C, H, W], label)``;
     ``name(i)`` says which record or file it is (for errors). ``labels``, when the source knows them
@@ -35,10 +71,7 @@ class LazySamples:
         self._index: Optional[np.ndarray] = None  # a subset (classes:) as indices into the source
         self._n = int(n)
         self._labels = None if labels is None else np.asarray(labels, np.int64)
-        self._cache: collections.OrderedDict = collections.OrderedDict()
-        self._cached_bytes = 0
-        self._cache_bytes = int(cache_bytes)
-        self._lock = threading.Lock()
+        self._cache = BoundedCache(cache_bytes)
         first, _ = self._fetch(0)
         self.sample_shape = tuple(first.shape)
         self.dtype = first.dtype
@@ -53,11 +86,9 @@ class LazySamples:
 
     def _fetch(self, i: int):
         """(x, label) of sample ``i`` of the source (not of a subset), from the cache or read."""
-        with self._lock:
-            hit = self._cache.get(i)
-            if hit is not None:
-                self._cache.move_to_end(i)
-                return hit
+        hit = self._cache[i]
+        if hit is not None:
+            return hit
         x, label = self._read(i)
         x = np.asarray(x)
         if hasattr(self, "sample_shape") and (x.shape != self.sample_shape or x.dtype != self.dtype):
@@ -71,13 +102,7 @@ class LazySamples:
         if self._labels is not None:
             label = int(self._labels[i])
         item = (x, int(label))
-        with self._lock:
-            if i not in self._cache:
-                self._cache[i] = item
-                self._cached_bytes += x.nbytes
-                while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
-                    _, (old, _) = self._cache.popitem(last=False)
-                    self._cached_bytes -= old.nbytes
+        self._cache.put(i, item, x.nbytes)
         return item
 
     def take(self, idx) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,6 @@ is a pure function of ``(seed, i)``, so a resumed run sees the batches of an uni
 
 from __future__ import annotations
 
-import collections
 import os
 import threading
 from typing import Optional
@@ -35,6 +34,7 @@ import numpy as np
 from tfconf.data.batcher import Batcher
 from tfconf.data.caffe_db import read_image, resize
 from tfconf.data.errors import DataError
+from tfconf.data.lazy import BoundedCache
 from tfconf.data.paths import regular, resolve
 from tfconf.data.transforms import Transform
 
@@ -147,21 +147,13 @@ class WindowBatcher(Batcher):
         self._orders: dict = {}
         self._lock = threading.Lock()
         self._worker = None
-        self._images: collections.OrderedDict = collections.OrderedDict()
-        self._image_bytes, self._cache_bytes = 0, int(cache_bytes)
+        self._images = BoundedCache(cache_bytes)
 
     def _image(self, k: int) -> np.ndarray:
-        with self._lock:
-            hit = self._images.get(k)
-            if hit is not None:
-                self._images.move_to_end(k)
-                return hit
-        im = read_image(self.windows.images[k], self.is_color)
-        with self._lock:
-            self._images[k] = im
-            self._image_bytes += im.nbytes
-            while self._image_bytes > self._cache_bytes and len(self._images) > 1:
-                self._image_bytes -= self._images.popitem(last=False)[1].nbytes
+        im = self._images[k]
+        if im is None:
+            im = read_image(self.windows.images[k], self.is_color)
+            self._images.put(k, im, im.nbytes)
         return im
 
     def picks_at(self, iteration: int):
