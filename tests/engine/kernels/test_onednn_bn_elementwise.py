@@ -119,12 +119,24 @@ def _resnet_block(g, c, stride_in=1):
     r = tc.constant(np.random.default_rng(c).standard_normal(top.shape.as_list()).astype(np.float32))
     grads = tc.gradients(tc.reduce_sum(top * r), [x] + list(params.values()))
     assert len(grads) >= 7 and grads[0] is not None
-    return x, [top] + [d for d in grads if d is not None], net.updates
+    kinks = [net.layer_tops[n][0] for n in ("c1_scale", "sum")]  # what the two ReLUs see
+    return x, [top] + [d for d in grads if d is not None], kinks
+
+
+def _clear_of_kinks(ref, kinks, feed, margin=2e-6):
+    """A ReLU input within float32 noise of 0 may fall on either side in the two kernels, which
+    turns one element's gradient on or off and (through batch norm's means) moves every gradient
+    of its channel: about 1 draw in 300 of random weights did that. The weights are seeded, and
+    this says so if a change of initializer ever lands one on a kink."""
+    for t, v in zip(kinks, ref.run(kinks, feed)):
+        near = float(np.abs(v).min() / np.abs(v).max())
+        assert near > margin, f"{t.name}: a ReLU input {near:.2g} of its scale from 0; pick another seed"
 
 
 @pytest.mark.parametrize("c", [16, 20, 8])
 def test_resnet_block_forward_and_gradients(g, c):
-    x, fetches, updates = _resnet_block(g, c)
+    tc.set_random_seed(1000 + c)  # unseeded weights put a ReLU input on its kink now and then (see below)
+    x, fetches, kinks = _resnet_block(g, c)
     xv = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
     fast, ref = (tc.Session(graph=g, config=tc.SessionConfig(kernels=k)) for k in ("onednn", "numpy"))
     with fast, ref:
@@ -133,6 +145,7 @@ def test_resnet_block_forward_and_gradients(g, c):
         fast.run(init)
         for v in tc.global_variables():  # the same weights in both sessions
             v.load(ref.run(v), fast)
+        _clear_of_kinks(ref, kinks, {x: xv})
         got, want = fast.run(fetches, {x: xv}), ref.run(fetches, {x: xv})
         info = fast.plan_info(fetches, {x: xv})
     for a, b in zip(got, want):
