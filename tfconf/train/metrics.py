@@ -17,6 +17,7 @@ class MetricsLog:
 
     def __init__(self, run_dir, append, upto=None, callbacks=()):
         self.callbacks = list(callbacks)
+        self.stop_reason = None  # the first reason a callback gave to end the run early
         if append and upto is not None:
             truncate_metrics(run_dir, upto)
         mode = "a" if append else "w"
@@ -37,7 +38,9 @@ class MetricsLog:
         except OSError as e:
             raise naming(e, self.jsonl.name) from None
         for cb in self.callbacks:
-            cb.on_metrics(iteration, phase, values)
+            reason = cb.on_metrics(iteration, phase, values)
+            if reason and not self.stop_reason:
+                self.stop_reason = str(reason)
 
     def close(self):
         self.jsonl.close()

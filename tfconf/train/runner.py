@@ -22,7 +22,10 @@ class Callback:
     """Hooks into a training run (``train(cfg, callbacks=[...])``; e.g. TensorBoard). Override what
     you need: ``on_train_begin`` once the solver is ready (its graph built, weights loaded or
     resumed), ``on_metrics`` with every event metrics.jsonl records (phase ``train``: loss and lr
-    at each ``display``; ``test``: the test metrics), ``on_train_end`` when the run stops, however."""
+    at each ``display``; ``test``: the test metrics), ``on_train_end`` when the run stops, however.
+    ``on_metrics`` may return a reason (a non-empty string) to end the run early and normally after
+    the current iteration, with a snapshot (early stopping, a sweep pruning a trial); the result's
+    ``stopped`` then holds the reason."""
 
     def on_train_begin(self, solver, run_dir):
         pass
@@ -279,6 +282,11 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
                 run_test()
             if s.snapshot and it % s.snapshot == 0:
                 last_snapshot = _save(solver, prefix, last)
+            if metrics.stop_reason and not stop.requested:
+                if last_snapshot is None or not last_snapshot.endswith(f"_iter_{it}.solverstate.safetensors"):
+                    last_snapshot = _save(solver, prefix, last)
+                say(f"stopped at iteration {it} of {s.max_iter}: {metrics.stop_reason}")
+                break
             if stop.requested:
                 if last_snapshot is None or not last_snapshot.endswith(f"_iter_{it}.solverstate.safetensors"):
                     last_snapshot = _save(solver, prefix, last)
@@ -297,7 +305,7 @@ def _loop_body(solver, s, metrics, prefix, say, quiet, last, stop_at=None):
             + (f"; test " + ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()) if test_metrics else ""))
     return {"iterations": solver.iteration, "train_loss": None if loss is None else float(loss),
             "test": test_metrics, "test_iteration": test_at, "wall_time": wall, "snapshot": last_snapshot,
-            "interrupted": bool(stop.requested), "signal": stop.requested}
+            "interrupted": bool(stop.requested), "signal": stop.requested, "stopped": metrics.stop_reason}
 
 
 def test(cfg, weights, iterations=None, net=None):

@@ -107,3 +107,43 @@ def read_snapshot(spath: str):
         raise SnapshotError(f"{spath}: a damaged solver state ({type(e).__name__}: {e})") from None
     weights, _ = load_tensors(wpath)
     return weights, slots, state
+
+
+# ---------------------------------------------------------------------------- best/last aliases
+ALIASES = ("last", "best")
+
+
+def write_alias(folder: str, name: str, spath: str, **info) -> str:
+    """``FOLDER/NAME.json`` (NAME: ``last`` or ``best``) naming the snapshot whose solver-state path
+    is ``spath``, written atomically; ``info`` (e.g. the monitored metric and its value) is kept
+    with it. Only file names are stored, never paths: an alias resolves beside itself."""
+    if name not in ALIASES:
+        raise ValueError(f"alias {name!r}: one of {', '.join(ALIASES)}")
+    m = _ITER.search(os.path.basename(spath))
+    if not m:
+        raise ValueError(f"{spath} is not a snapshot's solver-state file")
+    state = os.path.basename(spath)
+    body = {"iteration": int(m.group(1)), "weights": state[: -len(".solverstate.safetensors")] + ".safetensors",
+            "state": state, **info}
+    path = os.path.join(folder, f"{name}.json")
+    atomic_write_bytes(path, (json.dumps(body, indent=1) + "\n").encode())
+    return path
+
+
+def read_alias(folder: str, name: str):
+    """The alias ``name`` of ``folder`` with ``weights``/``state`` made full paths (beside the alias),
+    or None when there is none or it names a snapshot that is no longer complete."""
+    path = os.path.join(folder, f"{name}.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            body = json.load(f)
+        weights = os.path.join(folder, os.path.basename(str(body["weights"])))
+        state = os.path.join(folder, os.path.basename(str(body["state"])))
+        int(body["iteration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SnapshotError(f"{path}: a damaged {name} alias (not the JSON tfconf writes)") from None
+    if not (os.path.isfile(weights) and os.path.isfile(state)):
+        return None
+    return dict(body, weights=weights, state=state)
